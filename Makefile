@@ -1,0 +1,63 @@
+# tollgate — `make help` lists every target.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+PROFILE ?= embedded
+PROTOS := $(shell find proto -name '*.proto')
+export LITELLM_LOCAL_MODEL_COST_MAP := True
+export LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS := True
+
+.PHONY: help install proto proto-check run test test-unit test-integration test-e2e lint fmt clean
+
+help: ## List every target
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed ## Create the virtualenv and install tollgate with its dev tools
+
+proto: $(VENV)/.installed ## Generate Python code and .pyi stubs from proto/ into tollgate/
+	rm -rf tollgate
+	PATH=$(BIN):$$PATH $(PY) -m grpc_tools.protoc -I proto --python_out=. --pyi_out=. --grpc_python_out=. \
+		--mypy_grpc_out=. $(PROTOS)
+	find tollgate -type d -exec touch {}/__init__.py \;
+	touch tollgate/py.typed
+
+proto-check: proto ## Fail when the generated code in git is stale
+	@git diff --exit-code --stat -- tollgate || (echo "generated code is stale: run 'make proto' and commit" && exit 1)
+	@test -z "$$(git status --porcelain -- tollgate)" || (echo "untracked generated files: run 'make proto' and commit" && exit 1)
+
+run: $(VENV)/.installed ## Start the whole suite (PROFILE=embedded: SQLite, no Redis; PROFILE=prod: local PostgreSQL + Redis)
+	$(PY) -m services.launcher --profile $(PROFILE)
+
+test: $(VENV)/.installed ## Run every test: unit, integration (PostgreSQL, Redis) and end-to-end (openai SDK)
+	$(BIN)/pytest -q
+
+test-unit: $(VENV)/.installed ## Unit tests only
+	$(BIN)/pytest -q tests/unit
+
+test-integration: $(VENV)/.installed ## Integration tests (real PostgreSQL and Redis)
+	$(BIN)/pytest -q tests/integration
+
+test-e2e: $(VENV)/.installed ## End-to-end tests: the suite as real processes, the openai SDK as client
+	$(BIN)/pytest -q tests/e2e
+
+lint: $(VENV)/.installed ## ruff and mypy over our code, generated stubs included
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+fmt: $(VENV)/.installed ## Format and autofix
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean: ## Remove the virtualenv, caches and local data
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

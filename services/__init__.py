@@ -1,0 +1,1 @@
+"""tollgate's services: gateway, router, credits, keyvault and health, plus their shared runtime."""

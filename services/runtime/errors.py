@@ -1,0 +1,142 @@
+"""Domain errors and the one table that maps them to gRPC status, HTTP status and OpenAI error type.
+
+Services raise `DomainError`; the `rpc` decorator turns it into a gRPC status with the error code
+and parameter in trailing metadata; the gateway turns the status back into the same `DomainError`
+and answers with the HTTP status and OpenAI type from `ERRORS`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple, TypeVar, cast
+
+import grpc
+
+log = logging.getLogger("tollgate.errors")
+
+
+class ErrorKind(NamedTuple):
+    grpc_status: grpc.StatusCode
+    http_status: int
+    type: str
+
+
+ERRORS: dict[str, ErrorKind] = {
+    "invalid_request": ErrorKind(grpc.StatusCode.INVALID_ARGUMENT, 400, "invalid_request_error"),
+    "invalid_api_key": ErrorKind(grpc.StatusCode.UNAUTHENTICATED, 401, "authentication_error"),
+    "insufficient_credits": ErrorKind(grpc.StatusCode.FAILED_PRECONDITION, 402, "insufficient_quota"),
+    "permission_denied": ErrorKind(grpc.StatusCode.PERMISSION_DENIED, 403, "permission_error"),
+    "model_not_found": ErrorKind(grpc.StatusCode.NOT_FOUND, 404, "invalid_request_error"),
+    "not_found": ErrorKind(grpc.StatusCode.NOT_FOUND, 404, "invalid_request_error"),
+    "method_not_allowed": ErrorKind(grpc.StatusCode.UNIMPLEMENTED, 405, "invalid_request_error"),
+    "conflict": ErrorKind(grpc.StatusCode.ABORTED, 409, "invalid_request_error"),
+    "request_too_large": ErrorKind(grpc.StatusCode.INVALID_ARGUMENT, 413, "invalid_request_error"),
+    "idempotency_key_reused": ErrorKind(grpc.StatusCode.ALREADY_EXISTS, 422, "invalid_request_error"),
+    "rate_limit_exceeded": ErrorKind(grpc.StatusCode.RESOURCE_EXHAUSTED, 429, "rate_limit_error"),
+    "internal_error": ErrorKind(grpc.StatusCode.INTERNAL, 500, "api_error"),
+    "provider_error": ErrorKind(grpc.StatusCode.UNAVAILABLE, 502, "api_error"),
+    "provider_auth_failed": ErrorKind(grpc.StatusCode.UNAVAILABLE, 502, "api_error"),
+    "provider_unavailable": ErrorKind(grpc.StatusCode.UNAVAILABLE, 503, "api_error"),
+    "service_unavailable": ErrorKind(grpc.StatusCode.UNAVAILABLE, 503, "api_error"),
+    "timeout": ErrorKind(grpc.StatusCode.DEADLINE_EXCEEDED, 504, "timeout_error"),
+}
+
+# How a bare gRPC status (no tollgate code in its metadata) reads at the edge.
+_BY_STATUS: dict[grpc.StatusCode, str] = {
+    grpc.StatusCode.INVALID_ARGUMENT: "invalid_request",
+    grpc.StatusCode.UNAUTHENTICATED: "invalid_api_key",
+    grpc.StatusCode.PERMISSION_DENIED: "permission_denied",
+    grpc.StatusCode.NOT_FOUND: "not_found",
+    grpc.StatusCode.ALREADY_EXISTS: "idempotency_key_reused",
+    grpc.StatusCode.ABORTED: "conflict",
+    grpc.StatusCode.FAILED_PRECONDITION: "insufficient_credits",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "rate_limit_exceeded",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "timeout",
+    grpc.StatusCode.UNAVAILABLE: "service_unavailable",
+    grpc.StatusCode.CANCELLED: "service_unavailable",
+}
+
+CODE_KEY = "tollgate-code"
+PARAM_KEY = "tollgate-param"
+
+
+@dataclass
+class DomainError(Exception):
+    code: str
+    message: str
+    param: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
+
+    @property
+    def kind(self) -> ErrorKind:
+        return ERRORS.get(self.code, ERRORS["internal_error"])
+
+    def body(self) -> dict[str, Any]:
+        """The OpenAI error object."""
+        return {"error": {"message": self.message, "type": self.kind.type, "param": self.param, "code": self.code}}
+
+
+def from_rpc_error(exc: grpc.aio.AioRpcError, service: str) -> DomainError:
+    """Read a failed call back into the domain error its server raised."""
+    meta = {k: v for k, v in (exc.trailing_metadata() or ()) if isinstance(v, str)}
+    status = exc.code()
+    code = meta.get(CODE_KEY)
+    if code:
+        return DomainError(code, exc.details() or code, meta.get(PARAM_KEY) or None)
+    if status in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+        return DomainError("service_unavailable", f"the {service} service is unavailable; try again shortly")
+    if status is grpc.StatusCode.DEADLINE_EXCEEDED:
+        return DomainError("timeout", f"the {service} service did not answer in time")
+    if status is grpc.StatusCode.INTERNAL or status not in _BY_STATUS:
+        return DomainError("internal_error", f"the {service} service failed to handle the request")
+    return DomainError(_BY_STATUS[status], exc.details() or status.name.lower())
+
+
+async def abort(context: grpc.aio.ServicerContext[Any, Any], err: DomainError) -> None:
+    metadata = [(CODE_KEY, err.code)]
+    if err.param:
+        metadata.append((PARAM_KEY, err.param))
+    await context.abort(err.kind.grpc_status, err.message, trailing_metadata=tuple(metadata))
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def rpc(method: F) -> F:
+    """Wrap a servicer method: domain errors become statuses; anything else is logged and INTERNAL."""
+    if inspect.isasyncgenfunction(method):
+
+        @functools.wraps(method)
+        async def stream(self: Any, request: Any, context: Any) -> AsyncIterator[Any]:
+            try:
+                async for item in method(self, request, context):
+                    yield item
+            except DomainError as err:
+                await abort(context, err)
+            except grpc.aio.AbortError:
+                raise
+            except Exception:
+                log.exception("unhandled error in %s", method.__qualname__)
+                await abort(context, DomainError("internal_error", "internal error"))
+
+        return cast(F, stream)
+
+    @functools.wraps(method)
+    async def unary(self: Any, request: Any, context: Any) -> Any:
+        try:
+            return await cast(Callable[..., Awaitable[Any]], method)(self, request, context)
+        except DomainError as err:
+            await abort(context, err)
+        except grpc.aio.AbortError:
+            raise
+        except Exception:
+            log.exception("unhandled error in %s", method.__qualname__)
+            await abort(context, DomainError("internal_error", "internal error"))
+
+    return cast(F, unary)

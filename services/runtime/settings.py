@@ -1,0 +1,68 @@
+"""Settings from `TOLLGATE_*` environment variables, shared by every service.
+
+Each service subclasses `CommonSettings` with its own fields. A bad value stops start-up with one
+line naming the variable, never a traceback and never a guessed default for a secret.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PREFIX = "TOLLGATE_"
+
+
+class Mode(StrEnum):
+    EMBEDDED = "embedded"
+    PRODUCTION = "production"
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore", frozen=True)
+
+    mode: Mode = Mode.EMBEDDED
+    data_dir: Path = Path("data")
+    log_level: str = "INFO"
+    log_format: str = "json"  # json | text
+    host: str = "127.0.0.1"
+
+    router_addr: str = "127.0.0.1:50051"
+    credits_addr: str = "127.0.0.1:50052"
+    keyvault_addr: str = "127.0.0.1:50053"
+    health_addr: str = "127.0.0.1:50054"
+
+    # Shared secret that internal callers present in `x-tollgate-internal` metadata; embedded mode
+    # generates one into the data folder when unset.
+    internal_token: str = ""
+
+    grace_seconds: float = 10.0
+    rpc_timeout_seconds: float = 5.0
+
+    @property
+    def production(self) -> bool:
+        return self.mode is Mode.PRODUCTION
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load(cls: type[S]) -> S:
+    """Build settings from the environment or exit with one clear line."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        prefix = cls.model_config.get("env_prefix", "")
+        problems = "; ".join(
+            f"{prefix}{str(err['loc'][0]).upper() if err['loc'] else '?'}: {err['msg']}" for err in exc.errors()
+        )
+        sys.exit(f"tollgate: invalid configuration: {problems}")
+
+
+def fail(setting: str, why: str) -> None:
+    """Stop start-up because of one setting."""
+    sys.exit(f"tollgate: invalid configuration: {PREFIX}{setting}: {why}")

@@ -1,0 +1,177 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class AuthenticateRequest(_message.Message):
+    __slots__ = ("api_key",)
+    API_KEY_FIELD_NUMBER: _ClassVar[int]
+    api_key: str
+    def __init__(self, api_key: _Optional[str] = ...) -> None: ...
+
+class Principal(_message.Message):
+    __slots__ = ("user_id", "key_id", "scopes", "rpm_limit", "tpm_limit", "expires_unix_ms")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SCOPES_FIELD_NUMBER: _ClassVar[int]
+    RPM_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    TPM_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    key_id: str
+    scopes: _containers.RepeatedScalarFieldContainer[str]
+    rpm_limit: int
+    tpm_limit: int
+    expires_unix_ms: int
+    def __init__(self, user_id: _Optional[str] = ..., key_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., rpm_limit: _Optional[int] = ..., tpm_limit: _Optional[int] = ..., expires_unix_ms: _Optional[int] = ...) -> None: ...
+
+class CreateApiKeyRequest(_message.Message):
+    __slots__ = ("user_id", "scopes", "name", "expires_unix_ms", "rpm_limit", "tpm_limit")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    SCOPES_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    RPM_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    TPM_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    scopes: _containers.RepeatedScalarFieldContainer[str]
+    name: str
+    expires_unix_ms: int
+    rpm_limit: int
+    tpm_limit: int
+    def __init__(self, user_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., name: _Optional[str] = ..., expires_unix_ms: _Optional[int] = ..., rpm_limit: _Optional[int] = ..., tpm_limit: _Optional[int] = ...) -> None: ...
+
+class ApiKeyInfo(_message.Message):
+    __slots__ = ("key_id", "user_id", "name", "prefix", "scopes", "created_unix_ms", "expires_unix_ms", "revoked_unix_ms", "last_used_unix_ms", "rpm_limit", "tpm_limit")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    SCOPES_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    LAST_USED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    RPM_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    TPM_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    user_id: str
+    name: str
+    prefix: str
+    scopes: _containers.RepeatedScalarFieldContainer[str]
+    created_unix_ms: int
+    expires_unix_ms: int
+    revoked_unix_ms: int
+    last_used_unix_ms: int
+    rpm_limit: int
+    tpm_limit: int
+    def __init__(self, key_id: _Optional[str] = ..., user_id: _Optional[str] = ..., name: _Optional[str] = ..., prefix: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., created_unix_ms: _Optional[int] = ..., expires_unix_ms: _Optional[int] = ..., revoked_unix_ms: _Optional[int] = ..., last_used_unix_ms: _Optional[int] = ..., rpm_limit: _Optional[int] = ..., tpm_limit: _Optional[int] = ...) -> None: ...
+
+class CreateApiKeyReply(_message.Message):
+    __slots__ = ("api_key", "info")
+    API_KEY_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    api_key: str
+    info: ApiKeyInfo
+    def __init__(self, api_key: _Optional[str] = ..., info: _Optional[_Union[ApiKeyInfo, _Mapping]] = ...) -> None: ...
+
+class ListApiKeysRequest(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
+class ListApiKeysReply(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[ApiKeyInfo]
+    def __init__(self, keys: _Optional[_Iterable[_Union[ApiKeyInfo, _Mapping]]] = ...) -> None: ...
+
+class RevokeApiKeyRequest(_message.Message):
+    __slots__ = ("key_id", "user_id")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    user_id: str
+    def __init__(self, key_id: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
+
+class PutProviderKeyRequest(_message.Message):
+    __slots__ = ("user_id", "provider", "api_key", "label")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    API_KEY_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    provider: str
+    api_key: str
+    label: str
+    def __init__(self, user_id: _Optional[str] = ..., provider: _Optional[str] = ..., api_key: _Optional[str] = ..., label: _Optional[str] = ...) -> None: ...
+
+class ProviderKeyInfo(_message.Message):
+    __slots__ = ("key_id", "user_id", "provider", "masked", "label", "created_unix_ms", "last_used_unix_ms", "fingerprint", "master_key_version")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MASKED_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    LAST_USED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    MASTER_KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    user_id: str
+    provider: str
+    masked: str
+    label: str
+    created_unix_ms: int
+    last_used_unix_ms: int
+    fingerprint: str
+    master_key_version: int
+    def __init__(self, key_id: _Optional[str] = ..., user_id: _Optional[str] = ..., provider: _Optional[str] = ..., masked: _Optional[str] = ..., label: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., last_used_unix_ms: _Optional[int] = ..., fingerprint: _Optional[str] = ..., master_key_version: _Optional[int] = ...) -> None: ...
+
+class ListProviderKeysRequest(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
+class ListProviderKeysReply(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[ProviderKeyInfo]
+    def __init__(self, keys: _Optional[_Iterable[_Union[ProviderKeyInfo, _Mapping]]] = ...) -> None: ...
+
+class DeleteProviderKeyRequest(_message.Message):
+    __slots__ = ("user_id", "provider")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    provider: str
+    def __init__(self, user_id: _Optional[str] = ..., provider: _Optional[str] = ...) -> None: ...
+
+class DeleteProviderKeyReply(_message.Message):
+    __slots__ = ("deleted",)
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    deleted: bool
+    def __init__(self, deleted: _Optional[bool] = ...) -> None: ...
+
+class GetProviderKeyRequest(_message.Message):
+    __slots__ = ("user_id", "provider")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    provider: str
+    def __init__(self, user_id: _Optional[str] = ..., provider: _Optional[str] = ...) -> None: ...
+
+class ProviderKeySecret(_message.Message):
+    __slots__ = ("found", "api_key", "key_id")
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    API_KEY_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    api_key: str
+    key_id: str
+    def __init__(self, found: _Optional[bool] = ..., api_key: _Optional[str] = ..., key_id: _Optional[str] = ...) -> None: ...

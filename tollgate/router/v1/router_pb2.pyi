@@ -1,0 +1,153 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Caller(_message.Message):
+    __slots__ = ("user_id", "key_id", "scopes")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SCOPES_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    key_id: str
+    scopes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, user_id: _Optional[str] = ..., key_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class InlineKey(_message.Message):
+    __slots__ = ("provider", "api_key")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    API_KEY_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    api_key: str
+    def __init__(self, provider: _Optional[str] = ..., api_key: _Optional[str] = ...) -> None: ...
+
+class CompletionRequest(_message.Message):
+    __slots__ = ("request_id", "caller", "body", "power_level", "inline_key")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CALLER_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    POWER_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    INLINE_KEY_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    caller: Caller
+    body: bytes
+    power_level: str
+    inline_key: InlineKey
+    def __init__(self, request_id: _Optional[str] = ..., caller: _Optional[_Union[Caller, _Mapping]] = ..., body: _Optional[bytes] = ..., power_level: _Optional[str] = ..., inline_key: _Optional[_Union[InlineKey, _Mapping]] = ...) -> None: ...
+
+class Outcome(_message.Message):
+    __slots__ = ("model", "provider", "deployment", "power_level", "prompt_tokens", "completion_tokens", "cost_micro", "credits_remaining_micro", "credits_low", "byok", "fallbacks", "usage_estimated", "upstream_ms")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    POWER_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COST_MICRO_FIELD_NUMBER: _ClassVar[int]
+    CREDITS_REMAINING_MICRO_FIELD_NUMBER: _ClassVar[int]
+    CREDITS_LOW_FIELD_NUMBER: _ClassVar[int]
+    BYOK_FIELD_NUMBER: _ClassVar[int]
+    FALLBACKS_FIELD_NUMBER: _ClassVar[int]
+    USAGE_ESTIMATED_FIELD_NUMBER: _ClassVar[int]
+    UPSTREAM_MS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    provider: str
+    deployment: str
+    power_level: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_micro: int
+    credits_remaining_micro: int
+    credits_low: bool
+    byok: bool
+    fallbacks: int
+    usage_estimated: bool
+    upstream_ms: float
+    def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., deployment: _Optional[str] = ..., power_level: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_micro: _Optional[int] = ..., credits_remaining_micro: _Optional[int] = ..., credits_low: _Optional[bool] = ..., byok: _Optional[bool] = ..., fallbacks: _Optional[int] = ..., usage_estimated: _Optional[bool] = ..., upstream_ms: _Optional[float] = ...) -> None: ...
+
+class CompletionReply(_message.Message):
+    __slots__ = ("body", "outcome")
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    body: bytes
+    outcome: Outcome
+    def __init__(self, body: _Optional[bytes] = ..., outcome: _Optional[_Union[Outcome, _Mapping]] = ...) -> None: ...
+
+class StreamEvent(_message.Message):
+    __slots__ = ("chunk", "error", "outcome")
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    chunk: bytes
+    error: bytes
+    outcome: Outcome
+    def __init__(self, chunk: _Optional[bytes] = ..., error: _Optional[bytes] = ..., outcome: _Optional[_Union[Outcome, _Mapping]] = ...) -> None: ...
+
+class ListModelsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Price(_message.Message):
+    __slots__ = ("input_micro_per_1k", "output_micro_per_1k")
+    INPUT_MICRO_PER_1K_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_MICRO_PER_1K_FIELD_NUMBER: _ClassVar[int]
+    input_micro_per_1k: int
+    output_micro_per_1k: int
+    def __init__(self, input_micro_per_1k: _Optional[int] = ..., output_micro_per_1k: _Optional[int] = ...) -> None: ...
+
+class Model(_message.Message):
+    __slots__ = ("id", "aliases", "provider", "upstream", "tier", "price", "context_window", "capabilities", "quality", "health")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    UPSTREAM_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    provider: str
+    upstream: str
+    tier: str
+    price: Price
+    context_window: int
+    capabilities: _containers.RepeatedScalarFieldContainer[str]
+    quality: int
+    health: str
+    def __init__(self, id: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., provider: _Optional[str] = ..., upstream: _Optional[str] = ..., tier: _Optional[str] = ..., price: _Optional[_Union[Price, _Mapping]] = ..., context_window: _Optional[int] = ..., capabilities: _Optional[_Iterable[str]] = ..., quality: _Optional[int] = ..., health: _Optional[str] = ...) -> None: ...
+
+class ListModelsReply(_message.Message):
+    __slots__ = ("models",)
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[Model]
+    def __init__(self, models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ...) -> None: ...
+
+class Candidate(_message.Message):
+    __slots__ = ("model", "provider", "score", "reason")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    provider: str
+    score: float
+    reason: str
+    def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., score: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class Selection(_message.Message):
+    __slots__ = ("chosen", "power_level", "reason", "candidates")
+    CHOSEN_FIELD_NUMBER: _ClassVar[int]
+    POWER_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    chosen: str
+    power_level: str
+    reason: str
+    candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
+    def __init__(self, chosen: _Optional[str] = ..., power_level: _Optional[str] = ..., reason: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ...) -> None: ...
