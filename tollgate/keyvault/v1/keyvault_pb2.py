@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#tollgate/keyvault/v1/keyvault.proto\x12\x14tollgate.keyvault.v1\"&\n\x13\x41uthenticateRequest\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\"{\n\tPrincipal\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x0e\n\x06scopes\x18\x03 \x03(\t\x12\x11\n\trpm_limit\x18\x04 \x01(\x05\x12\x11\n\ttpm_limit\x18\x05 \x01(\x05\x12\x17\n\x0f\x65xpires_unix_ms\x18\x06 \x01(\x03\"\x83\x01\n\x13\x43reateApiKeyRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06scopes\x18\x02 \x03(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x17\n\x0f\x65xpires_unix_ms\x18\x04 \x01(\x03\x12\x11\n\trpm_limit\x18\x05 \x01(\x05\x12\x11\n\ttpm_limit\x18\x06 \x01(\x05\"\xe7\x01\n\nApiKeyInfo\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06prefix\x18\x04 \x01(\t\x12\x0e\n\x06scopes\x18\x05 \x03(\t\x12\x17\n\x0f\x63reated_unix_ms\x18\x06 \x01(\x03\x12\x17\n\x0f\x65xpires_unix_ms\x18\x07 \x01(\x03\x12\x17\n\x0frevoked_unix_ms\x18\x08 \x01(\x03\x12\x19\n\x11last_used_unix_ms\x18\t \x01(\x03\x12\x11\n\trpm_limit\x18\n \x01(\x05\x12\x11\n\ttpm_limit\x18\x0b \x01(\x05\"T\n\x11\x43reateApiKeyReply\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\x12.\n\x04info\x18\x02 \x01(\x0b\x32 .tollgate.keyvault.v1.ApiKeyInfo\"%\n\x12ListApiKeysRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"B\n\x10ListApiKeysReply\x12.\n\x04keys\x18\x01 \x03(\x0b\x32 .tollgate.keyvault.v1.ApiKeyInfo\"6\n\x13RevokeApiKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"Z\n\x15PutProviderKeyRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x03 \x01(\t\x12\r\n\x05label\x18\x04 \x01(\t\"\xc8\x01\n\x0fProviderKeyInfo\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x0e\n\x06masked\x18\x04 \x01(\t\x12\r\n\x05label\x18\x05 \x01(\t\x12\x17\n\x0f\x63reated_unix_ms\x18\x06 \x01(\x03\x12\x19\n\x11last_used_unix_ms\x18\x07 \x01(\x03\x12\x13\n\x0b\x66ingerprint\x18\x08 \x01(\t\x12\x1a\n\x12master_key_version\x18\t \x01(\x05\"*\n\x17ListProviderKeysRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"L\n\x15ListProviderKeysReply\x12\x33\n\x04keys\x18\x01 \x03(\x0b\x32%.tollgate.keyvault.v1.ProviderKeyInfo\"=\n\x18\x44\x65leteProviderKeyRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\")\n\x16\x44\x65leteProviderKeyReply\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\":\n\x15GetProviderKeyRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\"C\n\x11ProviderKeySecret\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\t2\xb9\x06\n\x08KeyVault\x12Z\n\x0c\x41uthenticate\x12).tollgate.keyvault.v1.AuthenticateRequest\x1a\x1f.tollgate.keyvault.v1.Principal\x12\x62\n\x0c\x43reateApiKey\x12).tollgate.keyvault.v1.CreateApiKeyRequest\x1a\'.tollgate.keyvault.v1.CreateApiKeyReply\x12_\n\x0bListApiKeys\x12(.tollgate.keyvault.v1.ListApiKeysRequest\x1a&.tollgate.keyvault.v1.ListApiKeysReply\x12[\n\x0cRevokeApiKey\x12).tollgate.keyvault.v1.RevokeApiKeyRequest\x1a .tollgate.keyvault.v1.ApiKeyInfo\x12\x64\n\x0ePutProviderKey\x12+.tollgate.keyvault.v1.PutProviderKeyRequest\x1a%.tollgate.keyvault.v1.ProviderKeyInfo\x12n\n\x10ListProviderKeys\x12-.tollgate.keyvault.v1.ListProviderKeysRequest\x1a+.tollgate.keyvault.v1.ListProviderKeysReply\x12q\n\x11\x44\x65leteProviderKey\x12..tollgate.keyvault.v1.DeleteProviderKeyRequest\x1a,.tollgate.keyvault.v1.DeleteProviderKeyReply\x12\x66\n\x0eGetProviderKey\x12+.tollgate.keyvault.v1.GetProviderKeyRequest\x1a\'.tollgate.keyvault.v1.ProviderKeySecretb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#tollgate/keyvault/v1/keyvault.proto\x12\x14tollgate.keyvault.v1\"&\n\x13\x41uthenticateRequest\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\"{\n\tPrincipal\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x0e\n\x06scopes\x18\x03 \x03(\t\x12\x11\n\trpm_limit\x18\x04 \x01(\x05\x12\x11\n\ttpm_limit\x18\x05 \x01(\x05\x12\x17\n\x0f\x65xpires_unix_ms\x18\x06 \x01(\x03\"\x92\x01\n\x13\x43reateApiKeyRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06scopes\x18\x02 \x03(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x17\n\x0f\x65xpires_unix_ms\x18\x04 \x01(\x03\x12\x11\n\trpm_limit\x18\x05 \x01(\x05\x12\x11\n\ttpm_limit\x18\x06 \x01(\x05\x12\r\n\x05\x61\x63tor\x18\x07 \x01(\t\"\xe7\x01\n\nApiKeyInfo\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06prefix\x18\x04 \x01(\t\x12\x0e\n\x06scopes\x18\x05 \x03(\t\x12\x17\n\x0f\x63reated_unix_ms\x18\x06 \x01(\x03\x12\x17\n\x0f\x65xpires_unix_ms\x18\x07 \x01(\x03\x12\x17\n\x0frevoked_unix_ms\x18\x08 \x01(\x03\x12\x19\n\x11last_used_unix_ms\x18\t \x01(\x03\x12\x11\n\trpm_limit\x18\n \x01(\x05\x12\x11\n\ttpm_limit\x18\x0b \x01(\x05\"T\n\x11\x43reateApiKeyReply\x12\x0f\n\x07\x61pi_key\x18\x01 \x01(\t\x12.\n\x04info\x18\x02 \x01(\x0b\x32 .tollgate.keyvault.v1.ApiKeyInfo\"%\n\x12ListApiKeysRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"B\n\x10ListApiKeysReply\x12.\n\x04keys\x18\x01 \x03(\x0b\x32 .tollgate.keyvault.v1.ApiKeyInfo\"E\n\x13RevokeApiKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\"Z\n\x15PutProviderKeyRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x03 \x01(\t\x12\r\n\x05label\x18\x04 \x01(\t\"\xc8\x01\n\x0fProviderKeyInfo\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x0e\n\x06masked\x18\x04 \x01(\t\x12\r\n\x05label\x18\x05 \x01(\t\x12\x17\n\x0f\x63reated_unix_ms\x18\x06 \x01(\x03\x12\x19\n\x11last_used_unix_ms\x18\x07 \x01(\x03\x12\x13\n\x0b\x66ingerprint\x18\x08 \x01(\t\x12\x1a\n\x12master_key_version\x18\t \x01(\x05\"*\n\x17ListProviderKeysRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"L\n\x15ListProviderKeysReply\x12\x33\n\x04keys\x18\x01 \x03(\x0b\x32%.tollgate.keyvault.v1.ProviderKeyInfo\"=\n\x18\x44\x65leteProviderKeyRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\")\n\x16\x44\x65leteProviderKeyReply\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\":\n\x15GetProviderKeyRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\"C\n\x11ProviderKeySecret\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\t\"6\n\x16RotateMasterKeyRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\"\x84\x01\n\x14RotateMasterKeyReply\x12\x16\n\x0e\x61\x63tive_version\x18\x01 \x01(\x05\x12\x11\n\trewrapped\x18\x02 \x01(\x05\x12\x0f\n\x07skipped\x18\x03 \x01(\x05\x12\x11\n\tremaining\x18\x04 \x01(\x03\x12\r\n\x05total\x18\x05 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x06 \x01(\x05\"\x14\n\x12VaultStatusRequest\"n\n\x10MasterKeyVersion\x12\x0f\n\x07version\x18\x01 \x01(\x05\x12\x0c\n\x04rows\x18\x02 \x01(\x03\x12\x0e\n\x06\x61\x63tive\x18\x03 \x01(\x08\x12\x12\n\nconfigured\x18\x04 \x01(\x08\x12\x17\n\x0fretired_unix_ms\x18\x05 \x01(\x03\"s\n\x10VaultStatusReply\x12\x16\n\x0e\x61\x63tive_version\x18\x01 \x01(\x05\x12\x38\n\x08versions\x18\x02 \x03(\x0b\x32&.tollgate.keyvault.v1.MasterKeyVersion\x12\r\n\x05total\x18\x03 \x01(\x03\"8\n\x16RetireMasterKeyRequest\x12\x0f\n\x07version\x18\x01 \x01(\x05\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\"8\n\x16ListAuditEventsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"\x96\x01\n\nAuditEvent\x12\x12\n\nat_unix_ms\x18\x01 \x01(\x03\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12\x0e\n\x06key_id\x18\x05 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x06 \x01(\t\x12\x0f\n\x07outcome\x18\x07 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x08 \x01(\t\"H\n\x14ListAuditEventsReply\x12\x30\n\x06\x65vents\x18\x01 \x03(\x0b\x32 .tollgate.keyvault.v1.AuditEvent2\xdd\t\n\x08KeyVault\x12Z\n\x0c\x41uthenticate\x12).tollgate.keyvault.v1.AuthenticateRequest\x1a\x1f.tollgate.keyvault.v1.Principal\x12\x62\n\x0c\x43reateApiKey\x12).tollgate.keyvault.v1.CreateApiKeyRequest\x1a\'.tollgate.keyvault.v1.CreateApiKeyReply\x12_\n\x0bListApiKeys\x12(.tollgate.keyvault.v1.ListApiKeysRequest\x1a&.tollgate.keyvault.v1.ListApiKeysReply\x12[\n\x0cRevokeApiKey\x12).tollgate.keyvault.v1.RevokeApiKeyRequest\x1a .tollgate.keyvault.v1.ApiKeyInfo\x12\x64\n\x0ePutProviderKey\x12+.tollgate.keyvault.v1.PutProviderKeyRequest\x1a%.tollgate.keyvault.v1.ProviderKeyInfo\x12n\n\x10ListProviderKeys\x12-.tollgate.keyvault.v1.ListProviderKeysRequest\x1a+.tollgate.keyvault.v1.ListProviderKeysReply\x12q\n\x11\x44\x65leteProviderKey\x12..tollgate.keyvault.v1.DeleteProviderKeyRequest\x1a,.tollgate.keyvault.v1.DeleteProviderKeyReply\x12\x66\n\x0eGetProviderKey\x12+.tollgate.keyvault.v1.GetProviderKeyRequest\x1a\'.tollgate.keyvault.v1.ProviderKeySecret\x12k\n\x0fRotateMasterKey\x12,.tollgate.keyvault.v1.RotateMasterKeyRequest\x1a*.tollgate.keyvault.v1.RotateMasterKeyReply\x12_\n\x0bVaultStatus\x12(.tollgate.keyvault.v1.VaultStatusRequest\x1a&.tollgate.keyvault.v1.VaultStatusReply\x12g\n\x0fRetireMasterKey\x12,.tollgate.keyvault.v1.RetireMasterKeyRequest\x1a&.tollgate.keyvault.v1.MasterKeyVersion\x12k\n\x0fListAuditEvents\x12,.tollgate.keyvault.v1.ListAuditEventsRequest\x1a*.tollgate.keyvault.v1.ListAuditEventsReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,33 +36,51 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PRINCIPAL']._serialized_start=101
   _globals['_PRINCIPAL']._serialized_end=224
   _globals['_CREATEAPIKEYREQUEST']._serialized_start=227
-  _globals['_CREATEAPIKEYREQUEST']._serialized_end=358
-  _globals['_APIKEYINFO']._serialized_start=361
-  _globals['_APIKEYINFO']._serialized_end=592
-  _globals['_CREATEAPIKEYREPLY']._serialized_start=594
-  _globals['_CREATEAPIKEYREPLY']._serialized_end=678
-  _globals['_LISTAPIKEYSREQUEST']._serialized_start=680
-  _globals['_LISTAPIKEYSREQUEST']._serialized_end=717
-  _globals['_LISTAPIKEYSREPLY']._serialized_start=719
-  _globals['_LISTAPIKEYSREPLY']._serialized_end=785
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=787
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=841
-  _globals['_PUTPROVIDERKEYREQUEST']._serialized_start=843
-  _globals['_PUTPROVIDERKEYREQUEST']._serialized_end=933
-  _globals['_PROVIDERKEYINFO']._serialized_start=936
-  _globals['_PROVIDERKEYINFO']._serialized_end=1136
-  _globals['_LISTPROVIDERKEYSREQUEST']._serialized_start=1138
-  _globals['_LISTPROVIDERKEYSREQUEST']._serialized_end=1180
-  _globals['_LISTPROVIDERKEYSREPLY']._serialized_start=1182
-  _globals['_LISTPROVIDERKEYSREPLY']._serialized_end=1258
-  _globals['_DELETEPROVIDERKEYREQUEST']._serialized_start=1260
-  _globals['_DELETEPROVIDERKEYREQUEST']._serialized_end=1321
-  _globals['_DELETEPROVIDERKEYREPLY']._serialized_start=1323
-  _globals['_DELETEPROVIDERKEYREPLY']._serialized_end=1364
-  _globals['_GETPROVIDERKEYREQUEST']._serialized_start=1366
-  _globals['_GETPROVIDERKEYREQUEST']._serialized_end=1424
-  _globals['_PROVIDERKEYSECRET']._serialized_start=1426
-  _globals['_PROVIDERKEYSECRET']._serialized_end=1493
-  _globals['_KEYVAULT']._serialized_start=1496
-  _globals['_KEYVAULT']._serialized_end=2321
+  _globals['_CREATEAPIKEYREQUEST']._serialized_end=373
+  _globals['_APIKEYINFO']._serialized_start=376
+  _globals['_APIKEYINFO']._serialized_end=607
+  _globals['_CREATEAPIKEYREPLY']._serialized_start=609
+  _globals['_CREATEAPIKEYREPLY']._serialized_end=693
+  _globals['_LISTAPIKEYSREQUEST']._serialized_start=695
+  _globals['_LISTAPIKEYSREQUEST']._serialized_end=732
+  _globals['_LISTAPIKEYSREPLY']._serialized_start=734
+  _globals['_LISTAPIKEYSREPLY']._serialized_end=800
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=802
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=871
+  _globals['_PUTPROVIDERKEYREQUEST']._serialized_start=873
+  _globals['_PUTPROVIDERKEYREQUEST']._serialized_end=963
+  _globals['_PROVIDERKEYINFO']._serialized_start=966
+  _globals['_PROVIDERKEYINFO']._serialized_end=1166
+  _globals['_LISTPROVIDERKEYSREQUEST']._serialized_start=1168
+  _globals['_LISTPROVIDERKEYSREQUEST']._serialized_end=1210
+  _globals['_LISTPROVIDERKEYSREPLY']._serialized_start=1212
+  _globals['_LISTPROVIDERKEYSREPLY']._serialized_end=1288
+  _globals['_DELETEPROVIDERKEYREQUEST']._serialized_start=1290
+  _globals['_DELETEPROVIDERKEYREQUEST']._serialized_end=1351
+  _globals['_DELETEPROVIDERKEYREPLY']._serialized_start=1353
+  _globals['_DELETEPROVIDERKEYREPLY']._serialized_end=1394
+  _globals['_GETPROVIDERKEYREQUEST']._serialized_start=1396
+  _globals['_GETPROVIDERKEYREQUEST']._serialized_end=1454
+  _globals['_PROVIDERKEYSECRET']._serialized_start=1456
+  _globals['_PROVIDERKEYSECRET']._serialized_end=1523
+  _globals['_ROTATEMASTERKEYREQUEST']._serialized_start=1525
+  _globals['_ROTATEMASTERKEYREQUEST']._serialized_end=1579
+  _globals['_ROTATEMASTERKEYREPLY']._serialized_start=1582
+  _globals['_ROTATEMASTERKEYREPLY']._serialized_end=1714
+  _globals['_VAULTSTATUSREQUEST']._serialized_start=1716
+  _globals['_VAULTSTATUSREQUEST']._serialized_end=1736
+  _globals['_MASTERKEYVERSION']._serialized_start=1738
+  _globals['_MASTERKEYVERSION']._serialized_end=1848
+  _globals['_VAULTSTATUSREPLY']._serialized_start=1850
+  _globals['_VAULTSTATUSREPLY']._serialized_end=1965
+  _globals['_RETIREMASTERKEYREQUEST']._serialized_start=1967
+  _globals['_RETIREMASTERKEYREQUEST']._serialized_end=2023
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=2025
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=2081
+  _globals['_AUDITEVENT']._serialized_start=2084
+  _globals['_AUDITEVENT']._serialized_end=2234
+  _globals['_LISTAUDITEVENTSREPLY']._serialized_start=2236
+  _globals['_LISTAUDITEVENTSREPLY']._serialized_end=2308
+  _globals['_KEYVAULT']._serialized_start=2311
+  _globals['_KEYVAULT']._serialized_end=3556
 # @@protoc_insertion_point(module_scope)

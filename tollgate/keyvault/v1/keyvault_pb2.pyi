@@ -29,20 +29,22 @@ class Principal(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., key_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., rpm_limit: _Optional[int] = ..., tpm_limit: _Optional[int] = ..., expires_unix_ms: _Optional[int] = ...) -> None: ...
 
 class CreateApiKeyRequest(_message.Message):
-    __slots__ = ("user_id", "scopes", "name", "expires_unix_ms", "rpm_limit", "tpm_limit")
+    __slots__ = ("user_id", "scopes", "name", "expires_unix_ms", "rpm_limit", "tpm_limit", "actor")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     SCOPES_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     RPM_LIMIT_FIELD_NUMBER: _ClassVar[int]
     TPM_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     scopes: _containers.RepeatedScalarFieldContainer[str]
     name: str
     expires_unix_ms: int
     rpm_limit: int
     tpm_limit: int
-    def __init__(self, user_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., name: _Optional[str] = ..., expires_unix_ms: _Optional[int] = ..., rpm_limit: _Optional[int] = ..., tpm_limit: _Optional[int] = ...) -> None: ...
+    actor: str
+    def __init__(self, user_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., name: _Optional[str] = ..., expires_unix_ms: _Optional[int] = ..., rpm_limit: _Optional[int] = ..., tpm_limit: _Optional[int] = ..., actor: _Optional[str] = ...) -> None: ...
 
 class ApiKeyInfo(_message.Message):
     __slots__ = ("key_id", "user_id", "name", "prefix", "scopes", "created_unix_ms", "expires_unix_ms", "revoked_unix_ms", "last_used_unix_ms", "rpm_limit", "tpm_limit")
@@ -91,12 +93,14 @@ class ListApiKeysReply(_message.Message):
     def __init__(self, keys: _Optional[_Iterable[_Union[ApiKeyInfo, _Mapping]]] = ...) -> None: ...
 
 class RevokeApiKeyRequest(_message.Message):
-    __slots__ = ("key_id", "user_id")
+    __slots__ = ("key_id", "user_id", "actor")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     user_id: str
-    def __init__(self, key_id: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
+    actor: str
+    def __init__(self, key_id: _Optional[str] = ..., user_id: _Optional[str] = ..., actor: _Optional[str] = ...) -> None: ...
 
 class PutProviderKeyRequest(_message.Message):
     __slots__ = ("user_id", "provider", "api_key", "label")
@@ -175,3 +179,97 @@ class ProviderKeySecret(_message.Message):
     api_key: str
     key_id: str
     def __init__(self, found: _Optional[bool] = ..., api_key: _Optional[str] = ..., key_id: _Optional[str] = ...) -> None: ...
+
+class RotateMasterKeyRequest(_message.Message):
+    __slots__ = ("limit", "actor")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    actor: str
+    def __init__(self, limit: _Optional[int] = ..., actor: _Optional[str] = ...) -> None: ...
+
+class RotateMasterKeyReply(_message.Message):
+    __slots__ = ("active_version", "rewrapped", "skipped", "remaining", "total", "failed")
+    ACTIVE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REWRAPPED_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    active_version: int
+    rewrapped: int
+    skipped: int
+    remaining: int
+    total: int
+    failed: int
+    def __init__(self, active_version: _Optional[int] = ..., rewrapped: _Optional[int] = ..., skipped: _Optional[int] = ..., remaining: _Optional[int] = ..., total: _Optional[int] = ..., failed: _Optional[int] = ...) -> None: ...
+
+class VaultStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class MasterKeyVersion(_message.Message):
+    __slots__ = ("version", "rows", "active", "configured", "retired_unix_ms")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    CONFIGURED_FIELD_NUMBER: _ClassVar[int]
+    RETIRED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    rows: int
+    active: bool
+    configured: bool
+    retired_unix_ms: int
+    def __init__(self, version: _Optional[int] = ..., rows: _Optional[int] = ..., active: _Optional[bool] = ..., configured: _Optional[bool] = ..., retired_unix_ms: _Optional[int] = ...) -> None: ...
+
+class VaultStatusReply(_message.Message):
+    __slots__ = ("active_version", "versions", "total")
+    ACTIVE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    active_version: int
+    versions: _containers.RepeatedCompositeFieldContainer[MasterKeyVersion]
+    total: int
+    def __init__(self, active_version: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[MasterKeyVersion, _Mapping]]] = ..., total: _Optional[int] = ...) -> None: ...
+
+class RetireMasterKeyRequest(_message.Message):
+    __slots__ = ("version", "actor")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    actor: str
+    def __init__(self, version: _Optional[int] = ..., actor: _Optional[str] = ...) -> None: ...
+
+class ListAuditEventsRequest(_message.Message):
+    __slots__ = ("user_id", "limit")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    limit: int
+    def __init__(self, user_id: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class AuditEvent(_message.Message):
+    __slots__ = ("at_unix_ms", "actor", "action", "user_id", "key_id", "fingerprint", "outcome", "detail")
+    AT_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    at_unix_ms: int
+    actor: str
+    action: str
+    user_id: str
+    key_id: str
+    fingerprint: str
+    outcome: str
+    detail: str
+    def __init__(self, at_unix_ms: _Optional[int] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., user_id: _Optional[str] = ..., key_id: _Optional[str] = ..., fingerprint: _Optional[str] = ..., outcome: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class ListAuditEventsReply(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[AuditEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[AuditEvent, _Mapping]]] = ...) -> None: ...

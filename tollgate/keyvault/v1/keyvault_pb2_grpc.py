@@ -74,6 +74,26 @@ class KeyVaultStub:
                 request_serializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.GetProviderKeyRequest.SerializeToString,
                 response_deserializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.ProviderKeySecret.FromString,
                 _registered_method=True)
+        self.RotateMasterKey = channel.unary_unary(
+                '/tollgate.keyvault.v1.KeyVault/RotateMasterKey',
+                request_serializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.RotateMasterKeyRequest.SerializeToString,
+                response_deserializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.RotateMasterKeyReply.FromString,
+                _registered_method=True)
+        self.VaultStatus = channel.unary_unary(
+                '/tollgate.keyvault.v1.KeyVault/VaultStatus',
+                request_serializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.VaultStatusRequest.SerializeToString,
+                response_deserializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.VaultStatusReply.FromString,
+                _registered_method=True)
+        self.RetireMasterKey = channel.unary_unary(
+                '/tollgate.keyvault.v1.KeyVault/RetireMasterKey',
+                request_serializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.RetireMasterKeyRequest.SerializeToString,
+                response_deserializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.MasterKeyVersion.FromString,
+                _registered_method=True)
+        self.ListAuditEvents = channel.unary_unary(
+                '/tollgate.keyvault.v1.KeyVault/ListAuditEvents',
+                request_serializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.ListAuditEventsRequest.SerializeToString,
+                response_deserializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.ListAuditEventsReply.FromString,
+                _registered_method=True)
 
 
 class KeyVaultServicer:
@@ -122,8 +142,36 @@ class KeyVaultServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetProviderKey(self, request, context):
-        """Router only: the plaintext of a user's provider key.
+        """Router only: the plaintext of a user's provider key. The caller presents the router token in
+        `x-tollgate-router-token` call metadata; anyone else gets PERMISSION_DENIED.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateMasterKey(self, request, context):
+        """Master keys (operator tools). Rotate rewraps at most `limit` rows to the active master key
+        and says how many remain; call it again until remaining is 0 (interrupting is always safe).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VaultStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetireMasterKey(self, request, context):
+        """Retire a master-key version: refused while any row still uses it or it is the active one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuditEvents(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -170,6 +218,26 @@ def add_KeyVaultServicer_to_server(servicer, server):
                     servicer.GetProviderKey,
                     request_deserializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.GetProviderKeyRequest.FromString,
                     response_serializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.ProviderKeySecret.SerializeToString,
+            ),
+            'RotateMasterKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateMasterKey,
+                    request_deserializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.RotateMasterKeyRequest.FromString,
+                    response_serializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.RotateMasterKeyReply.SerializeToString,
+            ),
+            'VaultStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.VaultStatus,
+                    request_deserializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.VaultStatusRequest.FromString,
+                    response_serializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.VaultStatusReply.SerializeToString,
+            ),
+            'RetireMasterKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetireMasterKey,
+                    request_deserializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.RetireMasterKeyRequest.FromString,
+                    response_serializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.MasterKeyVersion.SerializeToString,
+            ),
+            'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEvents,
+                    request_deserializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.ListAuditEventsRequest.FromString,
+                    response_serializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.ListAuditEventsReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -388,6 +456,114 @@ class KeyVault:
             '/tollgate.keyvault.v1.KeyVault/GetProviderKey',
             tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.GetProviderKeyRequest.SerializeToString,
             tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.ProviderKeySecret.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateMasterKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.keyvault.v1.KeyVault/RotateMasterKey',
+            tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.RotateMasterKeyRequest.SerializeToString,
+            tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.RotateMasterKeyReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VaultStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.keyvault.v1.KeyVault/VaultStatus',
+            tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.VaultStatusRequest.SerializeToString,
+            tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.VaultStatusReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetireMasterKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.keyvault.v1.KeyVault/RetireMasterKey',
+            tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.RetireMasterKeyRequest.SerializeToString,
+            tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.MasterKeyVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.keyvault.v1.KeyVault/ListAuditEvents',
+            tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.ListAuditEventsRequest.SerializeToString,
+            tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.ListAuditEventsReply.FromString,
             options,
             channel_credentials,
             insecure,

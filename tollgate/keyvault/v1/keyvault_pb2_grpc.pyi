@@ -41,7 +41,17 @@ class KeyVaultStub:
     ListProviderKeys: _grpc.UnaryUnaryMultiCallable[_keyvault_pb2.ListProviderKeysRequest, _keyvault_pb2.ListProviderKeysReply]
     DeleteProviderKey: _grpc.UnaryUnaryMultiCallable[_keyvault_pb2.DeleteProviderKeyRequest, _keyvault_pb2.DeleteProviderKeyReply]
     GetProviderKey: _grpc.UnaryUnaryMultiCallable[_keyvault_pb2.GetProviderKeyRequest, _keyvault_pb2.ProviderKeySecret]
-    """Router only: the plaintext of a user's provider key."""
+    """Router only: the plaintext of a user's provider key. The caller presents the router token in
+    `x-tollgate-router-token` call metadata; anyone else gets PERMISSION_DENIED.
+    """
+    RotateMasterKey: _grpc.UnaryUnaryMultiCallable[_keyvault_pb2.RotateMasterKeyRequest, _keyvault_pb2.RotateMasterKeyReply]
+    """Master keys (operator tools). Rotate rewraps at most `limit` rows to the active master key
+    and says how many remain; call it again until remaining is 0 (interrupting is always safe).
+    """
+    VaultStatus: _grpc.UnaryUnaryMultiCallable[_keyvault_pb2.VaultStatusRequest, _keyvault_pb2.VaultStatusReply]
+    RetireMasterKey: _grpc.UnaryUnaryMultiCallable[_keyvault_pb2.RetireMasterKeyRequest, _keyvault_pb2.MasterKeyVersion]
+    """Retire a master-key version: refused while any row still uses it or it is the active one."""
+    ListAuditEvents: _grpc.UnaryUnaryMultiCallable[_keyvault_pb2.ListAuditEventsRequest, _keyvault_pb2.ListAuditEventsReply]
 
 @_typing.type_check_only
 class KeyVaultAsyncStub(KeyVaultStub):
@@ -54,7 +64,17 @@ class KeyVaultAsyncStub(KeyVaultStub):
     ListProviderKeys: _aio.UnaryUnaryMultiCallable[_keyvault_pb2.ListProviderKeysRequest, _keyvault_pb2.ListProviderKeysReply]  # type: ignore[assignment]
     DeleteProviderKey: _aio.UnaryUnaryMultiCallable[_keyvault_pb2.DeleteProviderKeyRequest, _keyvault_pb2.DeleteProviderKeyReply]  # type: ignore[assignment]
     GetProviderKey: _aio.UnaryUnaryMultiCallable[_keyvault_pb2.GetProviderKeyRequest, _keyvault_pb2.ProviderKeySecret]  # type: ignore[assignment]
-    """Router only: the plaintext of a user's provider key."""
+    """Router only: the plaintext of a user's provider key. The caller presents the router token in
+    `x-tollgate-router-token` call metadata; anyone else gets PERMISSION_DENIED.
+    """
+    RotateMasterKey: _aio.UnaryUnaryMultiCallable[_keyvault_pb2.RotateMasterKeyRequest, _keyvault_pb2.RotateMasterKeyReply]  # type: ignore[assignment]
+    """Master keys (operator tools). Rotate rewraps at most `limit` rows to the active master key
+    and says how many remain; call it again until remaining is 0 (interrupting is always safe).
+    """
+    VaultStatus: _aio.UnaryUnaryMultiCallable[_keyvault_pb2.VaultStatusRequest, _keyvault_pb2.VaultStatusReply]  # type: ignore[assignment]
+    RetireMasterKey: _aio.UnaryUnaryMultiCallable[_keyvault_pb2.RetireMasterKeyRequest, _keyvault_pb2.MasterKeyVersion]  # type: ignore[assignment]
+    """Retire a master-key version: refused while any row still uses it or it is the active one."""
+    ListAuditEvents: _aio.UnaryUnaryMultiCallable[_keyvault_pb2.ListAuditEventsRequest, _keyvault_pb2.ListAuditEventsReply]  # type: ignore[assignment]
 
 class KeyVaultServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -112,6 +132,40 @@ class KeyVaultServicer(metaclass=_abc_1.ABCMeta):
         request: _keyvault_pb2.GetProviderKeyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_keyvault_pb2.ProviderKeySecret, _abc.Awaitable[_keyvault_pb2.ProviderKeySecret]]:
-        """Router only: the plaintext of a user's provider key."""
+        """Router only: the plaintext of a user's provider key. The caller presents the router token in
+        `x-tollgate-router-token` call metadata; anyone else gets PERMISSION_DENIED.
+        """
+
+    @_abc_1.abstractmethod
+    def RotateMasterKey(
+        self,
+        request: _keyvault_pb2.RotateMasterKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_keyvault_pb2.RotateMasterKeyReply, _abc.Awaitable[_keyvault_pb2.RotateMasterKeyReply]]:
+        """Master keys (operator tools). Rotate rewraps at most `limit` rows to the active master key
+        and says how many remain; call it again until remaining is 0 (interrupting is always safe).
+        """
+
+    @_abc_1.abstractmethod
+    def VaultStatus(
+        self,
+        request: _keyvault_pb2.VaultStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_keyvault_pb2.VaultStatusReply, _abc.Awaitable[_keyvault_pb2.VaultStatusReply]]: ...
+
+    @_abc_1.abstractmethod
+    def RetireMasterKey(
+        self,
+        request: _keyvault_pb2.RetireMasterKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_keyvault_pb2.MasterKeyVersion, _abc.Awaitable[_keyvault_pb2.MasterKeyVersion]]:
+        """Retire a master-key version: refused while any row still uses it or it is the active one."""
+
+    @_abc_1.abstractmethod
+    def ListAuditEvents(
+        self,
+        request: _keyvault_pb2.ListAuditEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_keyvault_pb2.ListAuditEventsReply, _abc.Awaitable[_keyvault_pb2.ListAuditEventsReply]]: ...
 
 def add_KeyVaultServicer_to_server(servicer: KeyVaultServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
