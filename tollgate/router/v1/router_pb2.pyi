@@ -99,7 +99,7 @@ class Price(_message.Message):
     def __init__(self, input_micro_per_1k: _Optional[int] = ..., output_micro_per_1k: _Optional[int] = ...) -> None: ...
 
 class Model(_message.Message):
-    __slots__ = ("id", "aliases", "provider", "upstream", "tier", "price", "context_window", "capabilities", "quality", "health")
+    __slots__ = ("id", "aliases", "provider", "upstream", "tier", "price", "context_window", "capabilities", "quality", "health", "max_output_tokens", "free")
     ID_FIELD_NUMBER: _ClassVar[int]
     ALIASES_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
@@ -110,6 +110,8 @@ class Model(_message.Message):
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
     QUALITY_FIELD_NUMBER: _ClassVar[int]
     HEALTH_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    FREE_FIELD_NUMBER: _ClassVar[int]
     id: str
     aliases: _containers.RepeatedScalarFieldContainer[str]
     provider: str
@@ -120,34 +122,48 @@ class Model(_message.Message):
     capabilities: _containers.RepeatedScalarFieldContainer[str]
     quality: int
     health: str
-    def __init__(self, id: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., provider: _Optional[str] = ..., upstream: _Optional[str] = ..., tier: _Optional[str] = ..., price: _Optional[_Union[Price, _Mapping]] = ..., context_window: _Optional[int] = ..., capabilities: _Optional[_Iterable[str]] = ..., quality: _Optional[int] = ..., health: _Optional[str] = ...) -> None: ...
+    max_output_tokens: int
+    free: bool
+    def __init__(self, id: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., provider: _Optional[str] = ..., upstream: _Optional[str] = ..., tier: _Optional[str] = ..., price: _Optional[_Union[Price, _Mapping]] = ..., context_window: _Optional[int] = ..., capabilities: _Optional[_Iterable[str]] = ..., quality: _Optional[int] = ..., health: _Optional[str] = ..., max_output_tokens: _Optional[int] = ..., free: _Optional[bool] = ...) -> None: ...
 
 class ListModelsReply(_message.Message):
-    __slots__ = ("models",)
+    __slots__ = ("models", "body")
     MODELS_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedCompositeFieldContainer[Model]
-    def __init__(self, models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ...) -> None: ...
+    body: bytes
+    def __init__(self, models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ..., body: _Optional[bytes] = ...) -> None: ...
 
 class Candidate(_message.Message):
-    __slots__ = ("model", "provider", "score", "reason")
+    __slots__ = ("model", "provider", "score", "reason", "tier", "health", "estimated_cost_micro")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_COST_MICRO_FIELD_NUMBER: _ClassVar[int]
     model: str
     provider: str
     score: float
     reason: str
-    def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., score: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
+    tier: str
+    health: str
+    estimated_cost_micro: int
+    def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., score: _Optional[float] = ..., reason: _Optional[str] = ..., tier: _Optional[str] = ..., health: _Optional[str] = ..., estimated_cost_micro: _Optional[int] = ...) -> None: ...
 
 class Selection(_message.Message):
-    __slots__ = ("chosen", "power_level", "reason", "candidates")
+    __slots__ = ("chosen", "power_level", "reason", "candidates", "provider", "estimated_prompt_tokens")
     CHOSEN_FIELD_NUMBER: _ClassVar[int]
     POWER_LEVEL_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     chosen: str
     power_level: str
     reason: str
     candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
-    def __init__(self, chosen: _Optional[str] = ..., power_level: _Optional[str] = ..., reason: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ...) -> None: ...
+    provider: str
+    estimated_prompt_tokens: int
+    def __init__(self, chosen: _Optional[str] = ..., power_level: _Optional[str] = ..., reason: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., provider: _Optional[str] = ..., estimated_prompt_tokens: _Optional[int] = ...) -> None: ...
