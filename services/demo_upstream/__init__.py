@@ -1,0 +1,41 @@
+"""A fast fake OpenAI-compatible upstream: a demo/test upstream, not a provider.
+
+It backs the demo deployment (``make run`` answers with no internet and no provider key), plays the
+provider in the test suite (with failure injection) and is the upstream of the benchmark.
+
+Replies are deterministic. The reply text is ``"echo: " + <text of the last user message>`` (text parts of
+a list content are joined with a space); for ``/v1/completions`` it is ``"echo: " + prompt``.
+
+Token rule (other tests rely on it): ``prompt_tokens`` is the number of whitespace-separated words over all
+message contents (text parts only), or over the prompt / embedding inputs; ``completion_tokens`` is the number
+of whitespace-separated words of the reply. A ``max_tokens`` / ``max_completion_tokens`` smaller than that
+truncates the reply to that many words (joined by single spaces) with ``finish_reason="length"``.
+
+Failure injection by model name: ``fail-500`` (any ``fail-4xx``/``fail-5xx``: that status with an
+OpenAI-shaped error body), ``fail-429`` (adds ``Retry-After: 1``), ``fail-401``, ``garbage`` (200 with a
+non-JSON body), ``hang`` (never answers), ``cut-after-N`` (N content chunks, then the connection drops without
+``[DONE]``; a non-stream request gets its headers, then the drop), ``slow-MS`` (MS more delay) and
+``no-usage`` (no usage at all, even when a stream asks for it). And over HTTP (or ``Upstream.control``):
+
+* ``POST /_control`` ``{"model": "<name>|*", "status": 503, "times": 2}``: the next ``times`` requests for
+  that model answer ``status`` (``times`` -1: until reset, 0: clear the rule, default 1);
+* ``POST /_control`` ``{"model": "<name>|*", "require_key": "sk-..."}``: 401 unless ``Authorization: Bearer
+  sk-...``; ``""`` lifts the requirement;
+* ``POST /_control`` ``{"reset": true}``: drop every rule and key requirement (not the stats);
+* ``GET /_stats``: ``{"requests": {"<path> <model>": n}, "total": n,
+  "last_authorization": {"<model>": "Bearer ..."}}``; ``POST /_stats/reset`` clears it.
+
+``GET /health`` answers ``{"status": "ok"}``.
+
+Order of checks on ``/v1/*``: count in the stats, ``require_key``, ``/_control`` rules (a model's own rule
+before ``*``), then the model-name modes. Requests to ``/v1/models`` count under the model ``-``, so only
+``*`` settings reach them. ``latency_ms`` (plus ``slow-MS``) delays answers that succeed, before their first
+byte; failures answer at once. ``chunk_gap_ms`` separates stream chunks.
+
+In process: ``upstream = await start_upstream(port=0)``; ``upstream.base_url``, ``upstream.control(...)``,
+``upstream.stats``, ``await upstream.close()``. As a process: ``python -m services.demo_upstream --help``.
+"""
+
+from services.demo_upstream.server import Upstream, start_upstream
+
+__all__ = ["Upstream", "start_upstream"]
