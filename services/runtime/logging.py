@@ -79,7 +79,7 @@ class _TextFormatter(logging.Formatter):
             line += " " + redact(" ".join(f"{k}={v}" for k, v in extra.items()))
         return line
 
-    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's API
+    def formatException(self, ei: Any) -> str:
         # Tracebacks stay out of the logs: the exception line says what failed, without frames
         # that may quote local variables.
         return redact(f"{ei[0].__name__}: {ei[1]}")

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -32,7 +32,7 @@ SERVER_OPTIONS = [
 ]
 
 Readiness = Callable[[], Awaitable[bool]]
-Task = Callable[[], Awaitable[None]]
+Task = Callable[[], Coroutine[object, object, None]]
 
 
 @dataclass

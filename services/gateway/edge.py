@@ -1,0 +1,171 @@
+"""What every gateway route shares: authentication, calls to the services, JSON in and out, errors.
+
+Routes stay short: `principal = await edge.principal(request)`, `payload = await read_json(request)`,
+`reply = await edge.call(edge.clients.credits.GetBalance, msg, "credits")`, `return json_response(...)`.
+A failure anywhere is a `DomainError`; `EdgeMiddleware` turns it into OpenAI's error JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.gateway.clients import Clients
+from services.gateway.settings import GatewaySettings
+from services.runtime.channels import metadata
+from services.runtime.errors import DomainError, from_rpc_error
+from services.runtime.logging import request_id
+from tollgate.keyvault.v1 import keyvault_pb2
+
+log = logging.getLogger("tollgate.gateway")
+
+T = TypeVar("T")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+class Edge:
+    """The gateway's state: settings, service stubs and the authentication cache."""
+
+    def __init__(self, settings: GatewaySettings, clients: Clients) -> None:
+        self.settings = settings
+        self.clients = clients
+        self._auth: dict[bytes, tuple[float, keyvault_pb2.Principal]] = {}
+
+    async def call(self, method: Callable[..., Awaitable[T]], message: Any, service: str,
+                   timeout: float | None = None) -> T:
+        try:
+            return await method(message, timeout=timeout or self.settings.rpc_timeout_seconds, metadata=metadata())
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc, service) from None
+
+    async def principal(self, request: Request) -> keyvault_pb2.Principal:
+        """The caller behind the request's bearer key, cached for `auth_cache_ttl` seconds."""
+        header = request.headers.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not key:
+            raise DomainError("invalid_api_key", "Missing API key: send it as 'Authorization: Bearer <key>'")
+        digest = hashlib.sha256(key.encode()).digest()
+        now = time.monotonic()
+        cached = self._auth.get(digest)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        found: keyvault_pb2.Principal = await self.call(
+            self.clients.keyvault.Authenticate, keyvault_pb2.AuthenticateRequest(api_key=key), "keyvault"
+        )
+        if len(self._auth) > 10_000:
+            self._auth.clear()
+        self._auth[digest] = (now + self.settings.auth_cache_ttl, found)
+        return found
+
+
+def edge(request: Request) -> Edge:
+    return request.app.state.edge  # type: ignore[no-any-return]
+
+
+def is_admin(principal: keyvault_pb2.Principal) -> bool:
+    return "admin" in principal.scopes
+
+
+def require_admin(principal: keyvault_pb2.Principal) -> None:
+    if not is_admin(principal):
+        raise DomainError("permission_denied", "This route needs an admin API key")
+
+
+def target_user(request: Request, principal: keyvault_pb2.Principal, param: str = "user") -> str:
+    """The user a read route acts on: the caller, or the one an admin names with `?user=`."""
+    named = request.query_params.get(param)
+    if named and named != principal.user_id:
+        require_admin(principal)
+        return named
+    return principal.user_id
+
+
+def aliased(path: str, endpoint: Callable[[Request], Awaitable[Response]], methods: list[str]) -> list[Route]:
+    """The route under `/v1` and under the seeds' `/api/v1/llm` prefix."""
+    return [Route(f"/v1{path}", endpoint, methods=methods), Route(f"/api/v1/llm{path}", endpoint, methods=methods)]
+
+
+def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(content), status_code=status, headers=headers, media_type="application/json")
+
+
+def error_response(err: DomainError, headers: dict[str, str] | None = None) -> Response:
+    return json_response(err.body(), err.kind.http_status, headers)
+
+
+async def read_body(request: Request) -> bytes:
+    """The raw body, refused with 413 past `max_body_bytes` without reading it whole."""
+    limit = edge(request).settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise DomainError("request_too_large", f"Request body exceeds {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise DomainError("request_too_large", f"Request body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request) -> tuple[bytes, dict[str, Any]]:
+    """The body as bytes (relayed verbatim) and parsed; it must be a JSON object."""
+    body = await read_body(request)
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise DomainError("invalid_request", "The request body is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise DomainError("invalid_request", "The request body must be a JSON object")
+    return body, payload
+
+
+class EdgeMiddleware:
+    """Request ids in and out, and OpenAI-shaped errors for anything that escapes a route."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        supplied = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
+        rid = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        token = request_id.set(rid)
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except DomainError as err:
+            if not started:
+                await error_response(err)(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if not started:
+                await error_response(DomainError("internal_error", "Internal error"))(
+                    scope, receive, send_with_id
+                )
+        finally:
+            request_id.reset(token)

@@ -1,0 +1,141 @@
+"""Request bodies checked against OpenAI's schema for each route, naming the offending parameter.
+
+Only what OpenAI itself would refuse is refused; unknown fields pass through to the provider.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from services.runtime.errors import DomainError
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+PART_TYPES = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
+RESPONSE_FORMATS = frozenset({"text", "json_object", "json_schema"})
+
+
+def _bad(param: str, message: str) -> DomainError:
+    return DomainError("invalid_request", message, param)
+
+
+def _number(payload: dict[str, Any], name: str, low: float, high: float, integer: bool = False) -> None:
+    value = payload.get(name)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int if integer else int | float):
+        raise _bad(name, f"'{name}' must be {'an integer' if integer else 'a number'}")
+    if not low <= value <= high:
+        raise _bad(name, f"'{name}' must be between {low:g} and {high:g}, got {value}")
+
+
+def _kind(payload: dict[str, Any], name: str, kind: type | tuple[type, ...], what: str) -> None:
+    value = payload.get(name)
+    if value is not None and (not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool)):
+        raise _bad(name, f"'{name}' must be {what}")
+
+
+def _common(payload: dict[str, Any]) -> None:
+    _kind(payload, "model", str, "a string")
+    _kind(payload, "stream", bool, "a boolean")
+    _kind(payload, "user", str, "a string")
+    _kind(payload, "power_level", str, "a string")
+    _number(payload, "temperature", 0, 2)
+    _number(payload, "top_p", 0, 1)
+    _number(payload, "n", 1, 128, integer=True)
+    _number(payload, "max_tokens", 1, 10_000_000, integer=True)
+    _number(payload, "max_completion_tokens", 1, 10_000_000, integer=True)
+    _number(payload, "presence_penalty", -2, 2)
+    _number(payload, "frequency_penalty", -2, 2)
+    _number(payload, "seed", -(2**63), 2**63 - 1, integer=True)
+    stop = payload.get("stop")
+    if stop is not None and not (
+        isinstance(stop, str) or (isinstance(stop, list) and len(stop) <= 4 and all(isinstance(s, str) for s in stop))
+    ):
+        raise _bad("stop", "'stop' must be a string or a list of at most 4 strings")
+    options = payload.get("stream_options")
+    if options is not None:
+        if not isinstance(options, dict):
+            raise _bad("stream_options", "'stream_options' must be an object")
+        if not payload.get("stream"):
+            raise _bad("stream_options", "'stream_options' is only allowed when 'stream' is true")
+        if "include_usage" in options and not isinstance(options["include_usage"], bool):
+            raise _bad("stream_options.include_usage", "'stream_options.include_usage' must be a boolean")
+
+
+def _message(i: int, message: Any) -> None:
+    where = f"messages[{i}]"
+    if not isinstance(message, dict):
+        raise _bad(where, f"'{where}' must be an object")
+    role = message.get("role")
+    if role not in ROLES:
+        raise _bad(f"{where}.role", f"'{where}.role' must be one of {', '.join(sorted(ROLES))}")
+    content = message.get("content")
+    if content is None:
+        if role in ("user", "system", "developer") or (role == "assistant" and not message.get("tool_calls")
+                                                       and not message.get("function_call")):
+            raise _bad(f"{where}.content", f"'{where}.content' is required for role '{role}'")
+    elif isinstance(content, list):
+        for j, part in enumerate(content):
+            if not isinstance(part, dict) or part.get("type") not in PART_TYPES:
+                raise _bad(f"{where}.content[{j}]", f"'{where}.content[{j}]' must be a content part with a valid type")
+            if part["type"] == "text" and not isinstance(part.get("text"), str):
+                raise _bad(f"{where}.content[{j}].text", f"'{where}.content[{j}].text' must be a string")
+    elif not isinstance(content, str):
+        raise _bad(f"{where}.content", f"'{where}.content' must be a string or a list of content parts")
+    if role == "tool" and not isinstance(message.get("tool_call_id"), str):
+        raise _bad(f"{where}.tool_call_id", f"'{where}.tool_call_id' is required for role 'tool'")
+
+
+def chat(payload: dict[str, Any]) -> None:
+    messages = payload.get("messages")
+    if messages is None:
+        raise _bad("messages", "'messages' is a required property")
+    if not isinstance(messages, list) or not messages:
+        raise _bad("messages", "'messages' must be a non-empty array")
+    for i, message in enumerate(messages):
+        _message(i, message)
+    _common(payload)
+    tools = payload.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise _bad("tools", "'tools' must be an array")
+        for i, tool in enumerate(tools):
+            fn = tool.get("function") if isinstance(tool, dict) else None
+            if not isinstance(tool, dict) or tool.get("type") != "function" or not isinstance(fn, dict) \
+                    or not isinstance(fn.get("name"), str):
+                raise _bad(f"tools[{i}]", f"'tools[{i}]' must be {{'type': 'function', 'function': {{'name': …}}}}")
+    fmt = payload.get("response_format")
+    if fmt is not None and (not isinstance(fmt, dict) or fmt.get("type") not in RESPONSE_FORMATS):
+        raise _bad("response_format.type", "'response_format.type' must be one of json_object, json_schema, text")
+
+
+def completion(payload: dict[str, Any]) -> None:
+    prompt = payload.get("prompt")
+    if prompt is None:
+        raise _bad("prompt", "'prompt' is a required property")
+    if not isinstance(prompt, str | list):
+        raise _bad("prompt", "'prompt' must be a string or an array")
+    _common(payload)
+
+
+def embedding(payload: dict[str, Any]) -> None:
+    value = payload.get("input")
+    if value is None:
+        raise _bad("input", "'input' is a required property")
+    if isinstance(value, str):
+        if not value:
+            raise _bad("input", "'input' must not be empty")
+    elif not isinstance(value, list) or not value:
+        raise _bad("input", "'input' must be a non-empty string or array")
+    _kind(payload, "model", str, "a string")
+    fmt = payload.get("encoding_format")
+    if fmt is not None and fmt not in ("float", "base64"):
+        raise _bad("encoding_format", "'encoding_format' must be 'float' or 'base64'")
+
+
+VALIDATORS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "chat": chat,
+    "completion": completion,
+    "embedding": embedding,
+}
