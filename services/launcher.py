@@ -1,0 +1,279 @@
+"""`make run`: start the whole suite as separate processes on this machine, and stop it cleanly.
+
+Profiles: `embedded` (SQLite files in the data folder, no Redis, the demo catalog and its demo upstream)
+and `prod` (production mode against the local PostgreSQL and Redis). The same `Suite` starts the services
+for the end-to-end tests and the benchmark, on free ports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+GRPC_SERVICES = ("keyvault", "credits", "health", "router")
+LITELLM_OFFLINE = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS": "True"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Ports:
+    gateway: int = 8080
+    router: int = 50051
+    credits: int = 50052
+    keyvault: int = 50053
+    health: int = 50054
+    upstream: int = 8090
+
+    @classmethod
+    def free(cls) -> Ports:
+        return cls(*(free_port() for _ in range(6)))
+
+
+@dataclass
+class Suite:
+    """The five services (and, for the demo, the demo upstream) as child processes."""
+
+    data_dir: Path
+    ports: Ports = field(default_factory=Ports)
+    env: dict[str, str] = field(default_factory=dict)
+    demo_upstream: bool = True
+    log_dir: Path | None = None
+    host: str = "127.0.0.1"
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _logs: list[IO[bytes]] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.ports.gateway}/v1"
+
+    @property
+    def upstream_url(self) -> str:
+        return f"http://{self.host}:{self.ports.upstream}/v1"
+
+    def environment(self) -> dict[str, str]:
+        p = self.ports
+        env = {
+            **os.environ,
+            **LITELLM_OFFLINE,
+            "PYTHONUNBUFFERED": "1",
+            "TOLLGATE_DATA_DIR": str(self.data_dir),
+            "TOLLGATE_HOST": self.host,
+            "TOLLGATE_GATEWAY_PORT": str(p.gateway),
+            "TOLLGATE_ROUTER_PORT": str(p.router),
+            "TOLLGATE_CREDITS_PORT": str(p.credits),
+            "TOLLGATE_KEYVAULT_PORT": str(p.keyvault),
+            "TOLLGATE_HEALTH_PORT": str(p.health),
+            "TOLLGATE_ROUTER_ADDR": f"{self.host}:{p.router}",
+            "TOLLGATE_CREDITS_ADDR": f"{self.host}:{p.credits}",
+            "TOLLGATE_KEYVAULT_ADDR": f"{self.host}:{p.keyvault}",
+            "TOLLGATE_HEALTH_ADDR": f"{self.host}:{p.health}",
+            "TOLLGATE_DEMO_UPSTREAM_URL": self.upstream_url,
+        }
+        env.setdefault("TOLLGATE_CATALOG", str(ROOT / "catalog" / "demo.yaml"))
+        env.update(self.env)
+        return env
+
+    def _spawn(self, name: str, module: str, env: dict[str, str], *args: str) -> None:
+        out: IO[bytes] | None = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            out = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+            self._logs.append(out)
+        self.processes[name] = subprocess.Popen(  # noqa: S603 - our own modules, fixed arguments
+            [sys.executable, "-m", module, *args], env=env, cwd=ROOT, stdout=out, stderr=out,
+            start_new_session=True,
+        )
+
+    def start(self, timeout: float = 90.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        env = self.environment()
+        if self.demo_upstream:
+            self._spawn("demo_upstream", "services.demo_upstream", env,
+                        "--host", self.host, "--port", str(self.ports.upstream))
+        for name in (*GRPC_SERVICES, "gateway"):
+            self._spawn(name, f"services.{name}", env)
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        pending = set(self.processes)
+        while pending:
+            for name in sorted(pending):
+                proc = self.processes[name]
+                if proc.poll() is not None:
+                    hint = self._log_hint(name)
+                    raise RuntimeError(f"{name} exited with status {proc.returncode} during start-up{hint}")
+                if self._ready(name):
+                    pending.discard(name)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not ready after {timeout:.0f}s: {', '.join(sorted(pending))}")
+            if pending:
+                time.sleep(0.1)
+
+    def _log_hint(self, name: str) -> str:
+        return f" (see {self.log_dir / (name + '.log')})" if self.log_dir else ""
+
+    def _ready(self, name: str) -> bool:
+        if name in GRPC_SERVICES:
+            return serving(f"{self.host}:{getattr(self.ports, name)}")
+        port = self.ports.gateway if name == "gateway" else self.ports.upstream
+        try:
+            with urllib.request.urlopen(f"http://{self.host}:{port}/health", timeout=1) as reply:
+                return bool(reply.status == 200)
+        except OSError:
+            return False
+
+    def stop(self, grace: float = 15.0) -> None:
+        for proc in self.processes.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for proc in self.processes.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for log in self._logs:
+            log.close()
+        self._logs.clear()
+
+    def bootstrap_keys(self) -> dict[str, str]:
+        data: dict[str, str] = json.loads((self.data_dir / "bootstrap-keys.json").read_text())
+        return data
+
+    def dead(self) -> list[str]:
+        return [name for name, proc in self.processes.items() if proc.poll() is not None]
+
+
+def serving(address: str, timeout: float = 1.0) -> bool:
+    with grpc.insecure_channel(address) as chan:
+        try:
+            reply = health_pb2_grpc.HealthStub(chan).Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+        except grpc.RpcError:
+            return False
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def _secret_env(path: Path) -> dict[str, str]:
+    """The production secrets for a local `prod` profile, made once into a 0600 file and reused."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        values = {
+            "TOLLGATE_ADMIN_KEY": "tg-" + secrets.token_urlsafe(32),
+            "TOLLGATE_KEY_PEPPER": secrets.token_urlsafe(32),
+            "TOLLGATE_VAULT_KEYS": "v1:" + secrets.token_urlsafe(32),
+            "TOLLGATE_ROUTER_TOKEN": secrets.token_urlsafe(32),
+            "TOLLGATE_INTERNAL_TOKEN": secrets.token_urlsafe(32),
+        }
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.writelines(f"{k}={v}\n" for k, v in values.items())
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {k: v for k, v in pairs if not os.environ.get(k)}
+
+
+async def _ensure_databases(url: str, names: list[str]) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url, timeout=5)
+    try:
+        existing = {r["datname"] for r in await conn.fetch("SELECT datname FROM pg_database")}
+        for name in names:
+            if name not in existing:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+def production_env(data_dir: Path, postgres: str, redis: str, prefix: str = "tollgate") -> dict[str, str]:
+    """Environment for production mode on this machine: a database per service, Redis, stored secrets."""
+    names = {svc: f"{prefix}_{svc}" for svc in ("credits", "keyvault", "health")}
+    asyncio.run(_ensure_databases(postgres, list(names.values())))
+    base = postgres.rsplit("/", 1)[0]
+    env = {f"TOLLGATE_{svc.upper()}_DATABASE_URL": f"{base}/{db}" for svc, db in names.items()}
+    env |= {"TOLLGATE_MODE": "production", "TOLLGATE_REDIS_URL": redis, **_secret_env(data_dir / "prod-secrets.env")}
+    return env
+
+
+@contextmanager
+def running(suite: Suite) -> Iterator[Suite]:
+    suite.start()
+    try:
+        yield suite
+    finally:
+        suite.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m services.launcher", description=__doc__)
+    parser.add_argument("--profile", choices=("embedded", "prod"), default="embedded")
+    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("TOLLGATE_DATA_DIR", "data")))
+    args = parser.parse_args()
+
+    env: dict[str, str] = {}
+    if args.profile == "prod":
+        env = production_env(
+            args.data_dir,
+            os.environ.get("TOLLGATE_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+            os.environ.get("TOLLGATE_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        )
+    suite = Suite(data_dir=args.data_dir.resolve(), env=env)
+    print(f"starting tollgate ({args.profile}) …", flush=True)
+    stop = False
+
+    def request_stop(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    with running(suite):
+        print(f"\ntollgate is up: {suite.base_url}")
+        if args.profile == "embedded":
+            keys = suite.bootstrap_keys()
+            print(f"  demo user key : {keys['demo_key']}")
+            print(f"  admin key     : {keys['admin_key']}")
+            print(f"\ntry:\n  curl {suite.base_url}/chat/completions -H 'Authorization: Bearer {keys['demo_key']}' "
+                  "-H 'Content-Type: application/json' "
+                  "-d '{\"model\": \"demo-echo\", \"messages\": [{\"role\": \"user\", \"content\": \"hello\"}]}'")
+        else:
+            print(f"  admin key     : in {args.data_dir / 'prod-secrets.env'} (TOLLGATE_ADMIN_KEY)")
+        print("\nCtrl-C stops everything.", flush=True)
+        while not stop:
+            if dead := suite.dead():
+                print(f"tollgate: {', '.join(dead)} stopped unexpectedly; shutting down", file=sys.stderr)
+                break
+            time.sleep(0.5)
+    print("tollgate stopped.")
+
+
+if __name__ == "__main__":
+    main()
