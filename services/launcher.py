@@ -103,7 +103,11 @@ class Suite:
             out = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
             self._logs.append(out)
         self.processes[name] = subprocess.Popen(  # noqa: S603 - our own modules, fixed arguments
-            [sys.executable, "-m", module, *args], env=env, cwd=ROOT, stdout=out, stderr=out,
+            [sys.executable, "-m", module, *args],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=out,
             start_new_session=True,
         )
 
@@ -111,8 +115,9 @@ class Suite:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = self.environment()
         if self.demo_upstream:
-            self._spawn("demo_upstream", "services.demo_upstream", env,
-                        "--host", self.host, "--port", str(self.ports.upstream))
+            self._spawn(
+                "demo_upstream", "services.demo_upstream", env, "--host", self.host, "--port", str(self.ports.upstream)
+            )
         for name in (*GRPC_SERVICES, "gateway"):
             self._spawn(name, f"services.{name}", env)
         try:
@@ -261,9 +266,11 @@ def main() -> None:
             keys = suite.bootstrap_keys()
             print(f"  demo user key : {keys['demo_key']}")
             print(f"  admin key     : {keys['admin_key']}")
-            print(f"\ntry:\n  curl {suite.base_url}/chat/completions -H 'Authorization: Bearer {keys['demo_key']}' "
-                  "-H 'Content-Type: application/json' "
-                  "-d '{\"model\": \"demo-echo\", \"messages\": [{\"role\": \"user\", \"content\": \"hello\"}]}'")
+            print(
+                f"\ntry:\n  curl {suite.base_url}/chat/completions -H 'Authorization: Bearer {keys['demo_key']}' "
+                "-H 'Content-Type: application/json' "
+                '-d \'{"model": "demo-echo", "messages": [{"role": "user", "content": "hello"}]}\''
+            )
         else:
             print(f"  admin key     : in {args.data_dir / 'prod-secrets.env'} (TOLLGATE_ADMIN_KEY)")
         print("\nCtrl-C stops everything.", flush=True)

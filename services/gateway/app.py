@@ -48,8 +48,15 @@ def create_app(settings: GatewaySettings) -> Starlette:
     middleware = [Middleware(EdgeMiddleware)]
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
-        middleware.append(Middleware(CORSMiddleware, allow_origins=origins, allow_methods=["*"],
-                                     allow_headers=["*"], expose_headers=["x-request-id"]))
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=origins,
+                allow_methods=["*"],
+                allow_headers=["*"],
+                expose_headers=["x-request-id"],
+            )
+        )
     return Starlette(
         routes=all_routes(),
         middleware=middleware,

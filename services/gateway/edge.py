@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.gateway import metrics
 from services.gateway.clients import Clients
 from services.gateway.settings import GatewaySettings
 from services.runtime.channels import metadata
@@ -43,8 +44,9 @@ class Edge:
         self.clients = clients
         self._auth: dict[bytes, tuple[float, keyvault_pb2.Principal]] = {}
 
-    async def call(self, method: Callable[..., Awaitable[T]], message: Any, service: str,
-                   timeout: float | None = None) -> T:
+    async def call(
+        self, method: Callable[..., Awaitable[T]], message: Any, service: str, timeout: float | None = None
+    ) -> T:
         try:
             return await method(message, timeout=timeout or self.settings.rpc_timeout_seconds, metadata=metadata())
         except grpc.aio.AioRpcError as exc:
@@ -147,6 +149,8 @@ class EdgeMiddleware:
         supplied = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
         rid = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
         token = request_id.set(rid)
+        began = time.perf_counter()
+        metrics.request_started.set(began)
         started = False
 
         async def send_with_id(message: Message) -> None:
@@ -154,6 +158,9 @@ class EdgeMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid.encode())]
+                route = getattr(scope.get("route"), "path", "unmatched")
+                metrics.REQUESTS.labels(route, str(message["status"])).inc()
+                metrics.LATENCY.labels(route).observe(time.perf_counter() - began)
             await send(message)
 
         try:
@@ -164,8 +171,6 @@ class EdgeMiddleware:
         except Exception:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if not started:
-                await error_response(DomainError("internal_error", "Internal error"))(
-                    scope, receive, send_with_id
-                )
+                await error_response(DomainError("internal_error", "Internal error"))(scope, receive, send_with_id)
         finally:
             request_id.reset(token)

@@ -72,8 +72,9 @@ def _message(i: int, message: Any) -> None:
         raise _bad(f"{where}.role", f"'{where}.role' must be one of {', '.join(sorted(ROLES))}")
     content = message.get("content")
     if content is None:
-        if role in ("user", "system", "developer") or (role == "assistant" and not message.get("tool_calls")
-                                                       and not message.get("function_call")):
+        if role in ("user", "system", "developer") or (
+            role == "assistant" and not message.get("tool_calls") and not message.get("function_call")
+        ):
             raise _bad(f"{where}.content", f"'{where}.content' is required for role '{role}'")
     elif isinstance(content, list):
         for j, part in enumerate(content):
@@ -102,8 +103,12 @@ def chat(payload: dict[str, Any]) -> None:
             raise _bad("tools", "'tools' must be an array")
         for i, tool in enumerate(tools):
             fn = tool.get("function") if isinstance(tool, dict) else None
-            if not isinstance(tool, dict) or tool.get("type") != "function" or not isinstance(fn, dict) \
-                    or not isinstance(fn.get("name"), str):
+            if (
+                not isinstance(tool, dict)
+                or tool.get("type") != "function"
+                or not isinstance(fn, dict)
+                or not isinstance(fn.get("name"), str)
+            ):
                 raise _bad(f"tools[{i}]", f"'tools[{i}]' must be {{'type': 'function', 'function': {{'name': …}}}}")
     fmt = payload.get("response_format")
     if fmt is not None and (not isinstance(fmt, dict) or fmt.get("type") not in RESPONSE_FORMATS):

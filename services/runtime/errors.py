@@ -10,11 +10,14 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar, cast
 
 import grpc
+
+from services.runtime.metrics import RPC_ERRORS, RPC_SECONDS
 
 log = logging.getLogger("tollgate.errors")
 
@@ -109,7 +112,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def rpc(method: F) -> F:
-    """Wrap a servicer method: domain errors become statuses; anything else is logged and INTERNAL."""
+    """Wrap a servicer method: domain errors become statuses; anything else is logged and INTERNAL.
+
+    Each call is timed into `tollgate_rpc_seconds` by method and outcome code.
+    """
+    name = method.__name__
     if inspect.isasyncgenfunction(method):
 
         @functools.wraps(method)
@@ -118,6 +125,7 @@ def rpc(method: F) -> F:
                 async for item in method(self, request, context):
                     yield item
             except DomainError as err:
+                RPC_ERRORS.labels(name, err.code).inc()
                 await abort(context, err)
             except grpc.aio.AbortError:
                 raise
@@ -129,14 +137,21 @@ def rpc(method: F) -> F:
 
     @functools.wraps(method)
     async def unary(self: Any, request: Any, context: Any) -> Any:
+        started, code = time.perf_counter(), "ok"
         try:
             return await cast(Callable[..., Awaitable[Any]], method)(self, request, context)
         except DomainError as err:
+            code = err.code
+            RPC_ERRORS.labels(name, code).inc()
             await abort(context, err)
         except grpc.aio.AbortError:
+            code = "aborted"
             raise
         except Exception:
+            code = "internal_error"
             log.exception("unhandled error in %s", method.__qualname__)
             await abort(context, DomainError("internal_error", "internal error"))
+        finally:
+            RPC_SECONDS.labels(name, code).observe(time.perf_counter() - started)
 
     return cast(F, unary)

@@ -24,8 +24,11 @@ def persistent_secret(settings: CommonSettings, value: str, setting: str, filena
         register_secret(value)
         return value
     if settings.production:
-        fail(setting, f"required in production; generate one with: python -c 'import secrets; "
-                      f"print(secrets.token_urlsafe({nbytes}))'")
+        fail(
+            setting,
+            f"required in production; generate one with: python -c 'import secrets; "
+            f"print(secrets.token_urlsafe({nbytes}))'",
+        )
     path = Path(settings.data_dir) / filename
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -36,8 +39,9 @@ def persistent_secret(settings: CommonSettings, value: str, setting: str, filena
         stored = secrets.token_urlsafe(nbytes)
         with os.fdopen(fd, "w") as fh:
             fh.write(stored + "\n")
-        log.warning("generated %s into %s (embedded mode); set TOLLGATE_%s in production",
-                    setting.lower(), path, setting)
+        log.warning(
+            "generated %s into %s (embedded mode); set TOLLGATE_%s in production", setting.lower(), path, setting
+        )
     register_secret(stored)
     return stored
 

@@ -18,6 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.runtime import metrics
 from services.runtime.settings import CommonSettings
 
 log = logging.getLogger("tollgate.server")
@@ -84,6 +85,7 @@ async def run(service: Service) -> None:
     if server.add_insecure_port(address) == 0:
         raise SystemExit(f"tollgate: {service.name} cannot listen on {address}")
     await _set_all(service.health, names, False)
+    metrics.serve(service.settings.host, getattr(service.settings, f"{service.name}_metrics_port", 0))
     await server.start()
     log.info("listening on %s", address)
 

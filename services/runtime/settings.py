@@ -40,6 +40,12 @@ class CommonSettings(BaseSettings):
     # generates one into the data folder when unset.
     internal_token: str = ""
 
+    # Prometheus `/metrics` of each gRPC service over HTTP; 0 leaves it off.
+    router_metrics_port: int = 0
+    credits_metrics_port: int = 0
+    keyvault_metrics_port: int = 0
+    health_metrics_port: int = 0
+
     grace_seconds: float = 10.0
     rpc_timeout_seconds: float = 5.0
 

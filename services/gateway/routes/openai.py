@@ -15,6 +15,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from services.gateway import metrics
 from services.gateway.edge import Edge, aliased, edge, json_response, read_json
 from services.gateway.validation import VALIDATORS
 from services.runtime.channels import metadata
@@ -71,7 +72,9 @@ async def _request(request: Request, route: str) -> tuple[Edge, router_pb2.Compl
 
 async def _unary(gateway: Edge, method: Any, message: router_pb2.CompletionRequest) -> Response:
     reply: router_pb2.CompletionReply = await gateway.call(method, message, "router", gateway.settings.request_timeout)
-    return Response(reply.body, media_type="application/json", headers=outcome_headers(reply.outcome))
+    headers = outcome_headers(reply.outcome)
+    headers["x-tollgate-overhead-ms"] = f"{metrics.record(reply.outcome):.3f}"
+    return Response(reply.body, media_type="application/json", headers=headers)
 
 
 async def _stream(gateway: Edge, method: Any, message: router_pb2.CompletionRequest) -> Response:
@@ -84,17 +87,20 @@ async def _stream(gateway: Edge, method: Any, message: router_pb2.CompletionRequ
         raise DomainError("provider_error", "The provider ended the stream before sending anything")
 
     async def relay() -> AsyncIterator[bytes]:
-        event = first
+        event, failed = first, False
         try:
             while event is not grpc.aio.EOF:
                 kind = event.WhichOneof("event")
                 if kind == "chunk":
                     yield b"data: " + event.chunk + b"\n\n"
                 elif kind == "error":
+                    failed = True
                     yield b"data: " + event.error + b"\n\n"
-                    return
+                elif kind == "outcome":
+                    metrics.record(event.outcome)
                 event = await call.read()
-            yield b"data: [DONE]\n\n"
+            if not failed:
+                yield b"data: [DONE]\n\n"
         except grpc.aio.AioRpcError as exc:
             yield b"data: " + orjson.dumps(from_rpc_error(exc, "router").body()) + b"\n\n"
         finally:
@@ -186,15 +192,17 @@ async def select_model(request: Request) -> Response:
         power_level=request.headers.get("x-power-level", ""),
     )
     selection: router_pb2.Selection = await gateway.call(gateway.clients.router.SelectModel, message, "router")
-    return json_response({
-        "model": selection.chosen,
-        "power_level": selection.power_level,
-        "reason": selection.reason,
-        "candidates": [
-            {"model": c.model, "provider": c.provider, "score": c.score, "reason": c.reason}
-            for c in selection.candidates
-        ],
-    })
+    return json_response(
+        {
+            "model": selection.chosen,
+            "power_level": selection.power_level,
+            "reason": selection.reason,
+            "candidates": [
+                {"model": c.model, "provider": c.provider, "score": c.score, "reason": c.reason}
+                for c in selection.candidates
+            ],
+        }
+    )
 
 
 ROUTES = [

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from services.gateway.edge import edge, json_response
+from services.gateway.metrics import metrics
 from services.runtime.channels import channel
 
 # The services a request cannot be served without.
@@ -57,4 +58,5 @@ ROUTES = [
     Route("/health/live", live, methods=["GET"]),
     Route("/health/ready", ready, methods=["GET"]),
     Route("/api/v1/llm/health", llm_health, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
 ]

@@ -1,0 +1,49 @@
+"""What the end-to-end tests share: starting the suite, the canaries, the price rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from services.launcher import Ports, Suite
+
+CATALOG = Path(__file__).with_name("catalog.yaml")
+# Canaries: planted at start-up; they must never appear anywhere but in their masked form.
+PLATFORM_KEY = "sk-e2e-platform-canary-7f3a9c2e41b8d6f0"
+
+
+def start_suite(tmp: Path, **env: str) -> Suite:
+    suite = Suite(
+        data_dir=tmp / "data",
+        ports=Ports.free(),
+        log_dir=tmp / "logs",
+        env={
+            "TOLLGATE_CATALOG": str(CATALOG),
+            "TOLLGATE_E2E_PLATFORM_KEY": PLATFORM_KEY,
+            "TOLLGATE_LOG_LEVEL": "INFO",
+            **env,
+        },
+    )
+    suite.start()
+    return suite
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def balance_micro(http: httpx.Client, key: str) -> int:
+    reply = http.get("/v1/credits", headers=bearer(key))
+    assert reply.status_code == 200, reply.text
+    return int(reply.json()["balance_micro"])
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def cost_micro(prompt_tokens: int, completion_tokens: int, input_per_1k: float, output_per_1k: float) -> int:
+    """The catalog price rule: integer micro-credits, rounded up per request."""
+    inp, out = round(input_per_1k * 1_000_000), round(output_per_1k * 1_000_000)
+    return -(-(prompt_tokens * inp + completion_tokens * out) // 1000)
