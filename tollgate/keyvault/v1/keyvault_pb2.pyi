@@ -181,28 +181,32 @@ class ProviderKeySecret(_message.Message):
     def __init__(self, found: _Optional[bool] = ..., api_key: _Optional[str] = ..., key_id: _Optional[str] = ...) -> None: ...
 
 class RotateMasterKeyRequest(_message.Message):
-    __slots__ = ("limit", "actor")
+    __slots__ = ("limit", "actor", "after_id")
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
+    AFTER_ID_FIELD_NUMBER: _ClassVar[int]
     limit: int
     actor: str
-    def __init__(self, limit: _Optional[int] = ..., actor: _Optional[str] = ...) -> None: ...
+    after_id: int
+    def __init__(self, limit: _Optional[int] = ..., actor: _Optional[str] = ..., after_id: _Optional[int] = ...) -> None: ...
 
 class RotateMasterKeyReply(_message.Message):
-    __slots__ = ("active_version", "rewrapped", "skipped", "remaining", "total", "failed")
+    __slots__ = ("active_version", "rewrapped", "skipped", "remaining", "total", "failed", "cursor")
     ACTIVE_VERSION_FIELD_NUMBER: _ClassVar[int]
     REWRAPPED_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_FIELD_NUMBER: _ClassVar[int]
     REMAINING_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     FAILED_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
     active_version: int
     rewrapped: int
     skipped: int
     remaining: int
     total: int
     failed: int
-    def __init__(self, active_version: _Optional[int] = ..., rewrapped: _Optional[int] = ..., skipped: _Optional[int] = ..., remaining: _Optional[int] = ..., total: _Optional[int] = ..., failed: _Optional[int] = ...) -> None: ...
+    cursor: int
+    def __init__(self, active_version: _Optional[int] = ..., rewrapped: _Optional[int] = ..., skipped: _Optional[int] = ..., remaining: _Optional[int] = ..., total: _Optional[int] = ..., failed: _Optional[int] = ..., cursor: _Optional[int] = ...) -> None: ...
 
 class VaultStatusRequest(_message.Message):
     __slots__ = ()

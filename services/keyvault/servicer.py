@@ -1,0 +1,193 @@
+"""The KeyVault gRPC servicer: unpack, call the domain, pack. Only `GetProviderKey` checks its caller."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import grpc
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.keyvault import audit, rotation
+from services.keyvault.apikeys import ApiKeyInfo, ApiKeys
+from services.keyvault.byok import ProviderKeyInfo, ProviderKeys
+from services.keyvault.masterkeys import KeyRing
+from services.runtime.errors import DomainError, rpc
+from tollgate.keyvault.v1 import keyvault_pb2 as pb
+from tollgate.keyvault.v1 import keyvault_pb2_grpc
+
+ROUTER_TOKEN_METADATA = "x-tollgate-router-token"  # noqa: S105 - a header name
+
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+
+
+def _api_key_info(info: ApiKeyInfo) -> pb.ApiKeyInfo:
+    return pb.ApiKeyInfo(
+        key_id=info.key_id,
+        user_id=info.user_id,
+        name=info.name,
+        prefix=info.prefix,
+        scopes=list(info.scopes),
+        created_unix_ms=info.created_at,
+        expires_unix_ms=info.expires_at or 0,
+        revoked_unix_ms=info.revoked_at or 0,
+        last_used_unix_ms=info.last_used_at or 0,
+        rpm_limit=info.rpm_limit,
+        tpm_limit=info.tpm_limit,
+    )
+
+
+def _provider_key_info(info: ProviderKeyInfo) -> pb.ProviderKeyInfo:
+    return pb.ProviderKeyInfo(
+        key_id=info.key_id,
+        user_id=info.user_id,
+        provider=info.provider,
+        masked=info.masked,
+        label=info.label,
+        created_unix_ms=info.created_at,
+        last_used_unix_ms=info.last_used_at or 0,
+        fingerprint=info.fingerprint,
+        master_key_version=info.master_key_version,
+    )
+
+
+def _version(status: rotation.VersionStatus) -> pb.MasterKeyVersion:
+    return pb.MasterKeyVersion(
+        version=status.version,
+        rows=status.rows,
+        active=status.active,
+        configured=status.configured,
+        retired_unix_ms=status.retired_at or 0,
+    )
+
+
+def _metadata(context: Context, key: str) -> str:
+    for name, value in context.invocation_metadata() or ():
+        if name == key and isinstance(value, str):
+            return value
+    return ""
+
+
+@dataclass
+class KeyVaultServicer(keyvault_pb2_grpc.KeyVaultServicer):
+    engine: AsyncEngine
+    ring: KeyRing
+    api_keys: ApiKeys
+    provider_keys: ProviderKeys
+    router_token: str
+    rotate_batch: int = 500
+
+    @rpc
+    async def Authenticate(self, request: pb.AuthenticateRequest, context: Context) -> pb.Principal:
+        principal = await self.api_keys.authenticate(request.api_key)
+        return pb.Principal(
+            user_id=principal.user_id,
+            key_id=principal.key_id,
+            scopes=list(principal.scopes),
+            rpm_limit=principal.rpm_limit,
+            tpm_limit=principal.tpm_limit,
+            expires_unix_ms=principal.expires_at or 0,
+        )
+
+    @rpc
+    async def CreateApiKey(self, request: pb.CreateApiKeyRequest, context: Context) -> pb.CreateApiKeyReply:
+        key, info = await self.api_keys.create(
+            request.user_id,
+            list(request.scopes),
+            name=request.name,
+            expires_at=request.expires_unix_ms or None,
+            rpm_limit=request.rpm_limit,
+            tpm_limit=request.tpm_limit,
+            actor=request.actor,
+        )
+        return pb.CreateApiKeyReply(api_key=key, info=_api_key_info(info))
+
+    @rpc
+    async def ListApiKeys(self, request: pb.ListApiKeysRequest, context: Context) -> pb.ListApiKeysReply:
+        return pb.ListApiKeysReply(keys=[_api_key_info(k) for k in await self.api_keys.list(request.user_id)])
+
+    @rpc
+    async def RevokeApiKey(self, request: pb.RevokeApiKeyRequest, context: Context) -> pb.ApiKeyInfo:
+        return _api_key_info(await self.api_keys.revoke(request.key_id, request.user_id, request.actor))
+
+    @rpc
+    async def PutProviderKey(self, request: pb.PutProviderKeyRequest, context: Context) -> pb.ProviderKeyInfo:
+        info = await self.provider_keys.put(request.user_id, request.provider, request.api_key, request.label)
+        return _provider_key_info(info)
+
+    @rpc
+    async def ListProviderKeys(self, request: pb.ListProviderKeysRequest, context: Context) -> pb.ListProviderKeysReply:
+        keys = await self.provider_keys.list(request.user_id)
+        return pb.ListProviderKeysReply(keys=[_provider_key_info(k) for k in keys])
+
+    @rpc
+    async def DeleteProviderKey(
+        self, request: pb.DeleteProviderKeyRequest, context: Context
+    ) -> pb.DeleteProviderKeyReply:
+        return pb.DeleteProviderKeyReply(deleted=await self.provider_keys.delete(request.user_id, request.provider))
+
+    @rpc
+    async def GetProviderKey(self, request: pb.GetProviderKeyRequest, context: Context) -> pb.ProviderKeySecret:
+        presented = _metadata(context, ROUTER_TOKEN_METADATA)
+        if not presented or not hmac.compare_digest(presented.encode(), self.router_token.encode()):
+            await audit.record_alone(
+                self.engine,
+                actor="unknown caller",
+                action="provider_key.reveal",
+                outcome="denied",
+                user_id=request.user_id,
+                detail=f"provider={request.provider}",
+            )
+            raise DomainError("permission_denied", "only the router may read provider keys")
+        secret = await self.provider_keys.reveal(request.user_id, request.provider)
+        if secret is None:
+            return pb.ProviderKeySecret(found=False)
+        return pb.ProviderKeySecret(found=True, api_key=secret.api_key, key_id=secret.key_id)
+
+    @rpc
+    async def RotateMasterKey(self, request: pb.RotateMasterKeyRequest, context: Context) -> pb.RotateMasterKeyReply:
+        result = await rotation.rotate(
+            self.engine, self.ring, request.limit or self.rotate_batch, request.actor, request.after_id
+        )
+        return pb.RotateMasterKeyReply(
+            active_version=result.active_version,
+            rewrapped=result.rewrapped,
+            skipped=result.skipped,
+            remaining=result.remaining,
+            total=result.total,
+            failed=result.failed,
+            cursor=result.cursor,
+        )
+
+    @rpc
+    async def VaultStatus(self, request: pb.VaultStatusRequest, context: Context) -> pb.VaultStatusReply:
+        status = await rotation.vault_status(self.engine, self.ring)
+        return pb.VaultStatusReply(
+            active_version=status.active_version,
+            versions=[_version(v) for v in status.versions],
+            total=status.total,
+        )
+
+    @rpc
+    async def RetireMasterKey(self, request: pb.RetireMasterKeyRequest, context: Context) -> pb.MasterKeyVersion:
+        return _version(await rotation.retire(self.engine, self.ring, request.version, request.actor))
+
+    @rpc
+    async def ListAuditEvents(self, request: pb.ListAuditEventsRequest, context: Context) -> pb.ListAuditEventsReply:
+        events = await audit.recent(self.engine, request.user_id, request.limit or 100)
+        return pb.ListAuditEventsReply(
+            events=[
+                pb.AuditEvent(
+                    at_unix_ms=e.at,
+                    actor=e.actor,
+                    action=e.action,
+                    user_id=e.user_id,
+                    key_id=e.key_id,
+                    fingerprint=e.fingerprint,
+                    outcome=e.outcome,
+                    detail=e.detail,
+                )
+                for e in events
+            ]
+        )
