@@ -1,0 +1,1 @@
+"""health: provider state from active probes and passive outcomes, streamed to routers."""
