@@ -41,8 +41,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 def create_app(settings: GatewaySettings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.edge = Edge(settings, Clients.connect(settings))
+        app.state.edge = gateway = Edge(settings, Clients.connect(settings))
         yield
+        await gateway.store.close()
         await close_all()
 
     middleware = [Middleware(EdgeMiddleware)]

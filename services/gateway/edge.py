@@ -24,7 +24,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.gateway import metrics
 from services.gateway.clients import Clients
+from services.gateway.limits import Limiter
+from services.gateway.replay import Idempotency, ResponseCache
 from services.gateway.settings import GatewaySettings
+from services.gateway.store import Store
 from services.runtime.channels import metadata
 from services.runtime.errors import DomainError, from_rpc_error
 from services.runtime.logging import request_id
@@ -43,6 +46,10 @@ class Edge:
         self.settings = settings
         self.clients = clients
         self._auth: dict[bytes, tuple[float, keyvault_pb2.Principal]] = {}
+        self.store = Store(settings.redis_url, settings.redis_prefix, settings.cache_max_entries)
+        self.limiter = Limiter(settings, self.store)
+        self.idempotency = Idempotency(self.store, settings.idempotency_ttl)
+        self.cache = ResponseCache(self.store, settings.cache_ttl, settings.cache_enabled)
 
     async def call(
         self, method: Callable[..., Awaitable[T]], message: Any, service: str, timeout: float | None = None
@@ -105,7 +112,8 @@ def json_response(content: Any, status: int = 200, headers: dict[str, str] | Non
 
 
 def error_response(err: DomainError, headers: dict[str, str] | None = None) -> Response:
-    return json_response(err.body(), err.kind.http_status, headers)
+    """OpenAI's error JSON with the error's status, plus any headers the error carries (`Retry-After`)."""
+    return json_response(err.body(), err.kind.http_status, {**getattr(err, "headers", {}), **(headers or {})})
 
 
 async def read_body(request: Request) -> bytes:

@@ -14,3 +14,19 @@ class GatewaySettings(CommonSettings):
     request_timeout: float = 600.0
     models_cache_ttl: float = 5.0
     cors_origins: str = ""  # comma-separated allow-list; empty: no CORS headers
+
+    # Shared state of the gateway replicas (rate-limit windows, idempotency records, response cache).
+    # Empty: in-process state, right for one gateway process (the embedded default).
+    redis_url: str = ""
+    redis_prefix: str = "tollgate:"
+
+    # Rate limits per minute; 0 is unlimited. A key's own limits (set when it was created) win over the key defaults.
+    rate_limit_key_rpm: int = 0
+    rate_limit_key_tpm: int = 0
+    rate_limit_user_rpm: int = 0
+    rate_limit_user_tpm: int = 0
+
+    idempotency_ttl: float = 24 * 3600.0
+    cache_enabled: bool = True
+    cache_ttl: float = 300.0
+    cache_max_entries: int = 10_000

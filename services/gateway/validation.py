@@ -134,6 +134,8 @@ def embedding(payload: dict[str, Any]) -> None:
     elif not isinstance(value, list) or not value:
         raise _bad("input", "'input' must be a non-empty string or array")
     _kind(payload, "model", str, "a string")
+    if payload.get("stream"):
+        raise _bad("stream", "Embeddings cannot be streamed")
     fmt = payload.get("encoding_format")
     if fmt is not None and fmt not in ("float", "base64"):
         raise _bad("encoding_format", "'encoding_format' must be 'float' or 'base64'")

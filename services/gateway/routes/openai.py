@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -17,10 +18,14 @@ from starlette.responses import Response, StreamingResponse
 
 from services.gateway import metrics
 from services.gateway.edge import Edge, aliased, edge, json_response, read_json
+from services.gateway.limits import Admission
+from services.gateway.replay import ResponseCache, Stored, fingerprint
 from services.gateway.validation import VALIDATORS
 from services.runtime.channels import metadata
 from services.runtime.errors import DomainError, from_rpc_error
 from services.runtime.logging import request_id
+from tollgate.credits.v1 import credits_pb2
+from tollgate.keyvault.v1 import keyvault_pb2
 from tollgate.router.v1 import router_pb2
 
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -52,14 +57,38 @@ def _inline_key(payload: dict[str, Any]) -> router_pb2.InlineKey | None:
     return router_pb2.InlineKey(provider=provider, api_key=key)
 
 
-async def _request(request: Request, route: str) -> tuple[Edge, router_pb2.CompletionRequest, bool]:
+@dataclass
+class Completion:
+    """One completion request on its way through the edge's policies."""
+
+    gateway: Edge
+    route: str
+    principal: keyvault_pb2.Principal
+    message: router_pb2.CompletionRequest
+    payload: dict[str, Any]
+    admission: Admission | None
+    idempotency_key: str | None
+    body_hash: str = ""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self.admission.headers() if self.admission else {}
+
+    async def finished(self, outcome: router_pb2.Outcome) -> float:
+        """Account for a served completion: metrics and the token windows. Returns its overhead (ms)."""
+        await self.gateway.limiter.spend(self.admission, outcome.prompt_tokens + outcome.completion_tokens)
+        return metrics.record(outcome)
+
+
+async def _accept(request: Request, route: str) -> Completion:
     gateway = edge(request)
     principal = await gateway.principal(request)
+    admission = await gateway.limiter.admit(principal)
     body, payload = await read_json(request)
     VALIDATORS[route](payload)
     inline = _inline_key(payload)
-    if inline is not None:
-        body = orjson.dumps(payload)
+    if inline is not None or "cache" in payload:
+        body = orjson.dumps({k: v for k, v in payload.items() if k != "cache"})
     message = router_pb2.CompletionRequest(
         request_id=request_id.get(),
         caller=router_pb2.Caller(user_id=principal.user_id, key_id=principal.key_id, scopes=principal.scopes),
@@ -67,68 +96,147 @@ async def _request(request: Request, route: str) -> tuple[Edge, router_pb2.Compl
         power_level=request.headers.get("x-power-level", ""),
         inline_key=inline,
     )
-    return gateway, message, bool(payload.get("stream"))
+    return Completion(gateway, route, principal, message, payload, admission, request.headers.get("idempotency-key"))
 
 
-async def _unary(gateway: Edge, method: Any, message: router_pb2.CompletionRequest) -> Response:
-    reply: router_pb2.CompletionReply = await gateway.call(method, message, "router", gateway.settings.request_timeout)
-    headers = outcome_headers(reply.outcome)
-    headers["x-tollgate-overhead-ms"] = f"{metrics.record(reply.outcome):.3f}"
-    return Response(reply.body, media_type="application/json", headers=headers)
+async def _serve(request: Request, route: str, unary: Any, stream: Any) -> Response:
+    job = await _accept(request, route)
+    gateway, user = job.gateway, job.principal.user_id
+    if job.idempotency_key is not None:
+        job.body_hash = fingerprint(route, job.message.body)
+        stored = await gateway.idempotency.claim(user, job.idempotency_key, job.body_hash)
+        if stored is not None:
+            return stored.response({**job.headers, "idempotent-replayed": "true"})
+    try:
+        if job.payload.get("stream"):
+            return await _stream(job, stream)
+        response, body = await _unary(job, unary)
+    except BaseException:
+        if job.idempotency_key is not None:
+            await gateway.idempotency.abandon(user, job.idempotency_key)
+        raise
+    if job.idempotency_key is not None:
+        await gateway.idempotency.complete(user, job.idempotency_key, job.body_hash, Stored.of(response, body))
+    return response
 
 
-async def _stream(gateway: Edge, method: Any, message: router_pb2.CompletionRequest) -> Response:
-    call = method(message, timeout=gateway.settings.request_timeout, metadata=metadata())
+async def _unary(job: Completion, method: Any) -> tuple[Response, bytes]:
+    gateway = job.gateway
+    cache_key = None
+    if not job.message.HasField("inline_key") and gateway.cache.eligible(job.payload):
+        cache_key = ResponseCache.key(job.principal.user_id, job.route, job.payload)
+        hit = await gateway.cache.get(cache_key)
+        if hit is not None:
+            body = _as_cache_hit(hit.body)
+            await _record_cache_hit(job, hit)
+            return hit.response({**job.headers, "x-tollgate-cache": "hit", "x-tollgate-cost": "0.000000"}), body
+    reply: router_pb2.CompletionReply = await gateway.call(
+        method, job.message, "router", gateway.settings.request_timeout
+    )
+    headers = {**outcome_headers(reply.outcome), **job.headers}
+    headers["x-tollgate-overhead-ms"] = f"{await job.finished(reply.outcome):.3f}"
+    response = Response(reply.body, media_type="application/json", headers=headers)
+    if cache_key is not None:
+        await gateway.cache.put(cache_key, Stored.of(response, reply.body))
+        response.headers["x-tollgate-cache"] = "miss"
+    return response, reply.body
+
+
+def _as_cache_hit(body: bytes) -> bytes:
+    data = orjson.loads(body)
+    meta = data.get("_metadata")
+    if isinstance(meta, dict):
+        meta.update(cost_incurred=0, cache_hit=True, fallbacks=0)
+    return orjson.dumps(data)
+
+
+async def _record_cache_hit(job: Completion, hit: Stored) -> None:
+    """A cache hit is served free, and logged as usage with `cache_hit`."""
+    usage = credits_pb2.UsageRecord(
+        request_id=job.message.request_id,
+        user_id=job.principal.user_id,
+        api_key_id=job.principal.key_id,
+        model=hit.headers.get("x-tollgate-model", ""),
+        provider=hit.headers.get("x-tollgate-provider", ""),
+        status="ok",
+        cache_hit=True,
+        route=job.route,
+    )
+    await job.gateway.call(
+        job.gateway.clients.credits.RecordUsage,
+        credits_pb2.RecordUsageRequest(usage=usage, idempotency_key=f"{job.message.request_id}:usage"),
+        "credits",
+    )
+
+
+async def _stream(job: Completion, method: Any) -> Response:
+    gateway = job.gateway
+    call = method(job.message, timeout=gateway.settings.request_timeout, metadata=metadata())
     try:
         first = await call.read()
     except grpc.aio.AioRpcError as exc:
         raise from_rpc_error(exc, "router") from None
     if first is grpc.aio.EOF:
         raise DomainError("provider_error", "The provider ended the stream before sending anything")
+    kept: list[bytes] | None = [] if job.idempotency_key is not None else None
 
     async def relay() -> AsyncIterator[bytes]:
         event, failed = first, False
         try:
             while event is not grpc.aio.EOF:
                 kind = event.WhichOneof("event")
+                frame = b""
                 if kind == "chunk":
-                    yield b"data: " + event.chunk + b"\n\n"
+                    frame = b"data: " + event.chunk + b"\n\n"
                 elif kind == "error":
                     failed = True
-                    yield b"data: " + event.error + b"\n\n"
+                    frame = b"data: " + event.error + b"\n\n"
                 elif kind == "outcome":
-                    metrics.record(event.outcome)
+                    await job.finished(event.outcome)
+                if frame:
+                    if kept is not None:
+                        kept.append(frame)
+                    yield frame
                 event = await call.read()
             if not failed:
+                if kept is not None:
+                    kept.append(b"data: [DONE]\n\n")
                 yield b"data: [DONE]\n\n"
         except grpc.aio.AioRpcError as exc:
+            failed = True
             yield b"data: " + orjson.dumps(from_rpc_error(exc, "router").body()) + b"\n\n"
         finally:
             # A client that went away cancels the router's call, which releases its hold.
             call.cancel()
+            if job.idempotency_key is not None:
+                await _settle_stream_key(job, kept if not failed else None)
 
-    return StreamingResponse(relay(), media_type="text/event-stream", headers=_SSE_HEADERS)
+    return StreamingResponse(relay(), media_type="text/event-stream", headers={**_SSE_HEADERS, **job.headers})
+
+
+async def _settle_stream_key(job: Completion, frames: list[bytes] | None) -> None:
+    assert job.idempotency_key is not None
+    idem = job.gateway.idempotency
+    if frames is None:
+        await idem.abandon(job.principal.user_id, job.idempotency_key)
+    else:
+        stored = Stored(200, {"content-type": "text/event-stream"}, b"".join(frames))
+        await idem.complete(job.principal.user_id, job.idempotency_key, job.body_hash, stored)
 
 
 async def chat_completions(request: Request) -> Response:
-    gateway, message, stream = await _request(request, "chat")
-    router = gateway.clients.router
-    return await (_stream(gateway, router.ChatStream, message) if stream else _unary(gateway, router.Chat, message))
+    router = edge(request).clients.router
+    return await _serve(request, "chat", router.Chat, router.ChatStream)
 
 
 async def completions(request: Request) -> Response:
-    gateway, message, stream = await _request(request, "completion")
-    router = gateway.clients.router
-    if stream:
-        return await _stream(gateway, router.CompleteStream, message)
-    return await _unary(gateway, router.Complete, message)
+    router = edge(request).clients.router
+    return await _serve(request, "completion", router.Complete, router.CompleteStream)
 
 
 async def embeddings(request: Request) -> Response:
-    gateway, message, stream = await _request(request, "embedding")
-    if stream:
-        raise DomainError("invalid_request", "Embeddings cannot be streamed", "stream")
-    return await _unary(gateway, gateway.clients.router.Embed, message)
+    router = edge(request).clients.router
+    return await _serve(request, "embedding", router.Embed, None)
 
 
 def model_entry(model: router_pb2.Model) -> dict[str, Any]:
