@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from services.gateway.edge import edge, json_response
 from services.gateway.metrics import metrics
+from services.gateway.openapi import openapi
 from services.runtime.channels import channel
 
 # The services a request cannot be served without.
@@ -59,4 +60,5 @@ ROUTES = [
     Route("/health/ready", ready, methods=["GET"]),
     Route("/api/v1/llm/health", llm_health, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
+    Route("/openapi.json", openapi, methods=["GET"]),
 ]

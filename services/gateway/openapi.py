@@ -1,0 +1,243 @@
+"""The gateway's OpenAPI 3.1 description, served at `/openapi.json`.
+
+Request bodies follow OpenAI's published schemas closely enough for generated clients and fuzzers;
+a test keeps this document and the application's routes in step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from services.gateway.edge import json_response
+
+ALIAS_PREFIX = "/api/v1/llm"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_ERRORS = {
+    str(code): {"description": text, "content": {"application/json": {"schema": _ref("Error")}}}
+    for code, text in (
+        (400, "Invalid request"),
+        (401, "Missing or invalid API key"),
+        (402, "Not enough credits"),
+        (403, "Not allowed for this key"),
+        (404, "Unknown model or resource"),
+        (409, "A request with this Idempotency-Key is in progress"),
+        (413, "Request body too large"),
+        (422, "Idempotency-Key reused with another body"),
+        (429, "Rate limit reached"),
+        (502, "The provider failed"),
+        (503, "A provider or service is unavailable"),
+        (504, "Timed out"),
+    )
+}
+
+_MESSAGE = {
+    "type": "object",
+    "required": ["role"],
+    "properties": {
+        "role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool", "function"]},
+        "content": {
+            "anyOf": [
+                {"type": "string"},
+                {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["type"],
+                        "properties": {"type": {"type": "string"}, "text": {"type": "string"}},
+                    },
+                },
+                {"type": "null"},
+            ]
+        },
+        "name": {"type": "string"},
+        "tool_call_id": {"type": "string"},
+        "tool_calls": {"type": "array", "items": {"type": "object"}},
+    },
+}
+
+_SAMPLING = {
+    "model": {"type": "string", "description": "A catalog model id or alias; omitted or `auto`: the power level picks"},
+    "power_level": {
+        "type": "string",
+        "enum": ["eco", "balanced", "precision", "custom", "ECO", "BALANCED", "PRECISION", "CUSTOM"],
+    },
+    "stream": {"type": "boolean"},
+    "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
+    "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+    "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+    "n": {"type": "integer", "minimum": 1, "maximum": 128},
+    "max_tokens": {"type": "integer", "minimum": 1},
+    "max_completion_tokens": {"type": "integer", "minimum": 1},
+    "stop": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 4}]},
+    "presence_penalty": {"type": "number", "minimum": -2, "maximum": 2},
+    "frequency_penalty": {"type": "number", "minimum": -2, "maximum": 2},
+    "user": {"type": "string"},
+    "cache": {"type": "boolean", "description": "tollgate: answer from (and fill) the response cache"},
+}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["message", "type", "param", "code"],
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "param": {"type": ["string", "null"]},
+                    "code": {"type": ["string", "null"]},
+                },
+            }
+        },
+    },
+    "ChatCompletionRequest": {
+        "type": "object",
+        "required": ["messages"],
+        "properties": {
+            "messages": {"type": "array", "minItems": 1, "items": _MESSAGE},
+            "tools": {"type": "array", "items": {"type": "object"}},
+            "tool_choice": {},
+            "response_format": {
+                "type": "object",
+                "properties": {"type": {"type": "string", "enum": ["text", "json_object", "json_schema"]}},
+            },
+            **_SAMPLING,
+        },
+    },
+    "CompletionRequest": {
+        "type": "object",
+        "required": ["prompt"],
+        "properties": {"prompt": {"anyOf": [{"type": "string"}, {"type": "array"}]}, **_SAMPLING},
+    },
+    "EmbeddingRequest": {
+        "type": "object",
+        "required": ["input"],
+        "properties": {
+            "input": {
+                "anyOf": [
+                    {"type": "string", "minLength": 1},
+                    {"type": "array", "minItems": 1, "items": {"type": "string"}},
+                ]
+            },
+            "model": {"type": "string"},
+            "encoding_format": {"type": "string", "enum": ["float", "base64"]},
+            "dimensions": {"type": "integer", "minimum": 1},
+        },
+    },
+    "SelectRequest": {
+        "type": "object",
+        "properties": {
+            "messages": {"type": "array", "items": _MESSAGE},
+            "task": {"type": "string"},
+            "model": {"type": "string"},
+            "power_level": _SAMPLING["power_level"],
+            "max_tokens": {"type": "integer", "minimum": 1},
+        },
+    },
+    "Object": {"type": "object"},
+}
+
+
+def operation(
+    summary: str,
+    *,
+    body: str | None = None,
+    auth: bool = True,
+    stream: bool = False,
+    params: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    content: dict[str, Any] = {"application/json": {"schema": _ref("Object")}}
+    if stream:
+        content["text/event-stream"] = {"schema": {"type": "string"}}
+    op: dict[str, Any] = {
+        "summary": summary,
+        "responses": {"200": {"description": "OK", "content": content}, **_ERRORS},
+    }
+    if body:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(body)}}}
+    if not auth:
+        op["security"] = []
+    if params:
+        op["parameters"] = params
+    return op
+
+
+def path_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def query(name: str, description: str, kind: str = "string") -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": {"type": kind}, "description": description}
+
+
+_HEADERS = [
+    {"name": "X-Power-Level", "in": "header", "required": False, "schema": {"type": "string"}},
+    {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string", "maxLength": 255}},
+]
+
+# path → method → operation; paths under /v1 also answer under /api/v1/llm when `aliased` is true.
+OPERATIONS: dict[str, tuple[bool, dict[str, dict[str, Any]]]] = {
+    "/v1/chat/completions": (
+        True,
+        {"post": operation("Create a chat completion", body="ChatCompletionRequest", stream=True, params=_HEADERS)},
+    ),
+    "/v1/completions": (
+        True,
+        {"post": operation("Create a text completion", body="CompletionRequest", stream=True, params=_HEADERS)},
+    ),
+    "/v1/embeddings": (True, {"post": operation("Create embeddings", body="EmbeddingRequest", params=_HEADERS)}),
+    "/v1/models": (True, {"get": operation("List the catalog's models with tier, price, capabilities, health")}),
+    "/v1/models/{model}": (True, {"get": operation("One model", params=[path_param("model")])}),
+    "/v1/models/select": (
+        True,
+        {"post": operation("Choose a model without calling a provider", body="SelectRequest", params=_HEADERS[:1])},
+    ),
+    "/health": (False, {"get": operation("Liveness", auth=False)}),
+    "/health/live": (False, {"get": operation("Liveness", auth=False)}),
+    "/health/ready": (False, {"get": operation("Readiness: the services a request needs", auth=False)}),
+    "/api/v1/llm/health": (False, {"get": operation("Health in the seeds' shape", auth=False)}),
+    "/metrics": (False, {"get": operation("Prometheus metrics", auth=False)}),
+    "/openapi.json": (False, {"get": operation("This document", auth=False)}),
+}
+
+
+def extend(path: str, aliased: bool, methods: dict[str, dict[str, Any]]) -> None:
+    """Describe more routes (route modules register theirs at import)."""
+    OPERATIONS[path] = (aliased, methods)
+
+
+def document() -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for path, (aliased, methods) in OPERATIONS.items():
+        paths[path] = methods
+        if aliased and path.startswith("/v1/"):
+            paths[ALIAS_PREFIX + path[3:]] = methods
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "tollgate",
+            "version": "1.0.0",
+            "description": "OpenAI-compatible LLM gateway. Errors are OpenAI-shaped; amounts are in credits.",
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "A tg-… API key"}},
+        },
+    }
+
+
+async def openapi(request: Request) -> Response:
+    return json_response(document())
