@@ -1,0 +1,84 @@
+"""`python -m services.router`: load and validate the catalog, then serve the Router over gRPC."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import grpc
+
+from services.router.adapters.openai import OpenAIAdapter
+from services.router.catalog import CatalogError, load
+from services.router.clients import GrpcLedger, GrpcVault
+from services.router.health_view import HealthView
+from services.router.pipeline import Router, Settings
+from services.router.servicer import RouterServicer
+from services.router.settings import RouterSettings
+from services.runtime import channels
+from services.runtime.logging import configure
+from services.runtime.secrets import persistent_secret
+from services.runtime.server import Service, main
+from services.runtime.settings import fail
+from services.runtime.settings import load as load_settings
+from tollgate.router.v1 import router_pb2, router_pb2_grpc
+
+
+async def build() -> Service:
+    settings = load_settings(RouterSettings)
+    log = configure("router", settings.log_level, settings.log_format)
+    try:
+        catalog = load(settings.catalog)
+    except CatalogError as exc:
+        fail("CATALOG", f"{settings.catalog}: {exc}")
+        raise
+    level = settings.default_power_level.upper() or catalog.default_power_level
+    if level not in catalog.policies:
+        fail("DEFAULT_POWER_LEVEL", f"{level!r} is not one of {', '.join(catalog.policies)}")
+    if settings.max_attempts < 1:
+        fail("MAX_ATTEMPTS", "must be at least 1")
+    token = persistent_secret(settings, settings.router_token, "ROUTER_TOKEN", "router-token")
+    health = HealthView(lambda: channels.channel(settings.health_addr), settings.rpc_timeout_seconds)
+    router = Router(
+        catalog,
+        Settings(
+            default_power_level=level,
+            max_attempts=settings.max_attempts,
+            hold_ttl_seconds=settings.hold_ttl_seconds,
+            rpc_timeout=settings.rpc_timeout_seconds,
+            byok_fallback_to_platform=settings.byok_fallback_to_platform,
+        ),
+        GrpcLedger(lambda: channels.channel(settings.credits_addr)),
+        GrpcVault(lambda: channels.channel(settings.keyvault_addr), token, settings.byok_cache_ttl),
+        health,
+        adapters={"openai": OpenAIAdapter(settings.upstream_max_connections)},
+    )
+    log.info(
+        "catalog %s: %d models, %d providers, default power level %s",
+        settings.catalog,
+        len(catalog.models),
+        len(catalog.providers),
+        level,
+    )
+
+    def register(server: grpc.aio.Server) -> Sequence[str]:
+        router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(router, settings.request_timeout_seconds), server)
+        return [router_pb2.DESCRIPTOR.services_by_name["Router"].full_name]
+
+    async def close() -> None:
+        await router.close()
+        await channels.close_all()
+
+    return Service(
+        name="router",
+        settings=settings,
+        port=settings.router_port,
+        register=register,
+        background=(health.watch, health.send_reports),
+        on_stop=(close,),
+    )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "migrate":
+        sys.exit(0)  # the router owns no database
+    main(build)

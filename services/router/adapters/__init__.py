@@ -1,0 +1,1 @@
+"""Provider adapters: one interface, two ways of calling an upstream (direct OpenAI-compatible HTTP, litellm)."""

@@ -1,0 +1,157 @@
+"""The `openai` adapter: a direct, pooled, streaming HTTP client for OpenAI-compatible upstreams.
+
+One `httpx.AsyncClient` per provider keeps connections alive across requests. Streams are split into
+`data:` payloads on bytes, so a payload reaches the client exactly as the upstream wrote it unless the
+normalizer has to change it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+
+from services.router.adapters.base import PATHS, Event, Reply, Route, UpstreamError, safe_message
+from services.router.catalog import Model, Provider
+
+
+class OpenAIAdapter:
+    def __init__(self, max_connections: int = 256) -> None:
+        self._limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self._clients: dict[str, httpx.AsyncClient] = {}
+
+    def _client(self, provider: Provider) -> httpx.AsyncClient:
+        client = self._clients.get(provider.name)
+        if client is None:
+            client = self._clients[provider.name] = httpx.AsyncClient(
+                base_url=provider.api_base,
+                limits=self._limits,
+                timeout=httpx.Timeout(provider.timeout_s, connect=provider.connect_timeout_s),
+                headers={"content-type": "application/json", "accept-encoding": "identity"},
+            )
+        return client
+
+    @staticmethod
+    def _request(
+        route: Route, model: Model, payload: dict[str, Any], api_key: str | None, timeout: float
+    ) -> dict[str, Any]:
+        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        return {
+            "url": PATHS[route],
+            "content": orjson.dumps({**payload, "model": model.upstream}),
+            "headers": headers,
+            "timeout": httpx.Timeout(timeout, connect=min(model.provider.connect_timeout_s, timeout)),
+        }
+
+    async def call(
+        self, route: Route, model: Model, payload: dict[str, Any], api_key: str | None, timeout: float
+    ) -> Reply:
+        provider = model.provider
+        try:
+            resp = await self._client(provider).post(**self._request(route, model, payload, api_key, timeout))
+        except httpx.TimeoutException:
+            raise UpstreamError("timeout", 0, f"{provider.name} did not answer within {timeout:.1f}s") from None
+        except httpx.HTTPError as exc:
+            raise UpstreamError("connect", 0, f"cannot reach {provider.name} ({type(exc).__name__})") from None
+        if resp.status_code >= 400:
+            raise _status_error(provider, resp.status_code, resp.content, api_key)
+        try:
+            body = orjson.loads(resp.content)
+        except orjson.JSONDecodeError:
+            body = None
+        if not isinstance(body, dict):
+            raise UpstreamError("garbage", resp.status_code, f"{provider.name} answered with a body that is not JSON")
+        return Reply(body)
+
+    async def stream(
+        self, route: Route, model: Model, payload: dict[str, Any], api_key: str | None, timeout: float
+    ) -> AsyncIterator[Event]:
+        provider = model.provider
+        client = self._client(provider)
+        request = client.build_request("POST", **self._request(route, model, payload, api_key, timeout))
+        try:
+            resp = await client.send(request, stream=True)
+        except httpx.TimeoutException:
+            raise UpstreamError("timeout", 0, f"{provider.name} did not answer within {timeout:.1f}s") from None
+        except httpx.HTTPError as exc:
+            raise UpstreamError("connect", 0, f"cannot reach {provider.name} ({type(exc).__name__})") from None
+        try:
+            if resp.status_code >= 400:
+                raise _status_error(provider, resp.status_code, await resp.aread(), api_key)
+            async for data in _sse_payloads(resp, provider):
+                if data == b"[DONE]":
+                    return
+                try:
+                    obj = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    obj = None
+                if not isinstance(obj, dict):
+                    raise UpstreamError("garbage", 200, f"{provider.name} streamed a payload that is not JSON")
+                if "error" in obj and "choices" not in obj:
+                    error = obj["error"]
+                    text = error.get("message", "") if isinstance(error, dict) else str(error)
+                    raise UpstreamError(
+                        "http",
+                        502,
+                        f"{provider.name} ended the stream with an error: " + safe_message(str(text), api_key),
+                    )
+                yield Event(data, obj)
+        finally:
+            await resp.aclose()
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+
+
+async def _sse_payloads(resp: httpx.Response, provider: Provider) -> AsyncIterator[bytes]:
+    """The `data:` payloads of a server-sent event stream, one per event."""
+    buffer = b""
+    data: list[bytes] = []
+    try:
+        async for piece in resp.aiter_raw():
+            buffer += piece
+            while True:
+                end = buffer.find(b"\n")
+                if end < 0:
+                    break
+                line = buffer[:end].rstrip(b"\r")
+                buffer = buffer[end + 1 :]
+                if not line:
+                    if data:
+                        yield data[0] if len(data) == 1 else b"\n".join(data)
+                        data = []
+                elif line.startswith(b"data:"):
+                    data.append(line[6:] if line[5:6] == b" " else line[5:])
+                elif not line.startswith((b":", b"event:", b"id:", b"retry:")) and not data:
+                    raise UpstreamError(
+                        "garbage", resp.status_code, f"{provider.name} did not answer with an event stream"
+                    )
+    except httpx.TimeoutException:
+        raise UpstreamError("timeout", 0, f"{provider.name} stopped sending within the read timeout") from None
+    except httpx.HTTPError as exc:
+        raise UpstreamError("cut", 0, f"{provider.name} broke off the stream ({type(exc).__name__})") from None
+    rest = buffer.strip()
+    if rest.startswith(b"data:"):
+        data.append(rest[5:].lstrip(b" "))
+    elif rest:
+        raise UpstreamError("garbage", resp.status_code, f"{provider.name} did not answer with an event stream")
+    if data:
+        yield b"\n".join(data)
+
+
+def _status_error(provider: Provider, status: int, content: bytes, api_key: str | None) -> UpstreamError:
+    detail = ""
+    try:
+        body = orjson.loads(content)
+        error = body.get("error") if isinstance(body, dict) else None
+        detail = str(error.get("message", "")) if isinstance(error, dict) else str(error or "")
+    except orjson.JSONDecodeError:
+        pass
+    text = f"{provider.name} answered HTTP {status}"
+    if detail:
+        text += ": " + safe_message(detail, api_key)
+    return UpstreamError("http", status, text)

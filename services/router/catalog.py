@@ -1,0 +1,429 @@
+"""The model catalog: the YAML file that names providers, models, fallback chains and power-level policies.
+
+`load()` reads and strictly validates it. Any problem (an unknown key, an unknown reference, a duplicate id or
+alias, a fallback cycle, a paid model without a price) raises one `CatalogError` naming the offending entry,
+so a bad catalog never starts a router. Prices become integer micro-credits per 1k tokens here, once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TIERS = ("FREE", "STARTER", "BALANCED", "PROFESSIONAL", "PREMIUM", "SPECIALIZED")
+CAPABILITIES = ("chat", "completion", "embeddings", "tools", "vision", "json")
+ADAPTERS = ("openai", "litellm")
+POWER_LEVELS = ("ECO", "BALANCED", "PRECISION", "CUSTOM")
+STRATEGIES = ("cheapest", "quality_per_cost", "highest_quality", "exact")
+MICRO = 1_000_000
+
+DEFAULT_POLICIES: dict[str, dict[str, Any]] = {
+    "ECO": {"strategy": "cheapest", "tiers": ["FREE", "STARTER", "BALANCED"]},
+    "BALANCED": {"strategy": "quality_per_cost", "tiers": ["STARTER", "BALANCED", "PROFESSIONAL"]},
+    "PRECISION": {"strategy": "highest_quality", "tiers": ["PROFESSIONAL", "PREMIUM", "BALANCED"]},
+    "CUSTOM": {"strategy": "exact"},
+}
+
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_PROVIDER_KEYS = {"api_base", "api_key_env", "adapter", "litellm_provider", "timeout_s", "connect_timeout_s", "free"}
+_MODEL_KEYS = {
+    "id",
+    "aliases",
+    "provider",
+    "upstream",
+    "tier",
+    "price",
+    "context_window",
+    "max_output_tokens",
+    "capabilities",
+    "quality",
+    "enabled",
+    "fallbacks",
+}
+_TOP_KEYS = {"version", "providers", "models", "tier_fallbacks", "power_levels", "default_power_level"}
+_POLICY_KEYS = {"strategy", "tiers", "min_quality"}
+
+
+class CatalogError(ValueError):
+    """The catalog is invalid; the message names the offending entry."""
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    name: str
+    api_base: str
+    api_key_env: str | None
+    adapter: str
+    litellm_provider: str | None
+    timeout_s: float
+    connect_timeout_s: float
+    free: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    id: str
+    aliases: tuple[str, ...]
+    provider: Provider
+    upstream: str
+    tier: str
+    input_micro_per_1k: int
+    output_micro_per_1k: int
+    context_window: int
+    max_output_tokens: int | None
+    capabilities: frozenset[str]
+    quality: int
+    enabled: bool
+    fallbacks: tuple[str, ...]
+
+    @property
+    def free(self) -> bool:
+        return self.provider.free or (self.input_micro_per_1k == 0 and self.output_micro_per_1k == 0)
+
+    @property
+    def blended_micro_per_1k(self) -> int:
+        return self.input_micro_per_1k + self.output_micro_per_1k
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    strategy: str
+    tiers: tuple[str, ...]
+    min_quality: int = 0
+
+
+@dataclass(frozen=True)
+class Catalog:
+    providers: dict[str, Provider]
+    models: dict[str, Model]  # by id, in file order
+    tier_fallbacks: dict[str, tuple[str, ...]]
+    policies: dict[str, Policy]
+    default_power_level: str
+    names: dict[str, str] = field(default_factory=dict)  # id or alias -> id
+
+    def resolve(self, name: str) -> Model | None:
+        model_id = self.names.get(name)
+        return self.models[model_id] if model_id is not None else None
+
+    def fallback_chain(self, model: Model) -> list[Model]:
+        """The models to try after `model`: its own chain (followed transitively) or its tier's."""
+        chain: list[Model] = []
+        seen = {model.id}
+
+        def walk(ids: tuple[str, ...]) -> None:
+            for model_id in ids:
+                if model_id in seen:
+                    continue
+                seen.add(model_id)
+                nxt = self.models[model_id]
+                chain.append(nxt)
+                walk(nxt.fallbacks)
+
+        walk(model.fallbacks or self.tier_fallbacks.get(model.tier, ()))
+        return chain
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a mapping with the same key twice instead of keeping the last one."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise CatalogError(f"duplicate key {key!r} (line {key_node.start_mark.line + 1})")
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def expand(value: str, env: dict[str, str] | None = None) -> str:
+    """Replace `${VAR}` and `${VAR:-default}` with the environment's value (or the default)."""
+    environ = os.environ if env is None else env
+
+    def sub(match: re.Match[str]) -> str:
+        found = environ.get(match[1])
+        if found:
+            return found
+        if match[2] is not None:
+            return match[2]
+        raise CatalogError(f"environment variable {match[1]} is not set and has no default")
+
+    return _PLACEHOLDER.sub(sub, value)
+
+
+def load(path: str | Path, env: dict[str, str] | None = None) -> Catalog:
+    """Read and validate the catalog file at `path`."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise CatalogError(f"cannot read catalog {path}: {exc.strerror}") from None
+    return parse(text, env)
+
+
+def parse(text: str, env: dict[str, str] | None = None) -> Catalog:
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"not valid YAML: {exc}") from None
+    return _Builder(env).build(data)
+
+
+def micro_per_1k(value: object, where: str) -> int:
+    """Credits per 1k tokens as integer micro-credits per 1k tokens; sub-micro prices are refused."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise CatalogError(f"{where}: must be a number of credits per 1k tokens")
+    try:
+        amount = Decimal(str(value)) * MICRO
+    except InvalidOperation:
+        raise CatalogError(f"{where}: {value!r} is not a number") from None
+    if amount < 0:
+        raise CatalogError(f"{where}: must not be negative")
+    if amount != amount.to_integral_value():
+        raise CatalogError(f"{where}: {value} is finer than one micro-credit per 1k tokens")
+    return int(amount)
+
+
+class _Builder:
+    def __init__(self, env: dict[str, str] | None) -> None:
+        self.env = env
+
+    def build(self, data: object) -> Catalog:
+        top = self._mapping(data, "catalog")
+        self._keys(top, _TOP_KEYS, "catalog")
+        if top.get("version", 1) != 1:
+            raise CatalogError(f"catalog: unsupported version {top.get('version')!r} (expected 1)")
+        providers_raw = self._mapping(top.get("providers"), "providers")
+        if not providers_raw:
+            raise CatalogError("providers: at least one provider is required")
+        providers = {name: self._provider(str(name), spec) for name, spec in providers_raw.items()}
+
+        models_raw = top.get("models")
+        if not isinstance(models_raw, list) or not models_raw:
+            raise CatalogError("models: must be a non-empty list")
+        models: dict[str, Model] = {}
+        names: dict[str, str] = {}
+        for index, spec in enumerate(models_raw):
+            model = self._model(index, spec, providers)
+            for name in (model.id, *model.aliases):
+                if name in names:
+                    raise CatalogError(f"model {model.id}: id or alias {name!r} is already used by {names[name]}")
+                names[name] = model.id
+            models[model.id] = model
+
+        models = {mid: self._resolved_fallbacks(m, names) for mid, m in models.items()}
+        self._no_cycles(models)
+        tier_fallbacks = self._tier_fallbacks(top.get("tier_fallbacks"), names)
+        policies = self._policies(top.get("power_levels"))
+        default = top.get("default_power_level", "BALANCED")
+        if default not in policies:
+            raise CatalogError(f"default_power_level: {default!r} is not one of {', '.join(policies)}")
+        return Catalog(providers, models, tier_fallbacks, policies, str(default), names)
+
+    # entries
+
+    def _provider(self, name: str, spec: object) -> Provider:
+        where = f"provider {name}"
+        raw = self._mapping(spec, where)
+        self._keys(raw, _PROVIDER_KEYS, where)
+        adapter = raw.get("adapter", "openai")
+        if adapter not in ADAPTERS:
+            raise CatalogError(f"{where}: adapter {adapter!r} is not one of {', '.join(ADAPTERS)}")
+        litellm_provider = raw.get("litellm_provider")
+        if adapter == "litellm" and not litellm_provider:
+            raise CatalogError(f"{where}: adapter litellm needs litellm_provider (e.g. anthropic)")
+        if adapter == "openai" and litellm_provider is not None:
+            raise CatalogError(f"{where}: litellm_provider is only for adapter litellm")
+        api_base = raw.get("api_base")
+        if api_base is not None and not isinstance(api_base, str):
+            raise CatalogError(f"{where}: api_base must be a string")
+        if adapter == "openai" and not api_base:
+            raise CatalogError(f"{where}: api_base is required for adapter openai")
+        try:
+            base = expand(api_base, self.env).rstrip("/") if api_base else ""
+        except CatalogError as exc:
+            raise CatalogError(f"{where}: api_base: {exc}") from None
+        key_env = raw.get("api_key_env")
+        if key_env is not None and (not isinstance(key_env, str) or not key_env):
+            raise CatalogError(f"{where}: api_key_env must be the name of an environment variable")
+        return Provider(
+            name=name,
+            api_base=base,
+            api_key_env=key_env,
+            adapter=str(adapter),
+            litellm_provider=str(litellm_provider) if litellm_provider else None,
+            timeout_s=self._positive(raw.get("timeout_s", 60), f"{where}: timeout_s"),
+            connect_timeout_s=self._positive(raw.get("connect_timeout_s", 5), f"{where}: connect_timeout_s"),
+            free=self._bool(raw.get("free", False), f"{where}: free"),
+        )
+
+    def _model(self, index: int, spec: object, providers: dict[str, Provider]) -> Model:
+        raw = self._mapping(spec, f"models[{index}]")
+        model_id = raw.get("id")
+        if not isinstance(model_id, str) or not model_id:
+            raise CatalogError(f"models[{index}]: id must be a non-empty string")
+        where = f"model {model_id}"
+        self._keys(raw, _MODEL_KEYS, where)
+        provider_name = raw.get("provider")
+        if provider_name not in providers:
+            raise CatalogError(f"{where}: unknown provider {provider_name!r}")
+        provider = providers[provider_name]
+        aliases = self._strings(raw.get("aliases", []), f"{where}: aliases")
+        upstream = raw.get("upstream", model_id)
+        if not isinstance(upstream, str) or not upstream:
+            raise CatalogError(f"{where}: upstream must be a non-empty string")
+        tier = raw.get("tier")
+        if tier not in TIERS:
+            raise CatalogError(f"{where}: tier {tier!r} is not one of {', '.join(TIERS)}")
+        capabilities = self._strings(raw.get("capabilities", ["chat"]), f"{where}: capabilities")
+        for cap in capabilities:
+            if cap not in CAPABILITIES:
+                raise CatalogError(f"{where}: capability {cap!r} is not one of {', '.join(CAPABILITIES)}")
+        price = raw.get("price")
+        if price is None:
+            if not provider.free:
+                raise CatalogError(f"{where}: price is required (provider {provider.name} is paid)")
+            input_micro = output_micro = 0
+        else:
+            price_raw = self._mapping(price, f"{where}: price")
+            self._keys(price_raw, {"input", "output"}, f"{where}: price")
+            for part in ("input", "output"):
+                if part not in price_raw and not provider.free:
+                    raise CatalogError(f"{where}: price.{part} is required (provider {provider.name} is paid)")
+            input_micro = micro_per_1k(price_raw.get("input", 0), f"{where}: price.input")
+            output_micro = micro_per_1k(price_raw.get("output", 0), f"{where}: price.output")
+        max_output = raw.get("max_output_tokens")
+        return Model(
+            id=model_id,
+            aliases=tuple(aliases),
+            provider=provider,
+            upstream=upstream,
+            tier=str(tier),
+            input_micro_per_1k=input_micro,
+            output_micro_per_1k=output_micro,
+            context_window=self._int(raw.get("context_window", 8192), f"{where}: context_window", 1),
+            max_output_tokens=None if max_output is None else self._int(max_output, f"{where}: max_output_tokens", 1),
+            capabilities=frozenset(capabilities),
+            quality=self._int(raw.get("quality", 50), f"{where}: quality", 0, 100),
+            enabled=self._bool(raw.get("enabled", True), f"{where}: enabled"),
+            fallbacks=tuple(self._strings(raw.get("fallbacks", []), f"{where}: fallbacks")),
+        )
+
+    def _resolved_fallbacks(self, model: Model, names: dict[str, str]) -> Model:
+        resolved = []
+        for name in model.fallbacks:
+            if name not in names:
+                raise CatalogError(f"model {model.id}: fallback {name!r} is not a model id or alias")
+            if names[name] == model.id:
+                raise CatalogError(f"model {model.id}: falls back to itself")
+            resolved.append(names[name])
+        return dataclasses.replace(model, fallbacks=tuple(resolved))
+
+    def _no_cycles(self, models: dict[str, Model]) -> None:
+        done: set[str] = set()
+
+        def visit(model_id: str, path: list[str]) -> None:
+            if model_id in path:
+                cycle = " -> ".join([*path[path.index(model_id) :], model_id])
+                raise CatalogError(f"model {path[path.index(model_id)]}: fallback cycle {cycle}")
+            if model_id in done:
+                return
+            for nxt in models[model_id].fallbacks:
+                visit(nxt, [*path, model_id])
+            done.add(model_id)
+
+        for model_id in models:
+            visit(model_id, [])
+
+    def _tier_fallbacks(self, raw: object, names: dict[str, str]) -> dict[str, tuple[str, ...]]:
+        if raw is None:
+            return {}
+        chains = self._mapping(raw, "tier_fallbacks")
+        out: dict[str, tuple[str, ...]] = {}
+        for tier, chain in chains.items():
+            if tier not in TIERS:
+                raise CatalogError(f"tier_fallbacks: unknown tier {tier!r}")
+            ids = []
+            for name in self._strings(chain, f"tier_fallbacks.{tier}"):
+                if name not in names:
+                    raise CatalogError(f"tier_fallbacks.{tier}: {name!r} is not a model id or alias")
+                ids.append(names[name])
+            out[str(tier)] = tuple(ids)
+        return out
+
+    def _policies(self, raw: object) -> dict[str, Policy]:
+        specs = dict(DEFAULT_POLICIES)
+        if raw is not None:
+            given = self._mapping(raw, "power_levels")
+            for level in given:
+                if level not in POWER_LEVELS:
+                    raise CatalogError(f"power_levels: unknown power level {level!r}")
+            specs.update(given)
+        policies: dict[str, Policy] = {}
+        for level, spec in specs.items():
+            where = f"power_levels.{level}"
+            body = self._mapping(spec, where)
+            self._keys(body, _POLICY_KEYS, where)
+            strategy = body.get("strategy")
+            if strategy not in STRATEGIES:
+                raise CatalogError(f"{where}: strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
+            if (strategy == "exact") != (level == "CUSTOM"):
+                raise CatalogError(f"{where}: strategy exact belongs to CUSTOM and only to it")
+            tiers = self._strings(body.get("tiers", list(TIERS)), f"{where}: tiers")
+            for tier in tiers:
+                if tier not in TIERS:
+                    raise CatalogError(f"{where}: unknown tier {tier!r}")
+            min_quality = self._int(body.get("min_quality", 0), f"{where}: min_quality", 0, 100)
+            policies[str(level)] = Policy(str(strategy), tuple(tiers), min_quality)
+        return policies
+
+    # value checks
+
+    @staticmethod
+    def _mapping(value: object, where: str) -> dict[Any, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise CatalogError(f"{where}: must be a mapping")
+        return value
+
+    @staticmethod
+    def _keys(raw: dict[Any, Any], allowed: set[str], where: str) -> None:
+        unknown = sorted(str(k) for k in raw if k not in allowed)
+        if unknown:
+            raise CatalogError(f"{where}: unknown key {', '.join(unknown)}")
+
+    @staticmethod
+    def _strings(value: object, where: str) -> list[str]:
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise CatalogError(f"{where}: must be a list of strings")
+        return value
+
+    @staticmethod
+    def _bool(value: object, where: str) -> bool:
+        if not isinstance(value, bool):
+            raise CatalogError(f"{where}: must be true or false")
+        return value
+
+    @staticmethod
+    def _int(value: object, where: str, low: int, high: int | None = None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+            bound = f" from {low} to {high}" if high is not None else f" >= {low}"
+            raise CatalogError(f"{where}: must be an integer{bound}")
+        return value
+
+    @staticmethod
+    def _positive(value: object, where: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise CatalogError(f"{where}: must be a positive number of seconds")
+        return float(value)

@@ -1,0 +1,177 @@
+"""Make provider replies conform to OpenAI's published schemas, whatever the provider sent.
+
+Missing fields the SDKs expect are filled (`logprobs` and `refusal` as null, `created`, `object`,
+`usage`), finish reasons are mapped into the allowed set, odd extra fields are left alone. Stream chunks
+report whether they changed, so an already conformant chunk is relayed as the upstream's bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+FINISH_REASONS = {"stop", "length", "tool_calls", "content_filter", "function_call"}
+_FINISH_MAP = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "eos": "stop",
+    "eos_token": "stop",
+    "complete": "stop",
+    "max_tokens": "length",
+    "max_output_tokens": "length",
+    "model_length": "length",
+    "tool_use": "tool_calls",
+    "tool_call": "tool_calls",
+    "safety": "content_filter",
+    "recitation": "content_filter",
+}
+_OBJECT = {"chat": "chat.completion", "completion": "text_completion"}
+_CHUNK_OBJECT = {"chat": "chat.completion.chunk", "completion": "text_completion"}
+
+
+def finish_reason(value: object, default: str | None = "stop") -> str | None:
+    if value is None:
+        return default
+    text = str(value)
+    return text if text in FINISH_REASONS else _FINISH_MAP.get(text.lower(), "stop")
+
+
+def _id(prefix: str) -> str:
+    return prefix + os.urandom(12).hex()
+
+
+def usage_of(body: dict[str, Any]) -> tuple[int, int] | None:
+    """(prompt, completion) tokens from a body's `usage`, when it carries integers."""
+    usage = body.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens", 0)
+    if not isinstance(prompt, int) or not isinstance(completion, int | None):
+        return None
+    return prompt, completion or 0
+
+
+def completion(route: str, body: dict[str, Any], model: str, prompt: int, completion_tokens: int) -> dict[str, Any]:
+    """A non-streamed chat or text completion in OpenAI's shape, `usage` set to what is charged."""
+    body.setdefault("id", _id("chatcmpl-" if route == "chat" else "cmpl-"))
+    body["object"] = _OBJECT[route]
+    if not isinstance(body.get("created"), int):
+        body["created"] = int(time.time())
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        body["model"] = model
+    if "system_fingerprint" in body and not isinstance(body["system_fingerprint"], str | None):
+        body["system_fingerprint"] = None
+    choices = body.get("choices")
+    if not isinstance(choices, list):
+        choices = body["choices"] = []
+    for index, choice in enumerate(choices):
+        if not isinstance(choice, dict):
+            choices[index] = choice = {}
+        choice.setdefault("index", index)
+        choice.setdefault("logprobs", None)
+        choice["finish_reason"] = finish_reason(choice.get("finish_reason"))
+        if route == "chat":
+            message = choice.get("message")
+            if not isinstance(message, dict):
+                message = choice["message"] = {}
+            message["role"] = "assistant"
+            message.setdefault("content", None)
+            message.setdefault("refusal", None)
+            if message.get("tool_calls") == []:
+                del message["tool_calls"]
+        else:
+            if not isinstance(choice.get("text"), str):
+                choice["text"] = ""
+    body["usage"] = _usage(body.get("usage"), prompt, completion_tokens)
+    return body
+
+
+def _usage(existing: object, prompt: int, completion_tokens: int) -> dict[str, Any]:
+    usage = dict(existing) if isinstance(existing, dict) else {}
+    usage["prompt_tokens"] = prompt
+    usage["completion_tokens"] = completion_tokens
+    usage["total_tokens"] = prompt + completion_tokens
+    return {k: v for k, v in usage.items() if v is not None}
+
+
+def embedding(body: dict[str, Any], model: str, prompt: int) -> dict[str, Any]:
+    body["object"] = "list"
+    data = body.get("data")
+    if not isinstance(data, list):
+        data = body["data"] = []
+    for index, item in enumerate(data):
+        if isinstance(item, dict):
+            item["object"] = "embedding"
+            item.setdefault("index", index)
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        body["model"] = model
+    body["usage"] = {"prompt_tokens": prompt, "total_tokens": prompt}
+    return body
+
+
+def chunk(route: str, obj: dict[str, Any], model: str) -> bool:
+    """Bring one stream chunk into shape in place; True when anything had to change."""
+    changed = False
+    expected = _CHUNK_OBJECT[route]
+    if obj.get("object") != expected:
+        obj["object"] = expected
+        changed = True
+    if not isinstance(obj.get("id"), str):
+        obj["id"] = _id("chatcmpl-" if route == "chat" else "cmpl-")
+        changed = True
+    if not isinstance(obj.get("created"), int):
+        obj["created"] = int(time.time())
+        changed = True
+    if not isinstance(obj.get("model"), str):
+        obj["model"] = model
+        changed = True
+    choices = obj.get("choices")
+    if not isinstance(choices, list):
+        obj["choices"] = []
+        return True
+    for index, choice in enumerate(choices):
+        if not isinstance(choice, dict):
+            choices[index] = choice = {"index": index}
+            changed = True
+        if "index" not in choice:
+            choice["index"] = index
+            changed = True
+        if "logprobs" not in choice:
+            choice["logprobs"] = None
+            changed = True
+        reason = choice.get("finish_reason")
+        if (reason is not None and reason not in FINISH_REASONS) or "finish_reason" not in choice:
+            choice["finish_reason"] = finish_reason(reason, None)
+            changed = True
+        if route == "chat" and not isinstance(choice.get("delta"), dict):
+            choice["delta"] = {}
+            changed = True
+        elif route == "completion" and not isinstance(choice.get("text"), str):
+            choice["text"] = ""
+            changed = True
+    return changed
+
+
+def chunk_text(route: str, obj: dict[str, Any]) -> int:
+    """Characters of generated text in one chunk (for estimating usage when the upstream reports none)."""
+    total = 0
+    for choice in obj.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        if route == "chat":
+            delta = choice.get("delta")
+            if isinstance(delta, dict):
+                content = delta.get("content")
+                total += len(content) if isinstance(content, str) else 0
+                for call in delta.get("tool_calls") or ():
+                    if isinstance(call, dict) and isinstance(call.get("function"), dict):
+                        total += len(str(call["function"].get("arguments") or ""))
+        else:
+            text = choice.get("text")
+            total += len(text) if isinstance(text, str) else 0
+    return total
+
+
+def model_list(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"object": "list", "data": entries}

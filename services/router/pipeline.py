@@ -1,0 +1,576 @@
+"""One request's way through the router: select, then per attempt credential → reserve → call → settle.
+
+Each attempt holds credits for its worst case before calling the provider and settles the real cost after,
+or releases the hold before the next attempt begins. Connect errors, timeouts, 429, 5xx and garbage move
+on to the next candidate, within a bounded number of attempts and the caller's deadline. Once a stream
+has sent its first chunk there is no silent switch: it ends with an OpenAI-shaped error event and the hold
+settles for what was delivered. Ledger writes that must happen even when the caller goes away are shielded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import orjson
+
+from services.router import normalize
+from services.router.adapters.base import Adapter, UpstreamError
+from services.router.adapters.openai import OpenAIAdapter
+from services.router.catalog import Catalog, Model
+from services.router.clients import Funds, Hold, Ledger, Vault
+from services.router.health_view import HealthView
+from services.router.pricing import cost_micro, credits
+from services.router.request import Request, estimate_tokens
+from services.router.selection import Decision, select
+from services.runtime.channels import Deadline
+from services.runtime.errors import DomainError
+from tollgate.credits.v1 import credits_pb2
+from tollgate.router.v1 import router_pb2
+
+log = logging.getLogger("tollgate.router.pipeline")
+T = TypeVar("T")
+
+# Upstream failures that say "the provider is not there" rather than "the provider broke".
+_UNAVAILABLE_STATUSES = {0, 429, 502, 503, 504}
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    request_id: str
+    user_id: str
+    key_id: str
+    deadline: Deadline
+    inline_provider: str = ""
+    inline_key: str = field(default="", repr=False)
+
+
+@dataclass(slots=True)
+class Credential:
+    api_key: str | None = field(repr=False)
+    byok: bool
+
+
+@dataclass(slots=True)
+class Attempt:
+    model: str
+    provider: str
+    result: str  # ok | error | skipped | cut | cancelled
+    status: int = 0
+    error: str = ""
+    upstream_ms: float = 0.0
+
+
+@dataclass
+class Settings:
+    """The pipeline's knobs (from `RouterSettings`)."""
+
+    default_power_level: str
+    max_attempts: int = 3
+    hold_ttl_seconds: int = 900
+    rpc_timeout: float = 5.0
+    byok_fallback_to_platform: bool = False
+
+
+@dataclass
+class _Trace:
+    """What the request did so far, for the usage row and the outcome."""
+
+    request: Request
+    caller: Caller
+    decision: Decision
+    started: float = field(default_factory=time.monotonic)
+    attempts: list[Attempt] = field(default_factory=list)
+    upstream_ms: float = 0.0
+
+    @property
+    def fallbacks(self) -> int:
+        return max(0, sum(a.result != "skipped" for a in self.attempts) - 1)
+
+
+class Router:
+    def __init__(
+        self,
+        catalog: Catalog,
+        settings: Settings,
+        ledger: Ledger,
+        vault: Vault,
+        health: HealthView,
+        adapters: dict[str, Adapter] | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.settings = settings
+        self.ledger = ledger
+        self.vault = vault
+        self.health = health
+        self._adapters: dict[str, Adapter] = adapters if adapters is not None else {"openai": OpenAIAdapter()}
+        self._background: set[asyncio.Future[Any]] = set()
+
+    def adapter(self, model: Model) -> Adapter:
+        name = model.provider.adapter
+        found = self._adapters.get(name)
+        if found is None:
+            from services.router.adapters.litellm import LiteLLMAdapter
+
+            found = self._adapters[name] = LiteLLMAdapter()
+        return found
+
+    async def close(self) -> None:
+        for adapter in self._adapters.values():
+            await adapter.close()
+
+    # selection
+
+    def decide(self, request: Request, caller: Caller | None = None) -> Decision:
+        decision = select(self.catalog, request, self.settings.default_power_level, self.health)
+        if caller is not None and caller.inline_key:
+            own = [c for c in decision.candidates if c.model.provider.name == caller.inline_provider]
+            if not own:
+                chosen = decision.candidates[0].model
+                raise DomainError(
+                    "invalid_request",
+                    f"the inline provider key is for {caller.inline_provider or 'no provider'}, but "
+                    f"{chosen.id} runs on {chosen.provider.name}",
+                    "provider",
+                )
+            decision.candidates = own
+        return decision
+
+    # non-streamed
+
+    async def complete(self, request: Request, caller: Caller) -> tuple[bytes, router_pb2.Outcome]:
+        trace = _Trace(request, caller, self.decide(request, caller))
+        queue = deque((c.model, False) for c in trace.decision.candidates)
+        tries = 0
+        while queue and tries < self.settings.max_attempts:
+            if caller.deadline.expired:
+                break
+            model, platform_only = queue.popleft()
+            credential = await self._credential(caller, model, platform_only, trace)
+            if credential is None:
+                continue
+            tries += 1
+            hold = await self._reserve(trace, model, credential, tries)
+            began = time.monotonic()
+            try:
+                reply = await self.adapter(model).call(
+                    request.route,
+                    model,
+                    self._payload(request, stream=False),
+                    credential.api_key,
+                    caller.deadline.remaining(model.provider.timeout_s),
+                )
+            except UpstreamError as err:
+                self._failed(trace, model, err, began)
+                await self._shielded(self._release(trace, hold, tries, None))
+                if err.auth and credential.byok and self.settings.byok_fallback_to_platform:
+                    queue.appendleft((model, True))
+                    continue
+                if not err.retryable:
+                    await self._record_failure(trace, model, "error")
+                    raise _client_error(err) from None
+                continue
+            except BaseException:
+                await self._shielded(self._release(trace, hold, tries, self._usage(trace, model, 0, 0, 0, "cancelled")))
+                raise
+            waited = (time.monotonic() - began) * 1000
+            trace.upstream_ms += waited
+            self.health.report(model.provider.name, model.provider.api_base, True, waited, 200, "")
+            trace.attempts.append(Attempt(model.id, model.provider.name, "ok", 200, "", waited))
+            return await self._shielded(self._finish(trace, model, credential, hold, tries, reply.body))
+        await self._record_failure(trace, None, "error")
+        raise self._exhausted(trace)
+
+    async def _finish(
+        self, trace: _Trace, model: Model, credential: Credential, hold: Hold | None, attempt: int, body: dict[str, Any]
+    ) -> tuple[bytes, router_pb2.Outcome]:
+        request = trace.request
+        reported = normalize.usage_of(body)
+        if reported is not None:
+            prompt, completion, estimated = reported[0], reported[1], False
+        else:
+            prompt, completion, estimated = request.prompt_tokens, estimate_tokens(_reply_chars(body)), True
+        cost = cost_micro(model, prompt, completion) if hold is not None else 0
+        funds = await self._account(trace, model, credential, hold, attempt, prompt, completion, cost, estimated, "ok")
+        if request.route == "embedding":
+            body = normalize.embedding(body, model.upstream, prompt)
+        else:
+            body = normalize.completion(request.route, body, model.upstream, prompt, completion)
+        outcome = self._outcome(trace, model, credential, prompt, completion, cost, funds, estimated)
+        body["_metadata"] = _metadata(outcome)
+        return orjson.dumps(body), outcome
+
+    # streamed
+
+    async def stream(self, request: Request, caller: Caller) -> AsyncIterator[router_pb2.StreamEvent]:
+        trace = _Trace(request, caller, self.decide(request, caller))
+        queue = deque((c.model, False) for c in trace.decision.candidates)
+        tries = 0
+        while queue and tries < self.settings.max_attempts:
+            if caller.deadline.expired:
+                break
+            model, platform_only = queue.popleft()
+            credential = await self._credential(caller, model, platform_only, trace)
+            if credential is None:
+                continue
+            tries += 1
+            hold = await self._reserve(trace, model, credential, tries)
+            began = time.monotonic()
+            events = self.adapter(model).stream(
+                request.route,
+                model,
+                self._payload(request, stream=True),
+                credential.api_key,
+                caller.deadline.remaining(model.provider.timeout_s),
+            )
+            try:
+                first = await anext(events)
+            except (UpstreamError, StopAsyncIteration) as exc:
+                err = (
+                    exc
+                    if isinstance(exc, UpstreamError)
+                    else UpstreamError(
+                        "garbage", 200, f"{model.provider.name} ended the stream before sending anything"
+                    )
+                )
+                self._failed(trace, model, err, began)
+                await self._shielded(self._release(trace, hold, tries, None))
+                if err.auth and credential.byok and self.settings.byok_fallback_to_platform:
+                    queue.appendleft((model, True))
+                    continue
+                if not err.retryable:
+                    await self._record_failure(trace, model, "error")
+                    raise _client_error(err) from None
+                continue
+            except BaseException:
+                await self._shielded(_close(events))
+                await self._shielded(self._release(trace, hold, tries, self._usage(trace, model, 0, 0, 0, "cancelled")))
+                raise
+            async for event in self._relay(trace, model, credential, hold, tries, began, first, events):
+                yield event
+            return
+        await self._record_failure(trace, None, "error")
+        raise self._exhausted(trace)
+
+    async def _relay(
+        self,
+        trace: _Trace,
+        model: Model,
+        credential: Credential,
+        hold: Hold | None,
+        attempt: int,
+        began: float,
+        first: Any,
+        events: AsyncIterator[Any],
+    ) -> AsyncIterator[router_pb2.StreamEvent]:
+        request = trace.request
+        route = request.route
+        wants_usage = request.include_usage
+        reported: tuple[int, int] | None = None
+        chars = 0
+        status = "cancelled"
+        failure: UpstreamError | None = None
+        event = first
+        try:
+            while True:
+                obj = event.obj
+                chars += normalize.chunk_text(route, obj)
+                raw = event.raw
+                relay = True
+                if obj.get("usage") is not None:
+                    reported = normalize.usage_of(obj) or reported
+                    if not wants_usage:
+                        if obj.get("choices"):
+                            del obj["usage"]
+                            raw = b""
+                        else:
+                            relay = False
+                if relay:
+                    if normalize.chunk(route, obj, model.upstream) or not raw:
+                        raw = orjson.dumps(obj)
+                    yield router_pb2.StreamEvent(chunk=raw)
+                try:
+                    event = await anext(events)
+                except StopAsyncIteration:
+                    break
+            status = "ok"
+        except UpstreamError as err:
+            failure = err
+            status = "partial"
+        finally:
+            waited = (time.monotonic() - began) * 1000
+            trace.upstream_ms += waited
+            if status != "ok":
+                await self._shielded(_close(events))
+            if reported is not None:
+                prompt, completion, estimated = reported[0], reported[1], False
+            else:
+                prompt, completion, estimated = request.prompt_tokens, estimate_tokens(chars), True
+            cost = cost_micro(model, prompt, completion) if hold is not None else 0
+            result = {"ok": "ok", "partial": "cut", "cancelled": "cancelled"}[status]
+            trace.attempts.append(
+                Attempt(model.id, model.provider.name, result, 200, failure.message if failure else "", waited)
+            )
+            self.health.report(
+                model.provider.name,
+                model.provider.api_base,
+                failure is None,
+                waited,
+                200 if failure is None else 0,
+                failure.message if failure else "",
+            )
+            settled = self._shielded(
+                self._account(trace, model, credential, hold, attempt, prompt, completion, cost, estimated, status)
+            )
+            if status == "cancelled":
+                self._keep(asyncio.ensure_future(settled))
+        funds = await settled
+        outcome = self._outcome(trace, model, credential, prompt, completion, cost, funds, estimated)
+        if failure is not None:
+            error = DomainError("provider_error", f"the stream from {model.provider.name} broke off: {failure.message}")
+            yield router_pb2.StreamEvent(error=orjson.dumps(error.body()))
+        elif wants_usage and reported is None:
+            yield router_pb2.StreamEvent(chunk=orjson.dumps(_usage_chunk(route, model, prompt, completion)))
+        yield router_pb2.StreamEvent(outcome=outcome)
+
+    # the steps of an attempt
+
+    def _payload(self, request: Request, stream: bool) -> dict[str, Any]:
+        if not stream:
+            return {k: v for k, v in request.body.items() if k not in ("stream", "stream_options")}
+        options = request.body.get("stream_options") or {}
+        return {**request.body, "stream": True, "stream_options": {**options, "include_usage": True}}
+
+    async def _credential(self, caller: Caller, model: Model, platform_only: bool, trace: _Trace) -> Credential | None:
+        provider = model.provider
+        if not platform_only:
+            if caller.inline_key and caller.inline_provider == provider.name:
+                return Credential(caller.inline_key, True)
+            stored = await self.vault.provider_key(
+                caller.user_id, provider.name, caller.deadline.remaining(self.settings.rpc_timeout)
+            )
+            if stored:
+                return Credential(stored, True)
+        if provider.api_key_env is None:
+            return Credential(None, False)
+        key = os.environ.get(provider.api_key_env)
+        if key:
+            return Credential(key, False)
+        trace.attempts.append(
+            Attempt(model.id, provider.name, "skipped", 0, f"no key for {provider.name} ({provider.api_key_env} unset)")
+        )
+        return None
+
+    async def _reserve(self, trace: _Trace, model: Model, credential: Credential, attempt: int) -> Hold | None:
+        if model.free or credential.byok:
+            return None
+        caller = trace.caller
+        estimate = next((c.estimated_cost_micro for c in trace.decision.candidates if c.model is model), 0)
+        return await self.ledger.reserve(
+            caller.user_id,
+            max(1, estimate),
+            f"{caller.request_id}:{attempt}:reserve",
+            caller.request_id,
+            self.settings.hold_ttl_seconds,
+            caller.deadline.remaining(self.settings.rpc_timeout),
+        )
+
+    async def _release(
+        self, trace: _Trace, hold: Hold | None, attempt: int, usage: credits_pb2.UsageRecord | None
+    ) -> None:
+        if hold is None:
+            if usage is not None:
+                await self.ledger.record_usage(usage, f"{trace.caller.request_id}:usage", self.settings.rpc_timeout)
+            return
+        await self.ledger.release(
+            hold.hold_id, f"{trace.caller.request_id}:{attempt}:release", usage, self.settings.rpc_timeout
+        )
+
+    async def _account(
+        self,
+        trace: _Trace,
+        model: Model,
+        credential: Credential,
+        hold: Hold | None,
+        attempt: int,
+        prompt: int,
+        completion: int,
+        cost: int,
+        estimated: bool,
+        status: str,
+    ) -> Funds:
+        """Settle the hold for `cost`, or record the free/BYOK usage; what the user has left."""
+        usage = self._usage(trace, model, prompt, completion, cost, status, credential.byok, estimated)
+        caller, timeout = trace.caller, self.settings.rpc_timeout
+        if hold is not None:
+            return await self.ledger.settle(hold.hold_id, cost, f"{caller.request_id}:{attempt}:settle", usage, timeout)
+        _, funds = await asyncio.gather(
+            self.ledger.record_usage(usage, f"{caller.request_id}:usage", timeout),
+            self.ledger.funds(caller.user_id, timeout),
+        )
+        return funds
+
+    def _usage(
+        self,
+        trace: _Trace,
+        model: Model | None,
+        prompt: int,
+        completion: int,
+        cost: int,
+        status: str,
+        byok: bool = False,
+        estimated: bool = False,
+    ) -> credits_pb2.UsageRecord:
+        decision = trace.decision.as_dict()
+        decision["chosen"] = model.id if model is not None else None
+        decision["attempts"] = [
+            {"model": a.model, "provider": a.provider, "result": a.result, "status": a.status, "error": a.error}
+            for a in trace.attempts
+        ]
+        return credits_pb2.UsageRecord(
+            request_id=trace.caller.request_id,
+            user_id=trace.caller.user_id,
+            api_key_id=trace.caller.key_id,
+            model=model.id if model is not None else "",
+            provider=model.provider.name if model is not None else "",
+            deployment=model.upstream if model is not None else "",
+            power_level=trace.decision.power_level,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cost_micro=cost,
+            latency_ms=(time.monotonic() - trace.started) * 1000,
+            status=status,
+            byok=byok,
+            fallback_count=trace.fallbacks,
+            usage_estimated=estimated,
+            route=trace.request.route,
+            decision=orjson.dumps(decision),
+        )
+
+    async def _record_failure(self, trace: _Trace, model: Model | None, status: str) -> None:
+        """The one usage row of a request that failed (nothing charged)."""
+        if model is None and trace.attempts:
+            model = self.catalog.models.get(trace.attempts[-1].model)
+        usage = self._usage(trace, model, 0, 0, 0, status)
+        try:
+            await self._shielded(
+                self.ledger.record_usage(usage, f"{trace.caller.request_id}:usage", self.settings.rpc_timeout)
+            )
+        except DomainError as err:
+            log.warning("usage of a failed request not recorded: %s", err.message)
+
+    def _failed(self, trace: _Trace, model: Model, err: UpstreamError, began: float) -> None:
+        waited = (time.monotonic() - began) * 1000
+        trace.upstream_ms += waited
+        trace.attempts.append(Attempt(model.id, model.provider.name, "error", err.status, err.message, waited))
+        provider_fault = err.retryable
+        self.health.report(
+            model.provider.name, model.provider.api_base, not provider_fault, waited, err.status, err.message
+        )
+        log.info("attempt on %s failed: %s", model.provider.name, err.message)
+
+    def _exhausted(self, trace: _Trace) -> DomainError:
+        tried = [a for a in trace.attempts if a.result != "skipped"]
+        if trace.caller.deadline.expired:
+            return DomainError("timeout", "the request ran out of time before a provider answered")
+        if not tried:
+            reasons = "; ".join(a.error for a in trace.attempts) or "no candidate"
+            return DomainError("provider_unavailable", f"no provider could be tried: {reasons}")
+        parts = ", ".join(
+            f"{a.provider} ({'HTTP ' + str(a.status) if a.status else 'unreachable or timed out'})" for a in tried
+        )
+        unavailable = all(a.status in _UNAVAILABLE_STATUSES for a in tried)
+        code = "provider_unavailable" if unavailable else "provider_error"
+        return DomainError(code, f"every provider failed: {parts}")
+
+    def _outcome(
+        self,
+        trace: _Trace,
+        model: Model,
+        credential: Credential,
+        prompt: int,
+        completion: int,
+        cost: int,
+        funds: Funds,
+        estimated: bool,
+    ) -> router_pb2.Outcome:
+        return router_pb2.Outcome(
+            model=model.id,
+            provider=model.provider.name,
+            deployment=model.upstream,
+            power_level=trace.decision.power_level,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cost_micro=cost,
+            credits_remaining_micro=funds.available_micro,
+            credits_low=funds.low,
+            byok=credential.byok,
+            fallbacks=trace.fallbacks,
+            usage_estimated=estimated,
+            upstream_ms=trace.upstream_ms,
+        )
+
+    # shielding
+
+    def _keep(self, task: asyncio.Future[Any]) -> None:
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _shielded(self, work: Coroutine[Any, Any, T] | Awaitable[T]) -> T:
+        """Run `work` to the end even if this request is cancelled meanwhile."""
+        task = asyncio.ensure_future(work)
+        self._keep(task)
+        return await asyncio.shield(task)
+
+
+def _client_error(err: UpstreamError) -> DomainError:
+    if err.status in (400, 413, 422):
+        return DomainError("invalid_request", err.message)
+    if err.auth:
+        return DomainError("provider_auth_failed", err.message)
+    return DomainError("provider_error", err.message)
+
+
+def _reply_chars(body: dict[str, Any]) -> int:
+    total = 0
+    for choice in body.get("choices") or ():
+        if isinstance(choice, dict):
+            message = choice.get("message")
+            text = message.get("content") if isinstance(message, dict) else choice.get("text")
+            total += len(text) if isinstance(text, str) else 0
+    return total
+
+
+def _usage_chunk(route: str, model: Model, prompt: int, completion: int) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-usage" if route == "chat" else "cmpl-usage",
+        "object": "chat.completion.chunk" if route == "chat" else "text_completion",
+        "created": int(time.time()),
+        "model": model.upstream,
+        "choices": [],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+    }
+
+
+async def _close(events: AsyncIterator[Any]) -> None:
+    close = getattr(events, "aclose", None)
+    if close is not None:
+        await close()
+
+
+def _metadata(outcome: router_pb2.Outcome) -> dict[str, Any]:
+    return {
+        "provider_used": outcome.provider,
+        "model_used": outcome.model,
+        "power_level": outcome.power_level,
+        "cost_incurred": orjson.Fragment(credits(outcome.cost_micro)),
+        "credits_remaining": orjson.Fragment(credits(outcome.credits_remaining_micro)),
+        "byok": outcome.byok,
+        "fallbacks": outcome.fallbacks,
+    }

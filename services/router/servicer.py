@@ -1,0 +1,117 @@
+"""The Router gRPC servicer: unpack the request, hand it to the pipeline, pack the reply."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from services.router import request as requests
+from services.router.adapters.base import Route
+from services.router.models import list_models
+from services.router.pipeline import Caller, Router
+from services.runtime.channels import Deadline
+from services.runtime.errors import rpc
+from services.runtime.logging import request_id
+from tollgate.router.v1 import router_pb2, router_pb2_grpc
+
+Context = Any  # grpc.aio.ServicerContext; grpc ships no type information
+
+
+class RouterServicer(router_pb2_grpc.RouterServicer):
+    def __init__(self, router: Router, default_timeout: float) -> None:
+        self.router = router
+        self.default_timeout = default_timeout
+
+    def _caller(self, req: router_pb2.CompletionRequest, context: Context) -> Caller:
+        request_id.set(req.request_id)
+        return Caller(
+            request_id=req.request_id,
+            user_id=req.caller.user_id,
+            key_id=req.caller.key_id,
+            deadline=Deadline.of(context, self.default_timeout),
+            inline_provider=req.inline_key.provider,
+            inline_key=req.inline_key.api_key,
+        )
+
+    async def _unary(
+        self, route: Route, req: router_pb2.CompletionRequest, context: Context
+    ) -> router_pb2.CompletionReply:
+        caller = self._caller(req, context)
+        parsed = requests.parse(route, req.body, req.power_level)
+        body, outcome = await self.router.complete(parsed, caller)
+        return router_pb2.CompletionReply(body=body, outcome=outcome)
+
+    async def _stream(
+        self, route: Route, req: router_pb2.CompletionRequest, context: Context
+    ) -> AsyncIterator[router_pb2.StreamEvent]:
+        caller = self._caller(req, context)
+        parsed = requests.parse(route, req.body, req.power_level)
+        async for event in self.router.stream(parsed, caller):
+            yield event
+
+    @rpc
+    async def Chat(self, request: router_pb2.CompletionRequest, context: Context) -> router_pb2.CompletionReply:
+        return await self._unary("chat", request, context)
+
+    @rpc
+    async def Complete(self, request: router_pb2.CompletionRequest, context: Context) -> router_pb2.CompletionReply:
+        return await self._unary("completion", request, context)
+
+    @rpc
+    async def Embed(self, request: router_pb2.CompletionRequest, context: Context) -> router_pb2.CompletionReply:
+        return await self._unary("embedding", request, context)
+
+    @rpc
+    async def ChatStream(
+        self, request: router_pb2.CompletionRequest, context: Context
+    ) -> AsyncIterator[router_pb2.StreamEvent]:
+        async for event in self._stream("chat", request, context):
+            yield event
+
+    @rpc
+    async def CompleteStream(
+        self, request: router_pb2.CompletionRequest, context: Context
+    ) -> AsyncIterator[router_pb2.StreamEvent]:
+        async for event in self._stream("completion", request, context):
+            yield event
+
+    @rpc
+    async def ListModels(self, request: router_pb2.ListModelsRequest, context: Context) -> router_pb2.ListModelsReply:
+        return list_models(self.router.catalog, self.router.health)
+
+    @rpc
+    async def SelectModel(self, request: router_pb2.CompletionRequest, context: Context) -> router_pb2.Selection:
+        request_id.set(request.request_id)
+        route: Route = "chat"
+        try:
+            import orjson
+
+            peek = orjson.loads(request.body)
+            if isinstance(peek, dict) and "input" in peek and "messages" not in peek:
+                route = "embedding"
+            elif isinstance(peek, dict) and "prompt" in peek and "messages" not in peek:
+                route = "completion"
+        except ValueError:
+            pass
+        parsed = requests.parse(route, request.body, request.power_level, selection_only=True)
+        decision = self.router.decide(parsed)
+        chosen = decision.candidates[0].model
+        return router_pb2.Selection(
+            chosen=chosen.id,
+            power_level=decision.power_level,
+            reason=decision.reason,
+            candidates=[
+                router_pb2.Candidate(
+                    model=c.model.id,
+                    provider=c.model.provider.name,
+                    score=c.score,
+                    reason=c.reason,
+                    tier=c.model.tier,
+                    health=c.health,
+                    estimated_cost_micro=c.estimated_cost_micro,
+                )
+                for c in decision.candidates
+            ],
+            provider=chosen.provider.name,
+            estimated_prompt_tokens=parsed.prompt_tokens,
+        )

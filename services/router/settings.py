@@ -1,0 +1,23 @@
+"""The router's settings (`TOLLGATE_*`), on top of the shared ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.runtime.settings import CommonSettings
+
+DEMO_CATALOG = Path(__file__).resolve().parents[2] / "catalog" / "demo.yaml"
+
+
+class RouterSettings(CommonSettings):
+    router_port: int = 50051
+    catalog: Path = DEMO_CATALOG
+    # Presented to keyvault as `x-tollgate-router-token` on GetProviderKey; embedded mode keeps one on disk.
+    router_token: str = ""
+    default_power_level: str = ""  # empty: the catalog's default_power_level
+    max_attempts: int = 3
+    request_timeout_seconds: float = 300.0  # total deadline when the caller sets none
+    hold_ttl_seconds: int = 900
+    byok_cache_ttl: float = 5.0
+    byok_fallback_to_platform: bool = False
+    upstream_max_connections: int = 256
