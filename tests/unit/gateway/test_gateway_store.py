@@ -1,0 +1,64 @@
+"""The gateway's shared state: exact windows, NX claims and TTLs, the same on memory and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from services.gateway.store import MemoryStore, Store, Window
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    if request.param == "memory":
+        yield Store()
+        return
+    url = request.getfixturevalue("redis_url")
+    prefix = request.getfixturevalue("redis_prefix")
+    shared = Store(url, prefix)
+    yield shared
+    await shared.close()
+
+
+async def test_request_window_admits_exactly_its_limit(store: Store) -> None:
+    windows = [Window("w:key", 5, True)]
+    verdicts = await asyncio.gather(*(store.check(windows) for _ in range(12)))
+    assert sum(v.allowed for v in verdicts) == 5
+    refused = next(v for v in verdicts if not v.allowed)
+    assert refused.blocked == 0
+    assert 0 < refused.retry_after <= 60
+
+
+async def test_token_window_refuses_once_spent(store: Store) -> None:
+    windows = [Window("w:req", 0, True), Window("w:tok", 100, False)]
+    assert (await store.check(windows)).allowed
+    await store.add("w:tok", 100)
+    verdict = await store.check(windows)
+    assert not verdict.allowed and verdict.blocked == 1
+
+
+async def test_only_new_put_is_a_claim(store: Store) -> None:
+    assert await store.put("claim", b"a", ttl=5, only_new=True)
+    assert not await store.put("claim", b"b", ttl=5, only_new=True)
+    assert await store.get("claim") == b"a"
+    await store.delete("claim")
+    assert await store.get("claim") is None
+
+
+async def test_values_expire() -> None:
+    memory = MemoryStore()
+    await memory.put("k", b"v", ttl=0.01)
+    await asyncio.sleep(0.02)
+    assert await memory.get("k") is None
+
+
+async def test_unreachable_redis_falls_back_to_memory() -> None:
+    store = Store("redis://127.0.0.1:9/0")
+    windows = [Window("fallback", 2, True)]
+    verdicts = [await store.check(windows) for _ in range(3)]
+    assert [v.allowed for v in verdicts] == [True, True, False]
+    assert await store.put("x", b"y", ttl=5)
+    assert await store.get("x") == b"y"
+    await store.close()

@@ -1,0 +1,74 @@
+"""Request validation names the offending parameter and lets unknown fields through."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from services.gateway.validation import chat, completion, embedding
+from services.runtime.errors import DomainError
+
+USER = {"role": "user", "content": "hi"}
+
+
+@pytest.mark.parametrize(
+    ("payload", "param"),
+    [
+        ({}, "messages"),
+        ({"messages": []}, "messages"),
+        ({"messages": "hi"}, "messages"),
+        ({"messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
+        ({"messages": [USER, {"role": "user"}]}, "messages[1].content"),
+        ({"messages": [{"role": "user", "content": [{"type": "text"}]}]}, "messages[0].content[0].text"),
+        ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].tool_call_id"),
+        ({"messages": [USER], "temperature": 3}, "temperature"),
+        ({"messages": [USER], "temperature": True}, "temperature"),
+        ({"messages": [USER], "n": 0}, "n"),
+        ({"messages": [USER], "max_tokens": 1.5}, "max_tokens"),
+        ({"messages": [USER], "stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"messages": [USER], "stream_options": {"include_usage": True}}, "stream_options"),
+        ({"messages": [USER], "tools": [{"type": "function"}]}, "tools[0]"),
+        ({"messages": [USER], "response_format": {"type": "yaml"}}, "response_format.type"),
+        ({"messages": [USER], "model": 3}, "model"),
+    ],
+)
+def test_chat_refusals_name_the_param(payload: dict[str, Any], param: str) -> None:
+    with pytest.raises(DomainError) as raised:
+        chat(payload)
+    assert raised.value.code == "invalid_request"
+    assert raised.value.param == param
+
+
+def test_valid_chat_with_unknown_fields_passes() -> None:
+    chat(
+        {
+            "model": "x",
+            "messages": [
+                {"role": "system", "content": "be brief"},
+                USER,
+                {"role": "assistant", "content": None, "tool_calls": [{"id": "1"}]},
+                {"role": "tool", "tool_call_id": "1", "content": "42"},
+            ],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+            "response_format": {"type": "json_object"},
+            "logit_bias": {"50256": -100},
+            "provider_specific": {"anything": True},
+        }
+    )
+
+
+def test_completion_and_embedding_required_fields() -> None:
+    for check, payload, param in (
+        (completion, {}, "prompt"),
+        (embedding, {}, "input"),
+        (embedding, {"input": []}, "input"),
+        (embedding, {"input": "x", "stream": True}, "stream"),
+    ):
+        with pytest.raises(DomainError) as raised:
+            check(payload)
+        assert raised.value.param == param
+    completion({"prompt": "hello", "max_tokens": 5})
+    embedding({"input": ["a", "b"], "encoding_format": "base64"})
