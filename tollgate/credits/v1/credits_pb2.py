@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!tollgate/credits/v1/credits.proto\x12\x13tollgate.credits.v1\"\x9a\x01\n\x07\x42\x61lance\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x15\n\rbalance_micro\x18\x02 \x01(\x03\x12\x16\n\x0ereserved_micro\x18\x03 \x01(\x03\x12\x17\n\x0f\x61vailable_micro\x18\x04 \x01(\x03\x12\x0b\n\x03low\x18\x05 \x01(\x08\x12\x1b\n\x13low_threshold_micro\x18\x06 \x01(\x03\x12\x0c\n\x04tier\x18\x07 \x01(\t\"$\n\x11GetBalanceRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"{\n\x0cGrantRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_micro\x18\x02 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x06 \x01(\t\"S\n\nGrantReply\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12-\n\x07\x62\x61lance\x18\x02 \x01(\x0b\x32\x1c.tollgate.credits.v1.Balance\"y\n\x0eReserveRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_micro\x18\x02 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x05 \x01(\x05\"N\n\x0cReserveReply\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12-\n\x07\x62\x61lance\x18\x02 \x01(\x0b\x32\x1c.tollgate.credits.v1.Balance\"\xed\x02\n\x0bUsageRecord\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x12\n\napi_key_id\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x10\n\x08provider\x18\x05 \x01(\t\x12\x12\n\ndeployment\x18\x06 \x01(\t\x12\x13\n\x0bpower_level\x18\x07 \x01(\t\x12\x15\n\rprompt_tokens\x18\x08 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\t \x01(\x03\x12\x12\n\ncost_micro\x18\n \x01(\x03\x12\x12\n\nlatency_ms\x18\x0b \x01(\x01\x12\x0e\n\x06status\x18\x0c \x01(\t\x12\x0c\n\x04\x62yok\x18\r \x01(\x08\x12\x11\n\tcache_hit\x18\x0e \x01(\x08\x12\x16\n\x0e\x66\x61llback_count\x18\x0f \x01(\x05\x12\x17\n\x0fusage_estimated\x18\x10 \x01(\x08\x12\r\n\x05route\x18\x11 \x01(\t\x12\x10\n\x08\x64\x65\x63ision\x18\x12 \x01(\x0c\"\x80\x01\n\rSettleRequest\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_micro\x18\x02 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12/\n\x05usage\x18\x04 \x01(\x0b\x32 .tollgate.credits.v1.UsageRecord\"l\n\x0bSettleReply\x12\x15\n\rcharged_micro\x18\x01 \x01(\x03\x12\x17\n\x0foverdraft_micro\x18\x02 \x01(\x03\x12-\n\x07\x62\x61lance\x18\x03 \x01(\x0b\x32\x1c.tollgate.credits.v1.Balance\"k\n\x0eReleaseRequest\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12/\n\x05usage\x18\x03 \x01(\x0b\x32 .tollgate.credits.v1.UsageRecord\"=\n\x0cReleaseReply\x12-\n\x07\x62\x61lance\x18\x01 \x01(\x0b\x32\x1c.tollgate.credits.v1.Balance\"^\n\x12RecordUsageRequest\x12/\n\x05usage\x18\x01 \x01(\x0b\x32 .tollgate.credits.v1.UsageRecord\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"\x12\n\x10RecordUsageReply\"\xa4\x01\n\x0bTransaction\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x14\n\x0c\x61mount_micro\x18\x04 \x01(\x03\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12\x17\n\x0f\x63reated_unix_ms\x18\x07 \x01(\x03\x12\x0e\n\x06reason\x18\x08 \x01(\t\"L\n\x17ListTransactionsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x11\n\tbefore_id\x18\x03 \x01(\t\"g\n\x15ListTransactionsReply\x12\x36\n\x0ctransactions\x18\x01 \x03(\x0b\x32 .tollgate.credits.v1.Transaction\x12\x16\n\x0enext_before_id\x18\x02 \x01(\t\"T\n\x08UsageRow\x12/\n\x05usage\x18\x01 \x01(\x0b\x32 .tollgate.credits.v1.UsageRecord\x12\x17\n\x0f\x63reated_unix_ms\x18\x02 \x01(\x03\"s\n\x10ListUsageRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x15\n\rsince_unix_ms\x18\x02 \x01(\x03\x12\x15\n\runtil_unix_ms\x18\x03 \x01(\x03\x12\r\n\x05limit\x18\x04 \x01(\x05\x12\x11\n\tbefore_id\x18\x05 \x01(\t\"U\n\x0eListUsageReply\x12+\n\x04rows\x18\x01 \x03(\x0b\x32\x1d.tollgate.credits.v1.UsageRow\x12\x16\n\x0enext_before_id\x18\x02 \x01(\t\"f\n\x13UsageSummaryRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08group_by\x18\x02 \x01(\t\x12\x15\n\rsince_unix_ms\x18\x03 \x01(\x03\x12\x15\n\runtil_unix_ms\x18\x04 \x01(\x03\"q\n\nUsageGroup\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08requests\x18\x02 \x01(\x03\x12\x15\n\rprompt_tokens\x18\x03 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x04 \x01(\x03\x12\x12\n\ncost_micro\x18\x05 \x01(\x03\"D\n\x11UsageSummaryReply\x12/\n\x06groups\x18\x01 \x03(\x0b\x32\x1f.tollgate.credits.v1.UsageGroup2\xa8\x06\n\x07\x43redits\x12R\n\nGetBalance\x12&.tollgate.credits.v1.GetBalanceRequest\x1a\x1c.tollgate.credits.v1.Balance\x12K\n\x05Grant\x12!.tollgate.credits.v1.GrantRequest\x1a\x1f.tollgate.credits.v1.GrantReply\x12Q\n\x07Reserve\x12#.tollgate.credits.v1.ReserveRequest\x1a!.tollgate.credits.v1.ReserveReply\x12N\n\x06Settle\x12\".tollgate.credits.v1.SettleRequest\x1a .tollgate.credits.v1.SettleReply\x12Q\n\x07Release\x12#.tollgate.credits.v1.ReleaseRequest\x1a!.tollgate.credits.v1.ReleaseReply\x12]\n\x0bRecordUsage\x12\'.tollgate.credits.v1.RecordUsageRequest\x1a%.tollgate.credits.v1.RecordUsageReply\x12l\n\x10ListTransactions\x12,.tollgate.credits.v1.ListTransactionsRequest\x1a*.tollgate.credits.v1.ListTransactionsReply\x12W\n\tListUsage\x12%.tollgate.credits.v1.ListUsageRequest\x1a#.tollgate.credits.v1.ListUsageReply\x12`\n\x0cUsageSummary\x12(.tollgate.credits.v1.UsageSummaryRequest\x1a&.tollgate.credits.v1.UsageSummaryReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!tollgate/credits/v1/credits.proto\x12\x13tollgate.credits.v1\"\xb3\x01\n\x07\x42\x61lance\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x15\n\rbalance_micro\x18\x02 \x01(\x03\x12\x16\n\x0ereserved_micro\x18\x03 \x01(\x03\x12\x17\n\x0f\x61vailable_micro\x18\x04 \x01(\x03\x12\x0b\n\x03low\x18\x05 \x01(\x08\x12\x1b\n\x13low_threshold_micro\x18\x06 \x01(\x03\x12\x0c\n\x04tier\x18\x07 \x01(\t\x12\x17\n\x0foverdraft_micro\x18\x08 \x01(\x03\"$\n\x11GetBalanceRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"{\n\x0cGrantRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_micro\x18\x02 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x06 \x01(\t\"S\n\nGrantReply\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12-\n\x07\x62\x61lance\x18\x02 \x01(\x0b\x32\x1c.tollgate.credits.v1.Balance\"y\n\x0eReserveRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_micro\x18\x02 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x05 \x01(\x05\"N\n\x0cReserveReply\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12-\n\x07\x62\x61lance\x18\x02 \x01(\x0b\x32\x1c.tollgate.credits.v1.Balance\"\xed\x02\n\x0bUsageRecord\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x12\n\napi_key_id\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x10\n\x08provider\x18\x05 \x01(\t\x12\x12\n\ndeployment\x18\x06 \x01(\t\x12\x13\n\x0bpower_level\x18\x07 \x01(\t\x12\x15\n\rprompt_tokens\x18\x08 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\t \x01(\x03\x12\x12\n\ncost_micro\x18\n \x01(\x03\x12\x12\n\nlatency_ms\x18\x0b \x01(\x01\x12\x0e\n\x06status\x18\x0c \x01(\t\x12\x0c\n\x04\x62yok\x18\r \x01(\x08\x12\x11\n\tcache_hit\x18\x0e \x01(\x08\x12\x16\n\x0e\x66\x61llback_count\x18\x0f \x01(\x05\x12\x17\n\x0fusage_estimated\x18\x10 \x01(\x08\x12\r\n\x05route\x18\x11 \x01(\t\x12\x10\n\x08\x64\x65\x63ision\x18\x12 \x01(\x0c\"\x80\x01\n\rSettleRequest\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_micro\x18\x02 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12/\n\x05usage\x18\x04 \x01(\x0b\x32 .tollgate.credits.v1.UsageRecord\"l\n\x0bSettleReply\x12\x15\n\rcharged_micro\x18\x01 \x01(\x03\x12\x17\n\x0foverdraft_micro\x18\x02 \x01(\x03\x12-\n\x07\x62\x61lance\x18\x03 \x01(\x0b\x32\x1c.tollgate.credits.v1.Balance\"k\n\x0eReleaseRequest\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12/\n\x05usage\x18\x03 \x01(\x0b\x32 .tollgate.credits.v1.UsageRecord\"=\n\x0cReleaseReply\x12-\n\x07\x62\x61lance\x18\x01 \x01(\x0b\x32\x1c.tollgate.credits.v1.Balance\"^\n\x12RecordUsageRequest\x12/\n\x05usage\x18\x01 \x01(\x0b\x32 .tollgate.credits.v1.UsageRecord\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"\x12\n\x10RecordUsageReply\"\xce\x01\n\x0bTransaction\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x14\n\x0c\x61mount_micro\x18\x04 \x01(\x03\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12\x17\n\x0f\x63reated_unix_ms\x18\x07 \x01(\x03\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x17\n\x0foverdraft_micro\x18\t \x01(\x03\x12\x0f\n\x07hold_id\x18\n \x01(\t\"L\n\x17ListTransactionsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x11\n\tbefore_id\x18\x03 \x01(\t\"g\n\x15ListTransactionsReply\x12\x36\n\x0ctransactions\x18\x01 \x03(\x0b\x32 .tollgate.credits.v1.Transaction\x12\x16\n\x0enext_before_id\x18\x02 \x01(\t\"T\n\x08UsageRow\x12/\n\x05usage\x18\x01 \x01(\x0b\x32 .tollgate.credits.v1.UsageRecord\x12\x17\n\x0f\x63reated_unix_ms\x18\x02 \x01(\x03\"s\n\x10ListUsageRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x15\n\rsince_unix_ms\x18\x02 \x01(\x03\x12\x15\n\runtil_unix_ms\x18\x03 \x01(\x03\x12\r\n\x05limit\x18\x04 \x01(\x05\x12\x11\n\tbefore_id\x18\x05 \x01(\t\"U\n\x0eListUsageReply\x12+\n\x04rows\x18\x01 \x03(\x0b\x32\x1d.tollgate.credits.v1.UsageRow\x12\x16\n\x0enext_before_id\x18\x02 \x01(\t\"f\n\x13UsageSummaryRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08group_by\x18\x02 \x01(\t\x12\x15\n\rsince_unix_ms\x18\x03 \x01(\x03\x12\x15\n\runtil_unix_ms\x18\x04 \x01(\x03\"q\n\nUsageGroup\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08requests\x18\x02 \x01(\x03\x12\x15\n\rprompt_tokens\x18\x03 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x04 \x01(\x03\x12\x12\n\ncost_micro\x18\x05 \x01(\x03\"D\n\x11UsageSummaryReply\x12/\n\x06groups\x18\x01 \x03(\x0b\x32\x1f.tollgate.credits.v1.UsageGroup2\xa8\x06\n\x07\x43redits\x12R\n\nGetBalance\x12&.tollgate.credits.v1.GetBalanceRequest\x1a\x1c.tollgate.credits.v1.Balance\x12K\n\x05Grant\x12!.tollgate.credits.v1.GrantRequest\x1a\x1f.tollgate.credits.v1.GrantReply\x12Q\n\x07Reserve\x12#.tollgate.credits.v1.ReserveRequest\x1a!.tollgate.credits.v1.ReserveReply\x12N\n\x06Settle\x12\".tollgate.credits.v1.SettleRequest\x1a .tollgate.credits.v1.SettleReply\x12Q\n\x07Release\x12#.tollgate.credits.v1.ReleaseRequest\x1a!.tollgate.credits.v1.ReleaseReply\x12]\n\x0bRecordUsage\x12\'.tollgate.credits.v1.RecordUsageRequest\x1a%.tollgate.credits.v1.RecordUsageReply\x12l\n\x10ListTransactions\x12,.tollgate.credits.v1.ListTransactionsRequest\x1a*.tollgate.credits.v1.ListTransactionsReply\x12W\n\tListUsage\x12%.tollgate.credits.v1.ListUsageRequest\x1a#.tollgate.credits.v1.ListUsageReply\x12`\n\x0cUsageSummary\x12(.tollgate.credits.v1.UsageSummaryRequest\x1a&.tollgate.credits.v1.UsageSummaryReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,49 +32,49 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tollgate.credits.v1.credits
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_BALANCE']._serialized_start=59
-  _globals['_BALANCE']._serialized_end=213
-  _globals['_GETBALANCEREQUEST']._serialized_start=215
-  _globals['_GETBALANCEREQUEST']._serialized_end=251
-  _globals['_GRANTREQUEST']._serialized_start=253
-  _globals['_GRANTREQUEST']._serialized_end=376
-  _globals['_GRANTREPLY']._serialized_start=378
-  _globals['_GRANTREPLY']._serialized_end=461
-  _globals['_RESERVEREQUEST']._serialized_start=463
-  _globals['_RESERVEREQUEST']._serialized_end=584
-  _globals['_RESERVEREPLY']._serialized_start=586
-  _globals['_RESERVEREPLY']._serialized_end=664
-  _globals['_USAGERECORD']._serialized_start=667
-  _globals['_USAGERECORD']._serialized_end=1032
-  _globals['_SETTLEREQUEST']._serialized_start=1035
-  _globals['_SETTLEREQUEST']._serialized_end=1163
-  _globals['_SETTLEREPLY']._serialized_start=1165
-  _globals['_SETTLEREPLY']._serialized_end=1273
-  _globals['_RELEASEREQUEST']._serialized_start=1275
-  _globals['_RELEASEREQUEST']._serialized_end=1382
-  _globals['_RELEASEREPLY']._serialized_start=1384
-  _globals['_RELEASEREPLY']._serialized_end=1445
-  _globals['_RECORDUSAGEREQUEST']._serialized_start=1447
-  _globals['_RECORDUSAGEREQUEST']._serialized_end=1541
-  _globals['_RECORDUSAGEREPLY']._serialized_start=1543
-  _globals['_RECORDUSAGEREPLY']._serialized_end=1561
-  _globals['_TRANSACTION']._serialized_start=1564
-  _globals['_TRANSACTION']._serialized_end=1728
-  _globals['_LISTTRANSACTIONSREQUEST']._serialized_start=1730
-  _globals['_LISTTRANSACTIONSREQUEST']._serialized_end=1806
-  _globals['_LISTTRANSACTIONSREPLY']._serialized_start=1808
-  _globals['_LISTTRANSACTIONSREPLY']._serialized_end=1911
-  _globals['_USAGEROW']._serialized_start=1913
-  _globals['_USAGEROW']._serialized_end=1997
-  _globals['_LISTUSAGEREQUEST']._serialized_start=1999
-  _globals['_LISTUSAGEREQUEST']._serialized_end=2114
-  _globals['_LISTUSAGEREPLY']._serialized_start=2116
-  _globals['_LISTUSAGEREPLY']._serialized_end=2201
-  _globals['_USAGESUMMARYREQUEST']._serialized_start=2203
-  _globals['_USAGESUMMARYREQUEST']._serialized_end=2305
-  _globals['_USAGEGROUP']._serialized_start=2307
-  _globals['_USAGEGROUP']._serialized_end=2420
-  _globals['_USAGESUMMARYREPLY']._serialized_start=2422
-  _globals['_USAGESUMMARYREPLY']._serialized_end=2490
-  _globals['_CREDITS']._serialized_start=2493
-  _globals['_CREDITS']._serialized_end=3301
+  _globals['_BALANCE']._serialized_end=238
+  _globals['_GETBALANCEREQUEST']._serialized_start=240
+  _globals['_GETBALANCEREQUEST']._serialized_end=276
+  _globals['_GRANTREQUEST']._serialized_start=278
+  _globals['_GRANTREQUEST']._serialized_end=401
+  _globals['_GRANTREPLY']._serialized_start=403
+  _globals['_GRANTREPLY']._serialized_end=486
+  _globals['_RESERVEREQUEST']._serialized_start=488
+  _globals['_RESERVEREQUEST']._serialized_end=609
+  _globals['_RESERVEREPLY']._serialized_start=611
+  _globals['_RESERVEREPLY']._serialized_end=689
+  _globals['_USAGERECORD']._serialized_start=692
+  _globals['_USAGERECORD']._serialized_end=1057
+  _globals['_SETTLEREQUEST']._serialized_start=1060
+  _globals['_SETTLEREQUEST']._serialized_end=1188
+  _globals['_SETTLEREPLY']._serialized_start=1190
+  _globals['_SETTLEREPLY']._serialized_end=1298
+  _globals['_RELEASEREQUEST']._serialized_start=1300
+  _globals['_RELEASEREQUEST']._serialized_end=1407
+  _globals['_RELEASEREPLY']._serialized_start=1409
+  _globals['_RELEASEREPLY']._serialized_end=1470
+  _globals['_RECORDUSAGEREQUEST']._serialized_start=1472
+  _globals['_RECORDUSAGEREQUEST']._serialized_end=1566
+  _globals['_RECORDUSAGEREPLY']._serialized_start=1568
+  _globals['_RECORDUSAGEREPLY']._serialized_end=1586
+  _globals['_TRANSACTION']._serialized_start=1589
+  _globals['_TRANSACTION']._serialized_end=1795
+  _globals['_LISTTRANSACTIONSREQUEST']._serialized_start=1797
+  _globals['_LISTTRANSACTIONSREQUEST']._serialized_end=1873
+  _globals['_LISTTRANSACTIONSREPLY']._serialized_start=1875
+  _globals['_LISTTRANSACTIONSREPLY']._serialized_end=1978
+  _globals['_USAGEROW']._serialized_start=1980
+  _globals['_USAGEROW']._serialized_end=2064
+  _globals['_LISTUSAGEREQUEST']._serialized_start=2066
+  _globals['_LISTUSAGEREQUEST']._serialized_end=2181
+  _globals['_LISTUSAGEREPLY']._serialized_start=2183
+  _globals['_LISTUSAGEREPLY']._serialized_end=2268
+  _globals['_USAGESUMMARYREQUEST']._serialized_start=2270
+  _globals['_USAGESUMMARYREQUEST']._serialized_end=2372
+  _globals['_USAGEGROUP']._serialized_start=2374
+  _globals['_USAGEGROUP']._serialized_end=2487
+  _globals['_USAGESUMMARYREPLY']._serialized_start=2489
+  _globals['_USAGESUMMARYREPLY']._serialized_end=2557
+  _globals['_CREDITS']._serialized_start=2560
+  _globals['_CREDITS']._serialized_end=3368
 # @@protoc_insertion_point(module_scope)

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Balance(_message.Message):
-    __slots__ = ("user_id", "balance_micro", "reserved_micro", "available_micro", "low", "low_threshold_micro", "tier")
+    __slots__ = ("user_id", "balance_micro", "reserved_micro", "available_micro", "low", "low_threshold_micro", "tier", "overdraft_micro")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     BALANCE_MICRO_FIELD_NUMBER: _ClassVar[int]
     RESERVED_MICRO_FIELD_NUMBER: _ClassVar[int]
@@ -15,6 +15,7 @@ class Balance(_message.Message):
     LOW_FIELD_NUMBER: _ClassVar[int]
     LOW_THRESHOLD_MICRO_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
+    OVERDRAFT_MICRO_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     balance_micro: int
     reserved_micro: int
@@ -22,7 +23,8 @@ class Balance(_message.Message):
     low: bool
     low_threshold_micro: int
     tier: str
-    def __init__(self, user_id: _Optional[str] = ..., balance_micro: _Optional[int] = ..., reserved_micro: _Optional[int] = ..., available_micro: _Optional[int] = ..., low: _Optional[bool] = ..., low_threshold_micro: _Optional[int] = ..., tier: _Optional[str] = ...) -> None: ...
+    overdraft_micro: int
+    def __init__(self, user_id: _Optional[str] = ..., balance_micro: _Optional[int] = ..., reserved_micro: _Optional[int] = ..., available_micro: _Optional[int] = ..., low: _Optional[bool] = ..., low_threshold_micro: _Optional[int] = ..., tier: _Optional[str] = ..., overdraft_micro: _Optional[int] = ...) -> None: ...
 
 class GetBalanceRequest(_message.Message):
     __slots__ = ("user_id",)
@@ -167,7 +169,7 @@ class RecordUsageReply(_message.Message):
     def __init__(self) -> None: ...
 
 class Transaction(_message.Message):
-    __slots__ = ("id", "user_id", "kind", "amount_micro", "request_id", "idempotency_key", "created_unix_ms", "reason")
+    __slots__ = ("id", "user_id", "kind", "amount_micro", "request_id", "idempotency_key", "created_unix_ms", "reason", "overdraft_micro", "hold_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -176,6 +178,8 @@ class Transaction(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    OVERDRAFT_MICRO_FIELD_NUMBER: _ClassVar[int]
+    HOLD_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     user_id: str
     kind: str
@@ -184,7 +188,9 @@ class Transaction(_message.Message):
     idempotency_key: str
     created_unix_ms: int
     reason: str
-    def __init__(self, id: _Optional[str] = ..., user_id: _Optional[str] = ..., kind: _Optional[str] = ..., amount_micro: _Optional[int] = ..., request_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+    overdraft_micro: int
+    hold_id: str
+    def __init__(self, id: _Optional[str] = ..., user_id: _Optional[str] = ..., kind: _Optional[str] = ..., amount_micro: _Optional[int] = ..., request_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., reason: _Optional[str] = ..., overdraft_micro: _Optional[int] = ..., hold_id: _Optional[str] = ...) -> None: ...
 
 class ListTransactionsRequest(_message.Message):
     __slots__ = ("user_id", "limit", "before_id")

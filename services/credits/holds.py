@@ -1,0 +1,337 @@
+"""Two-phase holds: reserve → settle | release | expire, each hold resolved exactly once.
+
+`reserve` moves the worst-case estimate into the account's pending total with one guarded update
+(`available >= amount`); `settle` charges the actual cost, `release` and the sweeper's `expire_due`
+give the hold back. The hold's own transition (`UPDATE holds … WHERE status = 'pending'`) is the
+once-only gate: of two concurrent resolutions exactly one matches the row. A request that really
+ran is never dropped: settling above the hold, or after the sweeper expired it, charges what is
+available and writes the remainder as an explicit `overdraft` journal row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy import Row, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.credits.ledger import (
+    Balance,
+    Ledger,
+    balance_of,
+    ensure_account,
+    key_reused,
+    note_low_balance,
+    read_balance,
+    require_key,
+    require_user,
+)
+from services.credits.schema import accounts, holds, journal, now_ms
+from services.credits.settings import to_credits
+from services.credits.usage import UsageEntry, enqueue_billing, insert_usage
+from services.runtime.errors import DomainError
+
+log = logging.getLogger("tollgate.credits.holds")
+
+
+@dataclass(frozen=True)
+class Settlement:
+    charged_micro: int
+    overdraft_micro: int
+    balance: Balance
+
+
+def _insufficient(available: int, estimate: int) -> DomainError:
+    return DomainError(
+        "insufficient_credits",
+        f"Insufficient credits: {to_credits(available)} credits available, this request may cost up to "
+        f"{to_credits(estimate)} credits",
+    )
+
+
+async def reserve(
+    ledger: Ledger, user_id: str, amount_micro: int, idempotency_key: str, request_id: str = "", ttl_seconds: int = 0
+) -> tuple[str, Balance]:
+    """Hold `amount_micro` (the worst case) of the user's available credits; refuses when they do not cover it."""
+    require_user(user_id)
+    require_key(idempotency_key)
+    if amount_micro < 0:
+        raise DomainError("invalid_request", "amount must not be negative", "amount_micro")
+    policy = ledger.policy
+    ttl = min(ttl_seconds if ttl_seconds > 0 else policy.hold_ttl_seconds, policy.max_hold_ttl_seconds)
+    hold_id = "h_" + uuid.uuid4().hex
+    now = now_ms()
+    try:
+        async with ledger.engine.begin() as conn:
+            await conn.execute(
+                holds.insert().values(
+                    hold_id=hold_id,
+                    user_id=user_id,
+                    amount_micro=amount_micro,
+                    status="pending",
+                    request_id=request_id[:200],
+                    reserve_key=idempotency_key,
+                    created_at=now,
+                    expires_at=now + ttl * 1000,
+                )
+            )
+            row = await _take(conn, user_id, amount_micro, now)
+            if row is None and await ensure_account(conn, policy, user_id):
+                row = await _take(conn, user_id, amount_micro, now)
+            if row is None:
+                raise _insufficient((await read_balance(conn, user_id)).available_micro, amount_micro)
+            await note_low_balance(conn, row, now)
+            return hold_id, balance_of(row)
+    except IntegrityError:
+        async with ledger.engine.connect() as conn:
+            prior = (await conn.execute(select(holds).where(holds.c.reserve_key == idempotency_key))).first()
+            if prior is None:
+                raise
+            if (prior.user_id, prior.amount_micro, prior.request_id) != (user_id, amount_micro, request_id[:200]):
+                raise key_reused(idempotency_key) from None
+            return prior.hold_id, await read_balance(conn, user_id)
+
+
+async def _take(conn: AsyncConnection, user_id: str, amount: int, now: int) -> Row[Any] | None:
+    return (
+        await conn.execute(
+            update(accounts)
+            .where(accounts.c.user_id == user_id, accounts.c.balance_micro - accounts.c.pending_micro >= amount)
+            .values(pending_micro=accounts.c.pending_micro + amount, updated_at=now)
+            .returning(*accounts.c)
+        )
+    ).first()
+
+
+async def _resolve(
+    conn: AsyncConnection, hold_id: str, status: str, key: str, cost: int, now: int, from_status: str
+) -> Row[Any] | None:
+    return (
+        await conn.execute(
+            update(holds)
+            .where(holds.c.hold_id == hold_id, holds.c.status == from_status)
+            .values(status=status, resolve_key=key, cost_micro=cost, resolved_at=now)
+            .returning(holds.c.user_id, holds.c.amount_micro, holds.c.request_id)
+        )
+    ).first()
+
+
+def _usage_for(hold: Row[Any], given: UsageEntry | None, cost: int, default_status: str) -> UsageEntry:
+    """The hold's usage row: the caller's record, with the hold's user and the authoritative cost."""
+    entry = given or UsageEntry(request_id=hold.request_id, user_id=hold.user_id, status=default_status)
+    entry = replace(entry, user_id=hold.user_id, cost_micro=cost, request_id=entry.request_id or hold.request_id)
+    if not given:
+        return entry
+    return replace(entry, status=given.status or default_status).validated()
+
+
+async def settle(
+    ledger: Ledger, hold_id: str, amount_micro: int, idempotency_key: str, entry: UsageEntry | None = None
+) -> Settlement:
+    """Charge the actual cost of a held request; beyond the hold, charge what is available and record the rest."""
+    require_key(idempotency_key)
+    if amount_micro < 0:
+        raise DomainError("invalid_request", "amount must not be negative", "amount_micro")
+    now = now_ms()
+    try:
+        async with ledger.engine.begin() as conn:
+            hold = await _resolve(conn, hold_id, "settled", idempotency_key, amount_micro, now, "pending")
+            held = 0
+            if hold is not None:
+                held = int(hold.amount_micro)
+            else:
+                # The sweeper expired it (its money is already back): the request still ran, so it is charged.
+                hold = await _resolve(conn, hold_id, "settled", idempotency_key, amount_micro, now, "expired")
+            if hold is None:
+                raise _Unresolvable
+            user_id = hold.user_id
+            if amount_micro <= held:
+                charged = amount_micro
+            else:
+                account = (
+                    await conn.execute(
+                        select(accounts.c.balance_micro, accounts.c.pending_micro)
+                        .where(accounts.c.user_id == user_id)
+                        .with_for_update()
+                    )
+                ).one()
+                charged = min(amount_micro, int(account.balance_micro) - int(account.pending_micro) + held)
+            overdraft = amount_micro - charged
+            await conn.execute(
+                journal.insert().values(
+                    user_id=user_id,
+                    kind="settle",
+                    amount_micro=-charged,
+                    overdraft_micro=0,
+                    hold_id=hold_id,
+                    request_id=hold.request_id,
+                    idempotency_key=idempotency_key,
+                    reason="",
+                    actor="",
+                    created_at=now,
+                )
+            )
+            if overdraft:
+                await conn.execute(
+                    journal.insert().values(
+                        user_id=user_id,
+                        kind="overdraft",
+                        amount_micro=0,
+                        overdraft_micro=overdraft,
+                        hold_id=hold_id,
+                        request_id=hold.request_id,
+                        idempotency_key=f"{idempotency_key}:overdraft",
+                        reason="cost beyond the available balance",
+                        actor="",
+                        created_at=now,
+                    )
+                )
+            used = _usage_for(hold, entry, amount_micro, "ok")
+            usage_id = await insert_usage(conn, used, hold_id=hold_id, idempotency_key=None, now=now)
+            await enqueue_billing(conn, ledger, usage_id, used, hold_id, now)
+            row = (
+                await conn.execute(
+                    update(accounts)
+                    .where(accounts.c.user_id == user_id)
+                    .values(
+                        balance_micro=accounts.c.balance_micro - charged,
+                        pending_micro=accounts.c.pending_micro - held,
+                        overdraft_micro=accounts.c.overdraft_micro + overdraft,
+                        updated_at=now,
+                    )
+                    .returning(*accounts.c)
+                )
+            ).one()
+            await note_low_balance(conn, row, now)
+            return Settlement(charged, overdraft, balance_of(row))
+    except (_Unresolvable, IntegrityError) as exc:
+        return await _settled_before(ledger, hold_id, amount_micro, idempotency_key, exc)
+
+
+class _Unresolvable(Exception):
+    """The hold was not pending (or expired): find out what happened to it."""
+
+
+async def _settled_before(ledger: Ledger, hold_id: str, amount_micro: int, key: str, exc: Exception) -> Settlement:
+    async with ledger.engine.connect() as conn:
+        hold = (await conn.execute(select(holds).where(holds.c.hold_id == hold_id))).first()
+        if hold is None:
+            by_key = (await conn.execute(select(holds.c.hold_id).where(holds.c.resolve_key == key))).first()
+            if by_key is not None:
+                raise key_reused(key) from None
+            raise DomainError("not_found", f"No hold {hold_id!r}", "hold_id") from None
+        if hold.resolve_key == key:
+            if hold.status != "settled" or int(hold.cost_micro) != amount_micro:
+                raise key_reused(key) from None
+            rows = (
+                await conn.execute(
+                    select(journal.c.kind, journal.c.amount_micro, journal.c.overdraft_micro).where(
+                        journal.c.idempotency_key.in_((key, f"{key}:overdraft"))
+                    )
+                )
+            ).all()
+            charged = -sum(int(r.amount_micro) for r in rows if r.kind == "settle")
+            overdraft = sum(int(r.overdraft_micro) for r in rows if r.kind == "overdraft")
+            return Settlement(charged, overdraft, await read_balance(conn, hold.user_id))
+        if isinstance(exc, IntegrityError) and hold.status == "pending":
+            raise key_reused(key) from None
+        raise DomainError("conflict", f"Hold {hold_id!r} is already {hold.status}", "hold_id") from None
+
+
+async def release(ledger: Ledger, hold_id: str, idempotency_key: str, entry: UsageEntry | None = None) -> Balance:
+    """Give a hold back without charge (the attempt failed or was cancelled); records its usage row."""
+    require_key(idempotency_key)
+    now = now_ms()
+    try:
+        async with ledger.engine.begin() as conn:
+            hold = await _resolve(conn, hold_id, "released", idempotency_key, 0, now, "pending")
+            if hold is None:
+                raise _Unresolvable
+            used = _usage_for(hold, entry, 0, "error")
+            await insert_usage(conn, used, hold_id=hold_id, idempotency_key=None, now=now)
+            row = (
+                await conn.execute(
+                    update(accounts)
+                    .where(accounts.c.user_id == hold.user_id)
+                    .values(pending_micro=accounts.c.pending_micro - int(hold.amount_micro), updated_at=now)
+                    .returning(*accounts.c)
+                )
+            ).one()
+            return balance_of(row)
+    except (_Unresolvable, IntegrityError) as exc:
+        return await _released_before(ledger, hold_id, idempotency_key, exc)
+
+
+async def _released_before(ledger: Ledger, hold_id: str, key: str, exc: Exception) -> Balance:
+    async with ledger.engine.connect() as conn:
+        hold = (await conn.execute(select(holds).where(holds.c.hold_id == hold_id))).first()
+        if hold is None:
+            raise DomainError("not_found", f"No hold {hold_id!r}", "hold_id") from None
+        if hold.resolve_key == key and hold.status != "released":
+            raise key_reused(key) from None
+        if isinstance(exc, IntegrityError) and hold.status == "pending":
+            raise key_reused(key) from None
+        if hold.status == "settled":
+            raise DomainError("conflict", f"Hold {hold_id!r} is already settled", "hold_id") from None
+        # Released (by this key or another) or expired: its money is back already.
+        return await read_balance(conn, hold.user_id)
+
+
+async def expire_due(ledger: Ledger, batch: int = 500, now: int | None = None) -> int:
+    """Expire up to `batch` pending holds past their expiry and return their money; the count expired.
+
+    Safe with several replicas: each claims different rows (`FOR UPDATE SKIP LOCKED` on PostgreSQL;
+    SQLite's single writer serializes sweepers).
+    """
+    now = now_ms() if now is None else now
+    due = (
+        select(holds.c.hold_id)
+        .where(holds.c.status == "pending", holds.c.expires_at <= now)
+        .order_by(holds.c.expires_at)
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    async with ledger.engine.begin() as conn:
+        expired = (
+            await conn.execute(
+                update(holds)
+                .where(holds.c.hold_id.in_(due), holds.c.status == "pending")
+                .values(status="expired", resolved_at=now)
+                .returning(holds.c.hold_id, holds.c.user_id, holds.c.amount_micro, holds.c.request_id)
+            )
+        ).all()
+        if not expired:
+            return 0
+        returned: dict[str, int] = defaultdict(int)
+        for hold in expired:
+            returned[hold.user_id] += int(hold.amount_micro)
+            entry = UsageEntry(request_id=hold.request_id, user_id=hold.user_id, status="expired")
+            await insert_usage(conn, entry, hold_id=hold.hold_id, idempotency_key=None, now=now)
+        for user_id in sorted(returned):  # a fixed lock order: two sweepers never deadlock
+            await conn.execute(
+                update(accounts)
+                .where(accounts.c.user_id == user_id)
+                .values(pending_micro=accounts.c.pending_micro - returned[user_id], updated_at=now)
+            )
+    log.info("expired %d holds", len(expired))
+    return len(expired)
+
+
+async def sweep(ledger: Ledger, interval: float, batch: int) -> None:
+    """The background sweeper: expire due holds every `interval` seconds, forever."""
+    while True:
+        try:
+            while await expire_due(ledger, batch) == batch:
+                pass
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("hold sweep failed: %s", exc)
+        await asyncio.sleep(interval)

@@ -1,0 +1,202 @@
+"""The gRPC adapter of the ledger: unpack the request, call one domain function, pack the reply.
+
+Internal callers only (router and gateway, on the private network); the gateway authorizes users.
+"""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+import grpc
+
+from services.credits import holds, usage
+from services.credits.ledger import Balance, Ledger, Transaction
+from services.credits.usage import UsageEntry
+from services.runtime.errors import DomainError, rpc
+from tollgate.credits.v1 import credits_pb2, credits_pb2_grpc
+
+Context: TypeAlias = grpc.aio.ServicerContext[object, object]
+
+
+def balance_message(b: Balance) -> credits_pb2.Balance:
+    return credits_pb2.Balance(
+        user_id=b.user_id,
+        balance_micro=b.balance_micro,
+        reserved_micro=b.reserved_micro,
+        available_micro=b.available_micro,
+        low=b.low,
+        low_threshold_micro=b.low_threshold_micro,
+        tier=b.tier,
+        overdraft_micro=b.overdraft_micro,
+    )
+
+
+def usage_entry(record: credits_pb2.UsageRecord) -> UsageEntry:
+    return UsageEntry(
+        request_id=record.request_id,
+        user_id=record.user_id,
+        api_key_id=record.api_key_id,
+        model=record.model,
+        provider=record.provider,
+        deployment=record.deployment,
+        power_level=record.power_level,
+        route=record.route,
+        prompt_tokens=record.prompt_tokens,
+        completion_tokens=record.completion_tokens,
+        cost_micro=record.cost_micro,
+        latency_ms=record.latency_ms,
+        status=record.status,
+        byok=record.byok,
+        cache_hit=record.cache_hit,
+        fallback_count=record.fallback_count,
+        usage_estimated=record.usage_estimated,
+        decision=record.decision,
+    )
+
+
+def usage_record(entry: UsageEntry) -> credits_pb2.UsageRecord:
+    return credits_pb2.UsageRecord(
+        request_id=entry.request_id,
+        user_id=entry.user_id,
+        api_key_id=entry.api_key_id,
+        model=entry.model,
+        provider=entry.provider,
+        deployment=entry.deployment,
+        power_level=entry.power_level,
+        route=entry.route,
+        prompt_tokens=entry.prompt_tokens,
+        completion_tokens=entry.completion_tokens,
+        cost_micro=entry.cost_micro,
+        latency_ms=entry.latency_ms,
+        status=entry.status,
+        byok=entry.byok,
+        cache_hit=entry.cache_hit,
+        fallback_count=entry.fallback_count,
+        usage_estimated=entry.usage_estimated,
+        decision=entry.decision,
+    )
+
+
+def transaction_message(t: Transaction) -> credits_pb2.Transaction:
+    return credits_pb2.Transaction(
+        id=str(t.id),
+        user_id=t.user_id,
+        kind=t.kind,
+        amount_micro=t.amount_micro,
+        request_id=t.request_id,
+        idempotency_key=t.idempotency_key,
+        created_unix_ms=t.created_at,
+        reason=t.reason,
+        overdraft_micro=t.overdraft_micro,
+        hold_id=t.hold_id,
+    )
+
+
+def cursor(value: str, param: str) -> int | None:
+    if not value:
+        return None
+    if not value.isdigit():
+        raise DomainError("invalid_request", f"{param} must be a cursor returned by a previous page", param)
+    return int(value)
+
+
+class CreditsServicer(credits_pb2_grpc.CreditsServicer):
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    @rpc
+    async def GetBalance(self, request: credits_pb2.GetBalanceRequest, context: Context) -> credits_pb2.Balance:
+        return balance_message(await self.ledger.balance(request.user_id))
+
+    @rpc
+    async def Grant(self, request: credits_pb2.GrantRequest, context: Context) -> credits_pb2.GrantReply:
+        tx_id, balance = await self.ledger.grant(
+            request.user_id,
+            request.amount_micro,
+            request.idempotency_key,
+            request.kind,
+            request.reason,
+            request.actor,
+        )
+        return credits_pb2.GrantReply(transaction_id=str(tx_id), balance=balance_message(balance))
+
+    @rpc
+    async def Reserve(self, request: credits_pb2.ReserveRequest, context: Context) -> credits_pb2.ReserveReply:
+        hold_id, balance = await holds.reserve(
+            self.ledger,
+            request.user_id,
+            request.amount_micro,
+            request.idempotency_key,
+            request.request_id,
+            request.ttl_seconds,
+        )
+        return credits_pb2.ReserveReply(hold_id=hold_id, balance=balance_message(balance))
+
+    @rpc
+    async def Settle(self, request: credits_pb2.SettleRequest, context: Context) -> credits_pb2.SettleReply:
+        entry = usage_entry(request.usage) if request.HasField("usage") else None
+        done = await holds.settle(self.ledger, request.hold_id, request.amount_micro, request.idempotency_key, entry)
+        return credits_pb2.SettleReply(
+            charged_micro=done.charged_micro,
+            overdraft_micro=done.overdraft_micro,
+            balance=balance_message(done.balance),
+        )
+
+    @rpc
+    async def Release(self, request: credits_pb2.ReleaseRequest, context: Context) -> credits_pb2.ReleaseReply:
+        entry = usage_entry(request.usage) if request.HasField("usage") else None
+        balance = await holds.release(self.ledger, request.hold_id, request.idempotency_key, entry)
+        return credits_pb2.ReleaseReply(balance=balance_message(balance))
+
+    @rpc
+    async def RecordUsage(
+        self, request: credits_pb2.RecordUsageRequest, context: Context
+    ) -> credits_pb2.RecordUsageReply:
+        await usage.record_usage(self.ledger, usage_entry(request.usage), request.idempotency_key)
+        return credits_pb2.RecordUsageReply()
+
+    @rpc
+    async def ListTransactions(
+        self, request: credits_pb2.ListTransactionsRequest, context: Context
+    ) -> credits_pb2.ListTransactionsReply:
+        page, after = await self.ledger.transactions(
+            request.user_id, request.limit, cursor(request.before_id, "before_id")
+        )
+        return credits_pb2.ListTransactionsReply(
+            transactions=[transaction_message(t) for t in page], next_before_id=str(after) if after else ""
+        )
+
+    @rpc
+    async def ListUsage(self, request: credits_pb2.ListUsageRequest, context: Context) -> credits_pb2.ListUsageReply:
+        rows, after = await usage.list_usage(
+            self.ledger,
+            request.user_id,
+            request.since_unix_ms,
+            request.until_unix_ms,
+            request.limit,
+            cursor(request.before_id, "before_id"),
+        )
+        return credits_pb2.ListUsageReply(
+            rows=[credits_pb2.UsageRow(usage=usage_record(r.entry), created_unix_ms=r.created_at) for r in rows],
+            next_before_id=str(after) if after else "",
+        )
+
+    @rpc
+    async def UsageSummary(
+        self, request: credits_pb2.UsageSummaryRequest, context: Context
+    ) -> credits_pb2.UsageSummaryReply:
+        groups = await usage.summary(
+            self.ledger, request.user_id, request.group_by, request.since_unix_ms, request.until_unix_ms
+        )
+        return credits_pb2.UsageSummaryReply(
+            groups=[
+                credits_pb2.UsageGroup(
+                    key=g.key,
+                    requests=g.requests,
+                    prompt_tokens=g.prompt_tokens,
+                    completion_tokens=g.completion_tokens,
+                    cost_micro=g.cost_micro,
+                )
+                for g in groups
+            ]
+        )

@@ -1,0 +1,78 @@
+"""credits' settings (`TOLLGATE_CREDITS_*` environment variables), on top of the common ones.
+
+Amounts a person types are in credits (1 credit = 1,000,000 micro-credits = 1 US dollar of provider
+list price); they become integer micro-credits here, once, and a value finer than one micro-credit
+stops start-up.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+from pydantic import field_validator
+
+from services.runtime.settings import CommonSettings
+
+MICRO = 1_000_000
+
+
+def to_micro(credits: Decimal | int | str) -> int:
+    """Credits (a decimal string or number) as integer micro-credits; sub-micro amounts are refused."""
+    value = Decimal(str(credits)) * MICRO
+    if value != value.to_integral_value():
+        raise ValueError(f"{credits} is finer than one micro-credit")
+    return int(value)
+
+
+def to_credits(micro: int) -> str:
+    """Micro-credits as a decimal string of credits, exact."""
+    return str((Decimal(micro) / MICRO).quantize(Decimal("0.000001")))
+
+
+class CreditsSettings(CommonSettings):
+    credits_port: int = 50052
+    # Empty: sqlite:///<data_dir>/credits.db (embedded); production needs a postgresql:// URL.
+    credits_database_url: str = ""
+    credits_pool_size: int = 10
+
+    # Credits every new account starts with (a `grant` journal row), and the low-balance threshold.
+    credits_default_grant: Decimal = Decimal(1000)
+    credits_low_threshold: Decimal = Decimal(10)
+    credits_default_tier: str = "standard"
+
+    # A hold the router neither settles nor releases within its TTL is expired by the sweeper.
+    credits_hold_ttl_seconds: int = 600
+    credits_max_hold_ttl_seconds: int = 3600
+    credits_sweep_interval_seconds: float = 5.0
+    credits_sweep_batch: int = 500
+
+    # Lago-compatible usage events (POST {"event": …}); empty disables the dispatcher.
+    credits_billing_url: str = ""
+    credits_billing_api_key: str = ""
+    credits_billing_code: str = "llm_usage"
+    # Low-balance alerts (POST JSON); empty keeps them in the outbox only.
+    credits_alert_url: str = ""
+    credits_outbox_interval_seconds: float = 1.0
+    credits_outbox_batch: int = 100
+    credits_outbox_max_backoff_seconds: float = 300.0
+    credits_outbox_timeout_seconds: float = 10.0
+
+    @field_validator("credits_default_grant", "credits_low_threshold")
+    @classmethod
+    def _whole_micro(cls, value: Decimal) -> Decimal:
+        if value < 0:
+            raise ValueError("must not be negative")
+        to_micro(value)
+        return value
+
+    @property
+    def default_grant_micro(self) -> int:
+        return to_micro(self.credits_default_grant)
+
+    @property
+    def low_threshold_micro(self) -> int:
+        return to_micro(self.credits_low_threshold)
+
+    def database_url(self) -> str:
+        return self.credits_database_url or f"sqlite:///{Path(self.data_dir) / 'credits.db'}"
