@@ -1,0 +1,248 @@
+"""The pipeline against the demo upstream: holds, charges, fallbacks, streams, BYOK."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any, cast
+
+import orjson
+import pytest
+
+from services.demo_upstream.server import Upstream
+from services.router.pipeline import Caller, Router
+from services.router.pricing import cost_micro
+from services.router.request import parse
+from services.runtime.channels import Deadline
+from services.runtime.errors import DomainError
+from tollgate.router.v1 import router_pb2
+
+from .conftest import FakeLedger, FakeVault
+
+CHAT = {"messages": [{"role": "user", "content": "hello there friend"}]}
+
+
+def caller(seconds: float = 10.0, **extra: Any) -> Caller:
+    return Caller(request_id=uuid.uuid4().hex, user_id="u1", key_id="k1", deadline=Deadline(seconds), **extra)
+
+
+def ledger(router: Router) -> FakeLedger:
+    return cast(FakeLedger, router.ledger)
+
+
+def chat(model: str, **extra: Any) -> bytes:
+    return orjson.dumps({**CHAT, "model": model, **extra})
+
+
+async def test_chat_charges_exactly_tokens_times_price(router: Router) -> None:
+    body, outcome = await router.complete(parse("chat", chat("echo")), caller())
+    reply = orjson.loads(body)
+    assert reply["choices"][0]["message"]["content"] == "echo: hello there friend"
+    # demo upstream: prompt = 3 words, completion = "echo: hello there friend" = 4 words
+    assert reply["usage"] == {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+    expected = -(-(3 * 10_000 + 4 * 20_000) // 1000)
+    assert outcome.cost_micro == expected == 110
+    assert ledger(router).kinds() == ["reserve", "settle"]
+    assert ledger(router).charged() == [110]
+    meta = reply["_metadata"]
+    assert meta["provider_used"] == "up" and meta["model_used"] == "echo" and meta["fallbacks"] == 0
+    assert meta["cost_incurred"] == pytest.approx(0.00011)
+    assert b'"cost_incurred":0.00011' in body
+    assert meta["byok"] is False and meta["power_level"] == "BALANCED"
+    usage = ledger(router).usage[0]
+    decision = orjson.loads(usage.decision)
+    assert decision["chosen"] == "echo" and decision["attempts"][0]["result"] == "ok"
+    assert usage.status == "ok" and usage.route == "chat"
+
+
+@pytest.mark.parametrize("model", ["broken-500", "broken-429", "garbled", "stuck", "unreachable"])
+async def test_failure_falls_back_with_exactly_one_charge(router: Router, model: str) -> None:
+    body, outcome = await router.complete(parse("chat", chat(model)), caller())
+    assert outcome.model == "spare" and outcome.fallbacks == 1
+    assert orjson.loads(body)["_metadata"]["fallbacks"] == 1
+    calls = ledger(router).kinds()
+    assert calls == ["reserve", "release", "reserve", "settle"]
+    assert len(ledger(router).charged()) == 1
+    assert ledger(router).charged()[0] == outcome.cost_micro > 0
+    assert not ledger(router).holds
+    attempts = orjson.loads(ledger(router).usage[-1].decision)["attempts"]
+    assert [a["result"] for a in attempts] == ["error", "ok"]
+
+
+async def test_client_error_does_not_fall_back_and_is_not_charged(router: Router) -> None:
+    with pytest.raises(DomainError) as err:
+        await router.complete(parse("chat", chat("broken-400")), caller())
+    assert err.value.code == "invalid_request"
+    assert ledger(router).kinds() == ["reserve", "release", "usage"]
+    assert ledger(router).usage[-1].status == "error"
+
+
+async def test_every_candidate_failing_names_providers_and_status(router: Router) -> None:
+    with pytest.raises(DomainError) as err:
+        await router.complete(parse("chat", chat("broken-500"), "CUSTOM"), caller())
+    assert err.value.code == "provider_error"
+    assert "up (HTTP 500)" in err.value.message
+    assert ledger(router).kinds() == ["reserve", "release", "usage"]
+
+
+async def test_attempts_are_bounded(router: Router, upstream: Upstream) -> None:
+    router.settings.max_attempts = 1
+    with pytest.raises(DomainError) as err:
+        await router.complete(parse("chat", chat("broken-429")), caller())
+    assert err.value.code == "provider_unavailable"
+    assert upstream.stats["total"] == 1
+
+
+async def test_unknown_model_is_model_not_found(router: Router) -> None:
+    with pytest.raises(DomainError) as err:
+        await router.complete(parse("chat", chat("nope")), caller())
+    assert (err.value.code, err.value.param) == ("model_not_found", "model")
+    assert "nope" in err.value.message
+    assert ledger(router).calls == []
+
+
+async def test_insufficient_credits_stops_before_the_provider(router: Router, upstream: Upstream) -> None:
+    ledger(router).available = 10
+    with pytest.raises(DomainError) as err:
+        await router.complete(parse("chat", chat("echo")), caller())
+    assert err.value.code == "insufficient_credits"
+    assert upstream.stats["total"] == 0
+
+
+async def test_free_model_records_usage_without_a_hold(router: Router) -> None:
+    body, outcome = await router.complete(parse("chat", chat("gratis")), caller())
+    assert outcome.cost_micro == 0
+    assert ledger(router).kinds() == ["usage"]
+    assert orjson.loads(body)["_metadata"]["cost_incurred"] == 0
+
+
+async def test_stored_byok_key_is_used_and_not_charged(router: Router, upstream: Upstream) -> None:
+    cast(FakeVault, router.vault).keys[("u1", "up")] = "sk-user-own-key-123456"
+    body, outcome = await router.complete(parse("chat", chat("echo")), caller())
+    assert outcome.byok and outcome.cost_micro == 0
+    assert ledger(router).kinds() == ["usage"]
+    assert ledger(router).usage[0].byok
+    assert upstream.stats["last_authorization"]["demo-echo"] == "Bearer sk-user-own-key-123456"
+    assert b"sk-user-own-key" not in body
+
+
+async def test_inline_key_must_match_the_provider(router: Router) -> None:
+    with pytest.raises(DomainError) as err:
+        await router.complete(
+            parse("chat", chat("echo"), "CUSTOM"), caller(inline_provider="other", inline_key="sk-inline-0123456789")
+        )
+    assert err.value.code == "invalid_request"
+    assert "sk-inline" not in err.value.message
+
+
+async def test_rejected_byok_key_falls_back_to_platform_when_configured(router: Router, upstream: Upstream) -> None:
+    upstream.control(model="demo-echo", require_key="sk-platform-key-abcdef")
+    router.settings.byok_fallback_to_platform = True
+    ask = caller(inline_provider="keyed", inline_key="sk-wrong-user-key-000000")
+    import os
+
+    os.environ["TOLLGATE_TEST_KEYED_KEY"] = "sk-platform-key-abcdef"
+    try:
+        _, outcome = await router.complete(parse("chat", chat("locked"), "CUSTOM"), ask)
+    finally:
+        del os.environ["TOLLGATE_TEST_KEYED_KEY"]
+    assert not outcome.byok and outcome.cost_micro > 0
+    assert ledger(router).kinds() == ["reserve", "settle"]
+
+
+async def test_provider_without_platform_key_is_skipped(router: Router) -> None:
+    with pytest.raises(DomainError) as err:
+        await router.complete(parse("chat", chat("locked"), "CUSTOM"), caller())
+    assert err.value.code == "provider_unavailable"
+    assert "TOLLGATE_TEST_KEYED_KEY" in err.value.message
+
+
+async def test_missing_usage_is_estimated_and_marked(router: Router) -> None:
+    body, outcome = await router.complete(parse("chat", chat("quiet")), caller())
+    assert outcome.usage_estimated
+    assert orjson.loads(body)["usage"]["completion_tokens"] == outcome.completion_tokens > 0
+
+
+async def test_embeddings(router: Router) -> None:
+    raw = orjson.dumps({"model": "vectors", "input": ["one two", "three"]})
+    body, outcome = await router.complete(parse("embedding", raw), caller())
+    reply = orjson.loads(body)
+    assert reply["object"] == "list" and len(reply["data"]) == 2
+    assert reply["usage"] == {"prompt_tokens": 3, "total_tokens": 3}
+    assert outcome.cost_micro == 1  # ceil(3 * 100 / 1000)
+
+
+async def collect(router: Router, raw: bytes, ask: Caller | None = None) -> list[router_pb2.StreamEvent]:
+    return [e async for e in router.stream(parse("chat", raw), ask or caller())]
+
+
+async def test_stream_relays_chunks_and_usage_when_asked(router: Router) -> None:
+    events = await collect(router, chat("echo", stream=True, stream_options={"include_usage": True}))
+    kinds = [e.WhichOneof("event") for e in events]
+    assert kinds[-1] == "outcome" and "error" not in kinds
+    chunks = [orjson.loads(e.chunk) for e in events if e.WhichOneof("event") == "chunk"]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text == "echo: hello there friend"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 4
+    outcome = events[-1].outcome
+    assert outcome.cost_micro == 110 and not outcome.usage_estimated
+    assert ledger(router).charged() == [110]
+
+
+async def test_stream_hides_usage_when_not_asked_but_still_charges(router: Router) -> None:
+    events = await collect(router, chat("echo", stream=True))
+    chunks = [orjson.loads(e.chunk) for e in events if e.WhichOneof("event") == "chunk"]
+    assert all(c["choices"] for c in chunks)
+    assert events[-1].outcome.cost_micro == 110
+
+
+async def test_stream_falls_back_before_the_first_chunk(router: Router) -> None:
+    events = await collect(router, chat("broken-500", stream=True))
+    assert events[-1].outcome.model == "spare" and events[-1].outcome.fallbacks == 1
+    assert ledger(router).kinds() == ["reserve", "release", "reserve", "settle"]
+
+
+async def test_mid_stream_cut_ends_with_error_event_and_partial_charge(router: Router) -> None:
+    events = await collect(router, chat("cut", stream=True))
+    kinds = [e.WhichOneof("event") for e in events]
+    assert kinds == ["chunk", "chunk", "chunk", "error", "outcome"]
+    error = orjson.loads(events[-2].error)["error"]
+    assert error["code"] == "provider_error" and "up" in error["message"]
+    outcome = events[-1].outcome
+    assert outcome.model == "cut" and outcome.fallbacks == 0  # no silent switch to `spare`
+    assert outcome.usage_estimated and outcome.completion_tokens > 0
+    model = router.catalog.models["cut"]
+    assert outcome.cost_micro == cost_micro(model, outcome.prompt_tokens, outcome.completion_tokens) > 0
+    assert ledger(router).kinds() == ["reserve", "settle"]
+    assert ledger(router).usage[-1].status == "partial"
+
+
+async def test_stream_without_usage_synthesizes_it_when_asked(router: Router) -> None:
+    events = await collect(router, chat("quiet", stream=True, stream_options={"include_usage": True}))
+    last_chunk = orjson.loads(events[-2].chunk)
+    assert last_chunk["choices"] == [] and last_chunk["usage"]["completion_tokens"] > 0
+    assert events[-1].outcome.usage_estimated
+
+
+async def test_cancelled_call_releases_the_hold(router: Router, upstream: Upstream) -> None:
+    task = asyncio.create_task(router.complete(parse("chat", chat("stuck"), "CUSTOM"), caller()))
+    while "reserve" not in ledger(router).kinds():
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(100):
+        if "release" in ledger(router).kinds():
+            break
+        await asyncio.sleep(0.01)
+    assert ledger(router).kinds() == ["reserve", "release"]
+    assert not ledger(router).holds
+    assert ledger(router).usage[-1].status == "cancelled"
+
+
+async def test_deadline_is_a_timeout(router: Router) -> None:
+    with pytest.raises(DomainError) as err:
+        await router.complete(parse("chat", chat("stuck"), "CUSTOM"), caller(seconds=0.2))
+    assert err.value.code == "timeout"
+    assert ledger(router).kinds() == ["reserve", "release", "usage"]
