@@ -1,0 +1,1 @@
+"""`tollgate`: the operators' command line. Each command group is a module here with `register(subparsers)`."""
