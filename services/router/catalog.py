@@ -312,7 +312,10 @@ class _Builder:
             input_micro_per_1k=input_micro,
             output_micro_per_1k=output_micro,
             context_window=self._int(raw.get("context_window", 8192), f"{where}: context_window", 1),
-            max_output_tokens=None if max_output is None else self._int(max_output, f"{where}: max_output_tokens", 1),
+            # 0 is how an embedding model says it writes no tokens
+            max_output_tokens=None
+            if max_output is None
+            else (self._int(max_output, f"{where}: max_output_tokens", 0) or None),
             capabilities=frozenset(capabilities),
             quality=self._int(raw.get("quality", 50), f"{where}: quality", 0, 100),
             enabled=self._bool(raw.get("enabled", True), f"{where}: enabled"),
