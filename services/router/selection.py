@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from services.router.catalog import Catalog, Model, Policy
 from services.router.health_view import RANK, HealthView
 from services.router.pricing import worst_case_micro
-from services.router.request import Request
+from services.router.request import CAPABILITY_OF_ROUTE, Request
 from services.runtime.errors import DomainError
 
 
@@ -84,6 +84,11 @@ def select(catalog: Catalog, request: Request, default_level: str, health: Healt
         named = catalog.resolve(request.model)
         if named is None or not named.enabled:
             raise DomainError("model_not_found", f"The model `{request.model}` does not exist", "model")
+        route_capability = CAPABILITY_OF_ROUTE[request.route]
+        if route_capability not in named.capabilities:
+            raise DomainError(
+                "invalid_request", f"The model `{request.model}` does not support {route_capability}", "model"
+            )
         chain = [named]
         reason = f"{level}: requested model {named.id}"
         if level != "CUSTOM":
