@@ -148,11 +148,21 @@ class HealthMonitor:
             if not await claim_probe(self.store.engine, target.key, now, due):
                 return False
             self._records[target.key].probe_due = due
-            await self._probe(target)
+            result = await self._probe(target)
+            if not result.ok:
+                await self._probe_when_ejection_ends(target, due)
         except Exception as exc:
             log.warning("probe of %s failed to record: %s", target.provider, exc)
             return False
         return True
+
+    async def _probe_when_ejection_ends(self, target: Target, due: float) -> None:
+        # Like Envoy's unhealthy_interval: a down target is probed again as soon as its ejection ends,
+        # so a short outage does not keep it out for a whole interval.
+        ends = self._records[target.key].outlier.ejected_until
+        if 0 < ends < due:
+            await reschedule(self.store.engine, target.key, ends)
+            self._records[target.key].probe_due = ends
 
     async def _probe(self, target: Target) -> ProbeResult:
         result = await self.prober.probe(target)

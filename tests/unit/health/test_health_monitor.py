@@ -146,3 +146,22 @@ async def test_the_platform_key_is_sent_and_never_reported(
     assert upstream.stats["last_authorization"]["-"] == f"Bearer {key}"
     assert status.state is HealthState.DOWN
     assert "rejected" in status.last_error and key not in status.last_error
+
+
+async def test_a_down_provider_is_probed_again_when_its_ejection_ends(
+    make_monitor: MakeMonitor, upstream: Upstream, clock: FakeClock
+) -> None:
+    monitor = await make_monitor([Target("demo", upstream.base_url)], health_interval=300.0)
+    upstream.control(status=502, times=1)
+    assert await monitor.probe_round() == 1
+    assert only(monitor).state is HealthState.DOWN
+    clock.advance(29)
+    await monitor.sync()
+    assert await monitor.probe_round() == 0
+    clock.advance(1)  # the 30 s ejection ends: probe now, not after 300 s
+    await monitor.sync()
+    assert await monitor.probe_round() == 1
+    assert only(monitor).state is HealthState.HEALTHY
+    clock.advance(30)
+    await monitor.sync()
+    assert await monitor.probe_round() == 0  # healthy again: back to the full interval
