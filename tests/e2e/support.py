@@ -47,3 +47,23 @@ def cost_micro(prompt_tokens: int, completion_tokens: int, input_per_1k: float, 
     """The catalog price rule: integer micro-credits, rounded up per request."""
     inp, out = round(input_per_1k * 1_000_000), round(output_per_1k * 1_000_000)
     return -(-(prompt_tokens * inp + completion_tokens * out) // 1000)
+
+
+def create_key(suite: Suite, user: str, rpm: int = 0, tpm: int = 0, scopes: tuple[str, ...] = ("user",)) -> str:
+    """A new API key, made over keyvault's gRPC API as an internal caller would."""
+    import grpc
+
+    from tollgate.keyvault.v1 import keyvault_pb2, keyvault_pb2_grpc
+
+    with grpc.insecure_channel(f"{suite.host}:{suite.ports.keyvault}") as chan:
+        reply = keyvault_pb2_grpc.KeyVaultStub(chan).CreateApiKey(
+            keyvault_pb2.CreateApiKeyRequest(
+                user_id=user, scopes=list(scopes), rpm_limit=rpm, tpm_limit=tpm, actor="e2e"
+            ),
+            timeout=10,
+        )
+    return str(reply.api_key)
+
+
+def upstream_count(upstream: httpx.Client, route: str, model: str) -> int:
+    return int(upstream.get("/_stats").json()["requests"].get(f"{route} {model}", 0))
