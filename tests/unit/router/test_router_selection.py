@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import orjson
 import pytest
 
@@ -41,7 +43,7 @@ def catalog() -> Catalog:
 
 
 def decide(
-    catalog: Catalog, body: dict[str, object], level: str = "", route: str = "chat", health: HealthView | None = None
+    catalog: Catalog, body: Mapping[str, object], level: str = "", route: str = "chat", health: HealthView | None = None
 ) -> Decision:
     request = parse_request(route, orjson.dumps(body), level)  # type: ignore[arg-type]
     return select(catalog, request, "BALANCED", health or HealthView())
@@ -51,7 +53,7 @@ def ids(decision: Decision) -> list[str]:
     return [c.model.id for c in decision.candidates]
 
 
-MSG = {"messages": [{"role": "user", "content": "hi"}]}
+MSG: dict[str, object] = {"messages": [{"role": "user", "content": "hi"}]}
 
 
 @pytest.mark.parametrize(
@@ -127,7 +129,7 @@ def test_context_window_must_hold_prompt_and_max_tokens(catalog: Catalog) -> Non
     assert "context window 4096" in decision.skipped["tiny-free"]
 
 
-def _health(**states: int) -> HealthView:
+def _health(**states: health_pb2.State) -> HealthView:
     view = HealthView()
     view.apply(
         health_pb2.ProviderEvent(
