@@ -1,0 +1,162 @@
+"""`tollgate keys`: create, list and revoke gateway API keys, talking gRPC to keyvault.
+
+`register(sub)` adds the command group to the CLI's subparsers; each command's handler is stored as
+`func` (`args -> exit status`). The keyvault address is `--keyvault-addr` or `TOLLGATE_KEYVAULT_ADDR`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeAlias, cast
+
+import grpc
+import orjson
+
+from services.runtime.errors import from_rpc_error
+from services.runtime.settings import CommonSettings, load
+from tollgate.keyvault.v1 import keyvault_pb2 as pb
+from tollgate.keyvault.v1 import keyvault_pb2_grpc
+
+Command: TypeAlias = "Callable[[keyvault_pb2_grpc.KeyVaultAsyncStub, argparse.Namespace], Awaitable[int]]"
+
+
+def actor() -> str:
+    try:
+        return "cli:" + getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
+
+
+def when(unix_ms: int) -> str:
+    return datetime.fromtimestamp(unix_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M") if unix_ms else "-"
+
+
+def add_connection_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--keyvault-addr", help="keyvault address (default: TOLLGATE_KEYVAULT_ADDR)")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per call (default 10)")
+
+
+def runner(command: Command, interrupted: str = "interrupted") -> Callable[[argparse.Namespace], int]:
+    """A CLI handler: open a channel to keyvault, run `command`, turn a failed call into one line."""
+
+    def run(args: argparse.Namespace) -> int:
+        address = args.keyvault_addr or load(CommonSettings).keyvault_addr
+
+        async def go() -> int:
+            async with grpc.aio.insecure_channel(address) as chan:
+                stub = cast("keyvault_pb2_grpc.KeyVaultAsyncStub", keyvault_pb2_grpc.KeyVaultStub(chan))
+                try:
+                    return await command(stub, args)
+                except grpc.aio.AioRpcError as exc:
+                    err = from_rpc_error(exc, "keyvault")
+                    print(f"tollgate: {err.message}", file=sys.stderr)
+                    return 1
+
+        try:
+            return asyncio.run(go())
+        except KeyboardInterrupt:
+            print(f"\n{interrupted}", file=sys.stderr)
+            return 130
+
+    return run
+
+
+def print_json(value: Any) -> None:
+    print(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
+
+
+def key_row(info: pb.ApiKeyInfo) -> dict[str, Any]:
+    return {
+        "key_id": info.key_id,
+        "user_id": info.user_id,
+        "name": info.name,
+        "prefix": info.prefix,
+        "scopes": list(info.scopes),
+        "created": when(info.created_unix_ms),
+        "expires": when(info.expires_unix_ms),
+        "revoked": when(info.revoked_unix_ms),
+        "last_used": when(info.last_used_unix_ms),
+        "rpm_limit": info.rpm_limit,
+        "tpm_limit": info.tpm_limit,
+    }
+
+
+async def create(stub: keyvault_pb2_grpc.KeyVaultAsyncStub, args: argparse.Namespace) -> int:
+    expires = int((time.time() + args.expires_days * 86400) * 1000) if args.expires_days else 0
+    reply = await stub.CreateApiKey(
+        pb.CreateApiKeyRequest(
+            user_id=args.user,
+            scopes=args.scope or ["user"],
+            name=args.name,
+            expires_unix_ms=expires,
+            rpm_limit=args.rpm,
+            tpm_limit=args.tpm,
+            actor=actor(),
+        ),
+        timeout=args.timeout,
+    )
+    if args.json:
+        print_json({"api_key": reply.api_key, **key_row(reply.info)})
+    else:
+        print(f"created {reply.info.key_id} for {reply.info.user_id} (scopes: {', '.join(reply.info.scopes)})")
+        print("the key is shown only now; store it safely:")
+        print(reply.api_key)
+    return 0
+
+
+async def list_keys(stub: keyvault_pb2_grpc.KeyVaultAsyncStub, args: argparse.Namespace) -> int:
+    reply = await stub.ListApiKeys(pb.ListApiKeysRequest(user_id=args.user or ""), timeout=args.timeout)
+    rows = [key_row(k) for k in reply.keys]
+    if args.json:
+        print_json(rows)
+        return 0
+    columns = ("key_id", "user_id", "prefix", "scopes", "created", "expires", "revoked", "last_used")
+    table = [[", ".join(r[c]) if c == "scopes" else str(r[c]) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(t[i]) for t in table)) if table else len(c) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for t in table:
+        print("  ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)))
+    return 0
+
+
+async def revoke(stub: keyvault_pb2_grpc.KeyVaultAsyncStub, args: argparse.Namespace) -> int:
+    info = await stub.RevokeApiKey(
+        pb.RevokeApiKeyRequest(key_id=args.key_id, user_id=args.user or "", actor=actor()), timeout=args.timeout
+    )
+    print(f"revoked {info.key_id} ({info.user_id}) at {when(info.revoked_unix_ms)} UTC")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add `tollgate keys create|list|revoke` to the CLI's subparsers."""
+    keys = sub.add_parser("keys", help="gateway API keys: create, list, revoke")
+    commands = keys.add_subparsers(dest="keys_command", required=True)
+
+    p = commands.add_parser("create", help="create a key for a user (shown once)")
+    p.add_argument("--user", required=True, help="the user the key belongs to")
+    p.add_argument("--scope", action="append", choices=["user", "admin"], help="repeat for several (default: user)")
+    p.add_argument("--name", default="", help="a label for the key")
+    p.add_argument("--expires-days", type=float, default=0, help="expire after this many days (default: never)")
+    p.add_argument("--rpm", type=int, default=0, help="requests per minute for this key (0: gateway default)")
+    p.add_argument("--tpm", type=int, default=0, help="tokens per minute for this key (0: gateway default)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    add_connection_options(p)
+    p.set_defaults(func=runner(create))
+
+    p = commands.add_parser("list", help="list keys (masked)")
+    p.add_argument("--user", help="only this user's keys")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    add_connection_options(p)
+    p.set_defaults(func=runner(list_keys))
+
+    p = commands.add_parser("revoke", help="revoke a key by its id")
+    p.add_argument("key_id")
+    p.add_argument("--user", help="refuse unless the key belongs to this user")
+    add_connection_options(p)
+    p.set_defaults(func=runner(revoke))
