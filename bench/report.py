@@ -1,0 +1,144 @@
+"""The benchmark's printed tables: tollgate alone, and tollgate beside LiteLLM proxy as ratios."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+Result = Mapping[str, Any]
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    lines = ["  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(header, widths, strict=True)))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += [
+        "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))) for r in rows
+    ]
+    return "\n".join(lines)
+
+
+def added(target: Result, direct: Result) -> dict[str, float | None]:
+    """What the target adds over the upstream alone under the same load (ms)."""
+    lat, base = target["latency_ms"], direct["latency_ms"]
+    out: dict[str, float | None] = {
+        "p50": lat["p50"] - base["p50"],
+        "p90": lat["p90"] - base["p90"],
+        "p99": lat["p99"] - base["p99"],
+        "ttft_p50": None,
+        "ttft_p99": None,
+        "gap_mean": None,
+        "gap_p99": None,
+    }
+    if "ttft_ms" in target and target.get("chunks_per_request"):
+        out["ttft_p50"] = target["ttft_ms"]["p50"] - direct["ttft_ms"]["p50"]
+        out["ttft_p99"] = target["ttft_ms"]["p99"] - direct["ttft_ms"]["p99"]
+        out["gap_mean"] = target["gap_ms"]["mean"] - direct["gap_ms"]["mean"]
+        out["gap_p99"] = target["gap_ms"]["p99"] - direct["gap_ms"]["p99"]
+    return out
+
+
+def scenario_table(scenarios: Sequence[Result], target: str) -> str:
+    header = [
+        "scenario",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "req/s",
+        "+p50 ms",
+        "+p99 ms",
+        "+TTFT p50",
+        "+TTFT p99",
+        "+gap ms",
+        "CPU ms/req",
+        "errors",
+        "direct req/s",
+    ]
+    rows = []
+    for s in scenarios:
+        run, plus, direct = s[target], s[f"{target}_added"], s["direct"]
+        rows.append(
+            [
+                s["name"],
+                _fmt(run["latency_ms"]["p50"]),
+                _fmt(run["latency_ms"]["p90"]),
+                _fmt(run["latency_ms"]["p99"]),
+                _fmt(run["rps"], 0),
+                _fmt(plus["p50"]),
+                _fmt(plus["p99"]),
+                _fmt(plus["ttft_p50"]),
+                _fmt(plus["ttft_p99"]),
+                _fmt(plus["gap_mean"], 3),
+                _fmt(run["cpu_ms_per_request"]),
+                str(run["errors"] + run["status_errors"]),
+                _fmt(direct["rps"], 0),
+            ]
+        )
+    return _table(header, rows)
+
+
+def rss_table(rss: Mapping[str, Mapping[str, float]]) -> str:
+    """RSS (MB) of every service of every target, at the end of its scenarios."""
+    rows = [
+        [target, *(f"{name} {mb:.0f}" for name, mb in services.items()), f"total {sum(services.values()):.0f}"]
+        for target, services in rss.items()
+    ]
+    return "\n".join("RSS MB  " + "  ".join(r) for r in rows)
+
+
+def _ratio(num: float | None, den: float | None, floor: float = 0.01) -> str:
+    if num is None or den is None:
+        return "-"
+    return f"{max(num, floor) / max(den, floor):.1f}x"
+
+
+def comparison_table(scenarios: Sequence[Result]) -> str:
+    """LiteLLM's cost over tollgate's: above 1x, tollgate is ahead by that factor."""
+    header = [
+        "scenario",
+        "+p50 tg/ll ms",
+        "+p50 ll/tg",
+        "+p99 tg/ll ms",
+        "+p99 ll/tg",
+        "req/s tg / ll",
+        "req/s tg/ll",
+        "+TTFT p50 ll/tg",
+        "CPU/req ll/tg",
+    ]
+    rows = []
+    for s in scenarios:
+        tg, ll = s["tollgate"], s["litellm"]
+        tga, lla = s["tollgate_added"], s["litellm_added"]
+        rows.append(
+            [
+                s["name"],
+                f"{_fmt(tga['p50'])} / {_fmt(lla['p50'])}",
+                _ratio(lla["p50"], tga["p50"]),
+                f"{_fmt(tga['p99'])} / {_fmt(lla['p99'])}",
+                _ratio(lla["p99"], tga["p99"]),
+                f"{tg['rps']:.0f} / {ll['rps']:.0f}",
+                _ratio(tg["rps"], ll["rps"]),
+                _ratio(lla["ttft_p50"], tga["ttft_p50"]),
+                _ratio(ll["cpu_ms_per_request"], tg["cpu_ms_per_request"]),
+            ]
+        )
+    return _table(header, rows)
+
+
+def soak_summary(soak: Result) -> str:
+    lines = [
+        f"soak: {soak['load']['requests']} requests at concurrency {soak['concurrency']} in "
+        f"{soak['load']['duration_s']:.0f}s ({soak['load']['rps']:.0f} req/s), "
+        f"p50 {soak['load']['latency_ms']['p50']:.2f} ms, p99 {soak['load']['latency_ms']['p99']:.2f} ms, "
+        f"errors {soak['load']['errors'] + soak['load']['status_errors']}",
+    ]
+    for name, row in soak["rss_mb"].items():
+        lines.append(
+            f"  {name:<10} RSS MB start {row['start']:.1f}  half {row['half']:.1f}  end {row['end']:.1f}  "
+            f"growth over the second half {row['growth_pct']:+.1f}%"
+        )
+    return "\n".join(lines)

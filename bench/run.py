@@ -1,0 +1,541 @@
+"""`make bench`: the suite in its production profile under load, beside the upstream alone (and LiteLLM proxy).
+
+One demo upstream process per upstream-latency setting (0 and 50 ms); the suite (PostgreSQL, Redis) with
+`bench/catalog.yaml`, which serves `bench-0ms` and `bench-50ms` from them; a user key with plenty of
+credits. Every scenario (non-stream and stream, concurrency 1 and 64, upstream latency 0 and 50 ms) runs
+the same load against the upstream alone and through the target, so the difference is what the target
+adds. CPU is read from /proc for every service process tree before and after each run.
+
+    python -m bench.run                 # tollgate; table on stdout, JSON in bench/results/
+    python -m bench.run --litellm       # and LiteLLM proxy on the same upstreams, side by side
+    python -m bench.run --soak 100000   # steady load, RSS of every service sampled
+    python -m bench.run --quick         # 2-second runs while developing
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+import orjson
+
+from bench import report
+from bench.litellm_proxy import LiteLLMProxy
+from bench.loadgen import AUTH_ENV, wrk_available
+from bench.procstat import Meter
+from services.launcher import ROOT, Ports, Suite, free_port, production_env
+from tollgate.credits.v1 import credits_pb2, credits_pb2_grpc
+from tollgate.keyvault.v1 import keyvault_pb2, keyvault_pb2_grpc
+
+BENCH = Path(__file__).resolve().parent
+RESULTS = BENCH / "results"
+CATALOG = BENCH / "catalog.yaml"
+LATENCIES_MS = (0, 50)
+MODES = ("non-stream", "stream")
+CONCURRENCIES = (1, 64)
+USER = "bench-user"
+PROMPT = "say hello to the benchmark of this gateway please"
+DB_PREFIX = "tollgate_bench"
+GRANT_MICRO = 10**15
+
+
+@dataclass(frozen=True)
+class Scenario:
+    mode: str
+    concurrency: int
+    latency_ms: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.mode} c{self.concurrency} {self.latency_ms}ms"
+
+    @property
+    def stream(self) -> bool:
+        return self.mode == "stream"
+
+
+def matrix() -> list[Scenario]:
+    return [Scenario(m, c, lat) for lat in LATENCIES_MS for m in MODES for c in CONCURRENCIES]
+
+
+def model_for(latency_ms: int) -> str:
+    return f"bench-{latency_ms}ms"
+
+
+def body(model: str, stream: bool) -> bytes:
+    payload: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 64}
+    if stream:
+        payload |= {"stream": True, "stream_options": {"include_usage": True}}
+    return orjson.dumps(payload)
+
+
+@dataclass
+class Target:
+    """Something to load: its chat URL, the Authorization header, how it names models, its processes."""
+
+    name: str
+    chat_url: str
+    auth: str
+    model: dict[int, str]
+    meter: Meter | None = None
+    metrics_url: str = ""
+
+
+@dataclass
+class Settings:
+    duration: float
+    warmup: float
+    engine: str
+    workers: int
+    log_dir: Path
+
+
+def load(target: Target, scenario: Scenario, settings: Settings, duration: float | None = None) -> dict[str, Any]:
+    """One run of the load generator against `target`, with the CPU its services spent meanwhile."""
+    engine = "python" if scenario.stream else settings.engine
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.loadgen",
+        "--url",
+        target.chat_url,
+        "--body",
+        body(target.model[scenario.latency_ms], scenario.stream).decode(),
+        "--concurrency",
+        str(scenario.concurrency),
+        "--duration",
+        str(duration if duration is not None else settings.duration),
+        "--engine",
+        engine,
+    ]
+    if scenario.stream:
+        cmd.append("--stream")
+    overhead_before = _overhead(target.metrics_url)
+    cpu_before = target.meter.cpu() if target.meter else {}
+    out = subprocess.run(cmd, env={**os.environ, AUTH_ENV: target.auth}, capture_output=True, text=True, cwd=ROOT)
+    if out.returncode != 0:
+        raise RuntimeError(f"load generator failed against {target.name}: {out.stderr.strip()[-2000:]}")
+    result: dict[str, Any] = orjson.loads(out.stdout)
+    if target.meter is not None:
+        cpu_after = target.meter.cpu()
+        spent = {name: (cpu_after[name] - cpu_before.get(name, 0.0)) * 1000 for name in cpu_after}
+        done = max(1, result["requests"])
+        result["cpu_ms_by_service"] = {name: ms / done for name, ms in spent.items()}
+        result["cpu_ms_per_request"] = sum(spent.values()) / done
+        result["rss_mb"] = target.meter.rss_mb()
+        result["processes"] = target.meter.processes()
+    overhead_after = _overhead(target.metrics_url)
+    if overhead_before and overhead_after and overhead_after[1] > overhead_before[1]:
+        count = overhead_after[1] - overhead_before[1]
+        result["gateway_overhead_ms_mean"] = (overhead_after[0] - overhead_before[0]) / count * 1000
+    return result
+
+
+def _overhead(metrics_url: str) -> tuple[float, float] | None:
+    """Sum and count of the gateway's own overhead histogram (one worker's view when there are several)."""
+    if not metrics_url:
+        return None
+    try:
+        with urllib.request.urlopen(metrics_url, timeout=5) as reply:  # noqa: S310 - our own local URL
+            text = reply.read().decode()
+    except OSError:
+        return None
+    values = {}
+    for line in text.splitlines():
+        if line.startswith("tollgate_gateway_overhead_seconds_"):
+            name, _, value = line.partition(" ")
+            values[name] = float(value)
+    if "tollgate_gateway_overhead_seconds_count" not in values:
+        return None
+    return values["tollgate_gateway_overhead_seconds_sum"], values["tollgate_gateway_overhead_seconds_count"]
+
+
+def check(target: Target, stream: bool) -> None:
+    """One request through the target before any load: a clear stop instead of a table of errors."""
+    request = urllib.request.Request(  # noqa: S310 - our own local URL
+        target.chat_url,
+        data=body(target.model[LATENCIES_MS[0]], stream),
+        headers={"Content-Type": "application/json", "Authorization": target.auth},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:  # noqa: S310
+            text = reply.read()
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")[:500]
+        sys.exit(f"bench: {target.name} refused a {'stream' if stream else 'chat'} request: {exc.code} {detail}")
+    except OSError as exc:
+        sys.exit(f"bench: {target.name} did not answer: {exc}")
+    if stream and b"data: [DONE]" not in text:
+        sys.exit(f"bench: {target.name}'s stream did not end with [DONE]: {text[-300:]!r}")
+
+
+# -- the pieces that run -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def upstreams(log_dir: Path) -> Iterator[dict[int, str]]:
+    """One demo upstream process per latency setting; yields their base URLs (…/v1) by latency."""
+    procs: list[subprocess.Popen[bytes]] = []
+    urls: dict[int, str] = {}
+    try:
+        for latency in LATENCIES_MS:
+            port = free_port()
+            log = open(log_dir / f"upstream-{latency}ms.log", "ab")  # noqa: SIM115 - lives as long as the process
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "services.demo_upstream",
+                        "--port",
+                        str(port),
+                        "--latency-ms",
+                        str(latency),
+                        "--chunks",
+                        "8",
+                        "--chunk-gap-ms",
+                        "0",
+                    ],
+                    cwd=ROOT,
+                    stdout=log,
+                    stderr=log,
+                )
+            )
+            log.close()
+            urls[latency] = f"http://127.0.0.1:{port}/v1"
+        for url in urls.values():
+            _wait_http(url.removesuffix("/v1") + "/health", 30)
+        yield urls
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(10)
+
+
+def _wait_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - our own local URL
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} did not answer within {timeout:.0f}s") from None
+            time.sleep(0.1)
+
+
+async def _drop_databases(url: str, names: list[str]) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url, timeout=5)
+    try:
+        for name in names:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@contextmanager
+def tollgate(data_dir: Path, upstream_urls: Mapping[int, str], settings: Settings) -> Iterator[tuple[Suite, Target]]:
+    """The suite in its production profile on fresh databases, with a funded user key."""
+    postgres = os.environ.get("TOLLGATE_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    redis = os.environ.get("TOLLGATE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    asyncio.run(_drop_databases(postgres, [f"{DB_PREFIX}_{svc}" for svc in ("credits", "keyvault", "health")]))
+    env = production_env(data_dir, postgres, redis, prefix=DB_PREFIX)
+    env |= {
+        "TOLLGATE_CATALOG": str(CATALOG),
+        "TOLLGATE_BENCH_PLATFORM_KEY": "sk-bench-platform-" + secrets.token_hex(8),
+        "TOLLGATE_GATEWAY_WORKERS": str(settings.workers),
+        "TOLLGATE_REDIS_PREFIX": f"{DB_PREFIX}:{secrets.token_hex(4)}:",
+        **{f"TOLLGATE_BENCH_UPSTREAM_{lat}MS_URL": url for lat, url in upstream_urls.items()},
+    }
+    suite = Suite(data_dir, Ports.free(), env=env, demo_upstream=False, log_dir=settings.log_dir)
+    print("starting the suite (production profile) …", flush=True)
+    suite.start()
+    try:
+        key = provision(suite, env.get("TOLLGATE_INTERNAL_TOKEN", ""))
+        target = Target(
+            name="tollgate",
+            chat_url=f"{suite.base_url}/chat/completions",
+            auth=f"Bearer {key}",
+            model={lat: model_for(lat) for lat in LATENCIES_MS},
+            meter=Meter({name: proc.pid for name, proc in suite.processes.items()}),
+            metrics_url=f"http://{suite.host}:{suite.ports.gateway}/metrics",
+        )
+        yield suite, target
+    finally:
+        suite.stop()
+
+
+def provision(suite: Suite, internal_token: str) -> str:
+    """A user key (KeyVault.CreateApiKey) and plenty of credits (Credits.Grant) for the benchmark's user."""
+    meta = (("x-tollgate-internal", internal_token),) if internal_token else ()
+    with grpc.insecure_channel(f"{suite.host}:{suite.ports.keyvault}") as chan:
+        created = keyvault_pb2_grpc.KeyVaultStub(chan).CreateApiKey(
+            keyvault_pb2.CreateApiKeyRequest(user_id=USER, scopes=["user"], name="benchmark", actor="bench"),
+            timeout=10,
+            metadata=meta,
+        )
+    with grpc.insecure_channel(f"{suite.host}:{suite.ports.credits}") as chan:
+        credits_pb2_grpc.CreditsStub(chan).Grant(
+            credits_pb2.GrantRequest(
+                user_id=USER,
+                amount_micro=GRANT_MICRO,
+                idempotency_key="bench-grant-" + secrets.token_hex(8),
+                kind="grant",
+                reason="benchmark",
+                actor="bench",
+            ),
+            timeout=10,
+            metadata=meta,
+        )
+    return str(created.api_key)
+
+
+def direct_target(upstream_urls: Mapping[int, str]) -> dict[int, Target]:
+    return {
+        lat: Target("upstream", f"{url}/chat/completions", "Bearer sk-bench-direct", {lat: "demo-echo"})
+        for lat, url in upstream_urls.items()
+    }
+
+
+def warm_up(target: Target, settings: Settings) -> None:
+    """Every model and mode at concurrency 64 for a moment: connections, caches and JITs settle first."""
+    if settings.warmup <= 0:
+        return
+    for lat in target.model:
+        for mode in MODES:
+            load(target, Scenario(mode, 64, lat), settings, duration=settings.warmup)
+
+
+def run_scenarios(target: Target, direct: Mapping[int, Target], settings: Settings, into: list[dict[str, Any]]) -> None:
+    """Run every scenario against `target` (and, the first time, the upstream alone), into `into`."""
+    for i, scenario in enumerate(matrix()):
+        if len(into) <= i:
+            into.append({"name": scenario.name, **scenario.__dict__})
+        row = into[i]
+        if "direct" not in row:
+            row["direct"] = load(direct[scenario.latency_ms], scenario, settings)
+        row[target.name] = run = load(target, scenario, settings)
+        row[f"{target.name}_added"] = plus = report.added(run, row["direct"])
+        ttft = "" if plus["ttft_p50"] is None else f"  +TTFT p50 {plus['ttft_p50']:.2f} ms"
+        print(
+            f"  {target.name:<9} {scenario.name:<20} p50 {run['latency_ms']['p50']:7.2f} ms  "
+            f"p99 {run['latency_ms']['p99']:7.2f} ms  {run['rps']:7.0f} req/s  +p50 {plus['p50']:6.2f} ms{ttft}  "
+            f"CPU {run.get('cpu_ms_per_request', 0):.2f} ms/req",
+            flush=True,
+        )
+
+
+def soak(target: Target, requests: int, concurrency: int, interval: float) -> dict[str, Any]:
+    """Steady closed-loop load for `requests` requests while sampling every service's RSS."""
+    assert target.meter is not None
+    cmd = [sys.executable, "-m", "bench.loadgen", "--url", target.chat_url, "--body"]
+    cmd += [body(target.model[0], False).decode(), "--concurrency", str(concurrency), "--requests", str(requests)]
+    cmd += ["--engine", "python"]
+    samples: list[tuple[float, dict[str, float]]] = []
+    started = time.monotonic()
+    with subprocess.Popen(
+        cmd, env={**os.environ, AUTH_ENV: target.auth}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT
+    ) as proc:
+        while proc.poll() is None:
+            samples.append((time.monotonic() - started, target.meter.rss_mb()))
+            time.sleep(interval)
+        out, err = proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"load generator failed during the soak: {err.decode()[-2000:]}")
+    samples.append((time.monotonic() - started, target.meter.rss_mb()))
+    half = min(range(len(samples)), key=lambda i: abs(samples[i][0] - samples[-1][0] / 2))
+    names = [*samples[0][1], "total"]
+
+    def at(i: int, name: str) -> float:
+        row = samples[i][1]
+        return sum(row.values()) if name == "total" else row[name]
+
+    rss = {
+        name: {
+            "start": at(0, name),
+            "half": at(half, name),
+            "end": at(-1, name),
+            "growth_pct": (at(-1, name) - at(half, name)) / at(half, name) * 100 if at(half, name) else 0.0,
+        }
+        for name in names
+    }
+    return {
+        "requests": requests,
+        "concurrency": concurrency,
+        "load": orjson.loads(out),
+        "rss_mb": rss,
+        "samples": [{"t": t, "rss_mb": row} for t, row in samples],
+    }
+
+
+# -- the command ---------------------------------------------------------------------------------------------
+
+
+def ensure_wrk() -> bool:
+    """wrk from the system packages, installed when missing and possible; otherwise the python engine."""
+    if wrk_available():
+        return True
+    apt = shutil.which("apt-get")
+    if apt and os.geteuid() == 0:
+        print("installing wrk (apt-get) …", flush=True)
+        subprocess.run([apt, "update", "-qq"], check=False, capture_output=True)
+        subprocess.run([apt, "install", "-y", "-qq", "wrk"], check=False, capture_output=True)
+    if wrk_available():
+        return True
+    print("bench: wrk is not available; non-stream load uses the python engine", file=sys.stderr)
+    return False
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    with suppress(OSError):
+        cpu = next(
+            (
+                ln.split(":", 1)[1].strip()
+                for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if "model name" in ln
+            ),
+            "",
+        )
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "commit": commit.stdout.strip(),
+        "memory_mb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20,
+    }
+
+
+@dataclass
+class Report:
+    started: str
+    settings: dict[str, Any]
+    machine: dict[str, Any] = field(default_factory=machine)
+    scenarios: list[dict[str, Any]] = field(default_factory=list)
+    rss_mb: dict[str, dict[str, float]] = field(default_factory=dict)
+    soak: dict[str, Any] | None = None
+
+    def write(self, stamp: str) -> Path:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        path = RESULTS / f"{stamp}.json"
+        path.write_bytes(orjson.dumps(self.__dict__, option=orjson.OPT_INDENT_2))
+        return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per run (default 10)")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up per model and mode")
+    parser.add_argument("--quick", action="store_true", help="2-second runs, 1-second warm-ups")
+    parser.add_argument("--litellm", action="store_true", help="also run LiteLLM proxy; print ratios")
+    parser.add_argument("--soak", type=int, default=0, metavar="N", help="soak: N requests at steady load")
+    parser.add_argument("--soak-concurrency", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="gateway / LiteLLM workers")
+    parser.add_argument("--engine", choices=("auto", "wrk", "python"), default="auto", help="non-stream load")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration, args.warmup = 2.0, 1.0
+    engine = args.engine
+    if engine == "auto":
+        engine = "wrk" if ensure_wrk() else "python"
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    log_dir = RESULTS / f"{stamp}-logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    settings = Settings(args.duration, args.warmup, engine, args.workers, log_dir)
+    result = Report(
+        started=datetime.now(UTC).isoformat(timespec="seconds"),
+        settings={
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "engine_non_stream": engine,
+            "engine_stream": "python",
+            "workers": args.workers,
+            "upstream_chunks": 8,
+            "upstream_chunk_gap_ms": 0,
+            "soak_requests": args.soak,
+        },
+    )
+
+    with ExitStack() as stack:
+        data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tollgate-bench-")))
+        upstream_urls = stack.enter_context(upstreams(log_dir))
+        direct = direct_target(upstream_urls)
+        with tollgate(data_dir / "suite", upstream_urls, settings) as (_, target):
+            check(target, stream=False)
+            check(target, stream=True)
+            if args.soak:
+                print(f"soak: {args.soak} requests at concurrency {args.soak_concurrency} …", flush=True)
+                warm_up(target, settings)
+                result.soak = soak(target, args.soak, args.soak_concurrency, interval=1.0)
+                result.rss_mb["tollgate"] = result.soak["samples"][-1]["rss_mb"]
+            else:
+                print("warming up …", flush=True)
+                for upstream in direct.values():
+                    warm_up(upstream, settings)
+                warm_up(target, settings)
+                run_scenarios(target, direct, settings, result.scenarios)
+                assert target.meter is not None
+                result.rss_mb["tollgate"] = target.meter.rss_mb()
+        if args.litellm and not args.soak:
+            proxy = LiteLLMProxy(
+                {model_for(lat): url for lat, url in upstream_urls.items()}, free_port(), args.workers, log_dir
+            )
+            print(f"starting LiteLLM proxy ({args.workers} workers) …", flush=True)
+            proxy.start()
+            stack.callback(proxy.stop)
+            assert proxy.process is not None
+            litellm = Target(
+                name="litellm",
+                chat_url=f"{proxy.base_url}/chat/completions",
+                auth=f"Bearer {proxy.master_key}",
+                model={lat: model_for(lat) for lat in LATENCIES_MS},
+                meter=Meter({"litellm": proxy.process.pid}),
+            )
+            check(litellm, stream=False)
+            check(litellm, stream=True)
+            warm_up(litellm, settings)
+            run_scenarios(litellm, direct, settings, result.scenarios)
+            assert litellm.meter is not None
+            result.rss_mb["litellm"] = litellm.meter.rss_mb()
+
+    path = result.write(stamp)
+    print()
+    if result.soak is not None:
+        print(report.soak_summary(result.soak))
+    else:
+        print(report.scenario_table(result.scenarios, "tollgate"))
+        if args.litellm:
+            print("\nLiteLLM proxy, same scenarios:")
+            print(report.scenario_table(result.scenarios, "litellm"))
+            print("\ntollgate (tg) beside LiteLLM proxy (ll); ratios above 1x favour tollgate:")
+            print(report.comparison_table(result.scenarios))
+    print()
+    print(report.rss_table(result.rss_mb))
+    print(f"\nresults: {path.relative_to(ROOT)}  logs: {log_dir.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
