@@ -28,10 +28,11 @@ local n = tonumber(ARGV[1])
 local window = tonumber(ARGV[#ARGV])
 local used = {}
 for i = 1, #KEYS do
+  used[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
+end
+for i = 1, #KEYS do
   local limit = tonumber(ARGV[i + 1])
-  local count = tonumber(redis.call('GET', KEYS[i]) or '0')
-  used[i] = count
-  if limit > 0 and ((i <= n and count + 1 > limit) or (i > n and count >= limit)) then
+  if limit > 0 and ((i <= n and used[i] + 1 > limit) or (i > n and used[i] >= limit)) then
     return {0, i, redis.call('PTTL', KEYS[i]), unpack(used)}
   end
 end
@@ -180,7 +181,7 @@ class Store:
                 if not self._warned:
                     self._warned = True
                     log.warning(
-                        "Redis unreachable (%s); using in-process state until it answers again", type(exc).__name__
+                        "Redis failed (%s: %s); using in-process state until it answers again", type(exc).__name__, exc
                     )
             else:
                 if self._warned:

@@ -31,6 +31,14 @@ async def test_request_window_admits_exactly_its_limit(store: Store) -> None:
     assert 0 < refused.retry_after <= 60
 
 
+async def test_refusal_reports_every_window(store: Store) -> None:
+    windows = [Window("w:k", 1, True), Window("w:u", 10, True), Window("w:t", 0, False)]
+    assert (await store.check(windows)).allowed
+    refused = await store.check(windows)
+    assert not refused.allowed
+    assert refused.used == (1, 1, 0)
+
+
 async def test_token_window_refuses_once_spent(store: Store) -> None:
     windows = [Window("w:req", 0, True), Window("w:tok", 100, False)]
     assert (await store.check(windows)).allowed
