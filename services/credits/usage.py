@@ -187,7 +187,8 @@ async def summary(
     if group_by not in GROUPS:
         raise DomainError("invalid_request", f"group_by must be one of {', '.join(GROUPS)}", "group_by")
     # Days are whole UTC days of the millisecond timestamps, computed the same way on both databases.
-    key: ColumnElement[Any] = (usage.c.created_at // 86_400_000) if group_by == "day" else getattr(usage.c, group_by)
+    columns = {"model": usage.c.model, "provider": usage.c.provider, "user": usage.c.user_id}
+    key: ColumnElement[Any] = (usage.c.created_at // 86_400_000) if group_by == "day" else columns[group_by]
     query = (
         select(
             key.label("key"),

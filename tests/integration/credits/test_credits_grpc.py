@@ -1,0 +1,207 @@
+"""The real `python -m services.credits` process over gRPC: the contract, errors as statuses, the sweeper,
+and health that follows the database."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.runtime.errors import from_rpc_error
+from tollgate.credits.v1 import credits_pb2, credits_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[3]
+MICRO = 1_000_000
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Running:
+    address: str
+    process: subprocess.Popen[bytes]
+
+
+def _start(database_url: str, data_dir: Path) -> Iterator[Running]:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "TOLLGATE_DATA_DIR": str(data_dir),
+        "TOLLGATE_CREDITS_PORT": str(port),
+        "TOLLGATE_CREDITS_DATABASE_URL": database_url,
+        "TOLLGATE_CREDITS_DEFAULT_GRANT": "10",
+        "TOLLGATE_CREDITS_LOW_THRESHOLD": "2",
+        "TOLLGATE_CREDITS_SWEEP_INTERVAL_SECONDS": "0.2",
+        "TOLLGATE_GRACE_SECONDS": "1",
+        "TOLLGATE_LOG_FORMAT": "text",
+    }
+    log = open(data_dir / "credits.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "services.credits"], cwd=ROOT, env=env, stdout=log, stderr=log)
+    try:
+        yield Running(f"127.0.0.1:{port}", proc)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+async def _status(address: str) -> int | None:
+    async with grpc.aio.insecure_channel(address) as chan:
+        try:
+            reply = await health_pb2_grpc.HealthStub(chan).Check(health_pb2.HealthCheckRequest(), timeout=1)
+        except grpc.aio.AioRpcError:
+            return None
+        return int(reply.status)
+
+
+async def _wait_status(address: str, want: int, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if await _status(address) == want:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"health never became {want}")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def service_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'credits.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+async def credits_service(service_url: str, tmp_path: Path) -> AsyncIterator[Running]:
+    for running in _start(service_url, tmp_path):
+        await _wait_status(running.address, health_pb2.HealthCheckResponse.SERVING)
+        yield running
+
+
+async def test_contract_over_grpc(credits_service: Running) -> None:
+    async with grpc.aio.insecure_channel(credits_service.address) as chan:
+        stub = credits_pb2_grpc.CreditsStub(chan)
+        balance = await stub.GetBalance(credits_pb2.GetBalanceRequest(user_id="ann"))
+        assert (balance.balance_micro, balance.available_micro, balance.low) == (10 * MICRO, 10 * MICRO, False)
+        reserved = await stub.Reserve(
+            credits_pb2.ReserveRequest(
+                user_id="ann", amount_micro=9 * MICRO, idempotency_key="q1:0:reserve", request_id="q1"
+            )
+        )
+        assert reserved.balance.reserved_micro == 9 * MICRO and reserved.balance.low
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Reserve(
+                credits_pb2.ReserveRequest(
+                    user_id="ann", amount_micro=2 * MICRO, idempotency_key="q2:0:reserve", request_id="q2"
+                )
+            )
+        assert err.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+        refused = from_rpc_error(err.value, "credits")
+        assert refused.code == "insufficient_credits" and refused.kind.http_status == 402
+        assert "1.000000 credits available" in refused.message
+        usage = credits_pb2.UsageRecord(
+            request_id="q1",
+            user_id="ann",
+            model="demo",
+            provider="demo",
+            prompt_tokens=12,
+            completion_tokens=30,
+            status="ok",
+            latency_ms=12.5,
+        )
+        settled = await stub.Settle(
+            credits_pb2.SettleRequest(
+                hold_id=reserved.hold_id, amount_micro=11 * MICRO, idempotency_key="q1:0:settle", usage=usage
+            )
+        )
+        assert (settled.charged_micro, settled.overdraft_micro) == (10 * MICRO, MICRO)
+        assert settled.balance.available_micro == 0 and settled.balance.overdraft_micro == MICRO
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Release(credits_pb2.ReleaseRequest(hold_id="h_nope", idempotency_key="z"))
+        assert from_rpc_error(err.value, "credits").code == "not_found"
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Settle(
+                credits_pb2.SettleRequest(hold_id=reserved.hold_id, amount_micro=MICRO, idempotency_key="q1:0:settle")
+            )
+        assert from_rpc_error(err.value, "credits").code == "idempotency_key_reused"
+        await stub.RecordUsage(
+            credits_pb2.RecordUsageRequest(
+                usage=credits_pb2.UsageRecord(request_id="q3", user_id="ann", model="free", status="ok"),
+                idempotency_key="q3:usage",
+            )
+        )
+        granted = await stub.Grant(
+            credits_pb2.GrantRequest(
+                user_id="ann", amount_micro=5 * MICRO, idempotency_key="topup", reason="invoice", actor="admin"
+            )
+        )
+        assert granted.balance.available_micro == 5 * MICRO and not granted.balance.low
+        txs = await stub.ListTransactions(credits_pb2.ListTransactionsRequest(user_id="ann", limit=10))
+        assert [(t.kind, t.amount_micro, t.overdraft_micro) for t in txs.transactions] == [
+            ("top-up", 5 * MICRO, 0),
+            ("overdraft", 0, MICRO),
+            ("settle", -10 * MICRO, 0),
+            ("grant", 10 * MICRO, 0),
+        ]
+        rows = await stub.ListUsage(credits_pb2.ListUsageRequest(user_id="ann"))
+        assert [(r.usage.request_id, r.usage.cost_micro) for r in rows.rows] == [("q3", 0), ("q1", 11 * MICRO)]
+        summary = await stub.UsageSummary(credits_pb2.UsageSummaryRequest(user_id="ann", group_by="model"))
+        assert [(g.key, g.requests, g.completion_tokens) for g in summary.groups] == [("demo", 1, 30), ("free", 1, 0)]
+
+
+async def test_router_dying_between_reserve_and_settle_gets_money_back(credits_service: Running) -> None:
+    async with grpc.aio.insecure_channel(credits_service.address) as chan:
+        stub = credits_pb2_grpc.CreditsStub(chan)
+        held = await stub.Reserve(
+            credits_pb2.ReserveRequest(
+                user_id="bo", amount_micro=6 * MICRO, idempotency_key="d:0:reserve", request_id="d", ttl_seconds=1
+            )
+        )
+        assert held.balance.available_micro == 4 * MICRO
+        # No Settle, no Release: the router is gone. The service's own sweeper gives the hold back.
+        deadline = time.monotonic() + 20
+        balance = held.balance
+        while balance.reserved_micro and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            balance = await stub.GetBalance(credits_pb2.GetBalanceRequest(user_id="bo"))
+        assert (balance.balance_micro, balance.reserved_micro, balance.available_micro) == (
+            10 * MICRO,
+            0,
+            10 * MICRO,
+        )
+        rows = await stub.ListUsage(credits_pb2.ListUsageRequest(user_id="bo"))
+        assert [r.usage.status for r in rows.rows] == ["expired"]
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+async def test_health_follows_the_database(postgres_url: str, tmp_path: Path) -> None:
+    import asyncpg
+
+    name = postgres_url.rsplit("/", 1)[1]
+    for running in _start(postgres_url, tmp_path):
+        await _wait_status(running.address, health_pb2.HealthCheckResponse.SERVING)
+        admin = await asyncpg.connect(postgres_url.rsplit("/", 1)[0] + "/postgres")
+        try:
+            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            await _wait_status(running.address, health_pb2.HealthCheckResponse.NOT_SERVING)
+            await admin.execute(f'CREATE DATABASE "{name}"')
+            await _wait_status(running.address, health_pb2.HealthCheckResponse.SERVING)
+        finally:
+            await admin.close()
