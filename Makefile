@@ -11,10 +11,10 @@ PROTOS := $(shell find proto -name '*.proto')
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS := True
 
-.PHONY: help install proto proto-check run test test-unit test-integration test-e2e lint fmt clean
+.PHONY: help install proto proto-check run test test-unit test-integration test-e2e fuzz lint fmt clean
 
 help: ## List every target
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,9 @@ test-integration: $(VENV)/.installed ## Integration tests (real PostgreSQL and R
 
 test-e2e: $(VENV)/.installed ## End-to-end tests: the suite as real processes, the openai SDK as client
 	$(BIN)/pytest -q tests/e2e
+
+fuzz: $(VENV)/.installed ## Fuzz every route from /openapi.json (about 10,000 cases): no 5xx, OpenAI-shaped errors
+	TOLLGATE_FUZZ_EXAMPLES=500 $(BIN)/pytest -q tests/e2e/test_fuzz.py
 
 lint: $(VENV)/.installed ## ruff and mypy over our code, generated stubs included
 	$(BIN)/ruff check .
