@@ -62,15 +62,37 @@ def rss_bytes(pids: Iterable[int]) -> int:
     return total
 
 
-class Meter:
-    """CPU and RSS of named services, each a process tree (a server and its workers)."""
+def matching(fragment: str) -> list[int]:
+    """Processes whose command line contains `fragment` (e.g. the PostgreSQL backends of some databases)."""
+    found = []
+    for entry in _PROC.iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if fragment.encode() in cmdline:
+                found.append(int(entry.name))
+    return found
 
-    def __init__(self, roots: Mapping[str, int]) -> None:
+
+class Meter:
+    """CPU and RSS of named services, each a process tree (a server and its workers).
+
+    `external` names processes found by a command-line fragment, such as the PostgreSQL backends that
+    serve the suite's databases: metered beside the services, not counted as theirs.
+    """
+
+    def __init__(self, roots: Mapping[str, int], external: Mapping[str, str] | None = None) -> None:
         self.roots = dict(roots)
+        self.external = dict(external or {})
 
     def _families(self) -> dict[str, list[int]]:
         tree = _children()
         return {name: family(pid, tree) for name, pid in self.roots.items()}
+
+    def external_cpu(self) -> dict[str, float]:
+        return {name: cpu_seconds(matching(fragment)) for name, fragment in self.external.items()}
 
     def cpu(self) -> dict[str, float]:
         return {name: cpu_seconds(pids) for name, pids in self._families().items()}

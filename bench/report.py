@@ -55,6 +55,7 @@ def scenario_table(scenarios: Sequence[Result], target: str) -> str:
         "+TTFT p99",
         "+gap ms",
         "CPU ms/req",
+        "PG ms/req",
         "errors",
         "direct req/s",
     ]
@@ -74,6 +75,7 @@ def scenario_table(scenarios: Sequence[Result], target: str) -> str:
                 _fmt(plus["ttft_p99"]),
                 _fmt(plus["gap_mean"], 3),
                 _fmt(run["cpu_ms_per_request"]),
+                _fmt(run.get("cpu_ms_external", {}).get("postgres")),
                 str(run["errors"] + run["status_errors"]),
                 _fmt(direct["rps"], 0),
             ]

@@ -9,6 +9,7 @@ adds. CPU is read from /proc for every service process tree before and after eac
     python -m bench.run                 # tollgate; table on stdout, JSON in bench/results/
     python -m bench.run --litellm       # and LiteLLM proxy on the same upstreams, side by side
     python -m bench.run --soak 100000   # steady load, RSS of every service sampled
+    python -m bench.run --profile 20    # py-spy every service under load, top functions
     python -m bench.run --quick         # 2-second runs while developing
 """
 
@@ -27,6 +28,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +42,7 @@ from bench import report
 from bench.litellm_proxy import LiteLLMProxy
 from bench.loadgen import AUTH_ENV, wrk_available
 from bench.procstat import Meter
+from bench.profile import record
 from services.launcher import ROOT, Ports, Suite, free_port, production_env
 from tollgate.credits.v1 import credits_pb2, credits_pb2_grpc
 from tollgate.keyvault.v1 import keyvault_pb2, keyvault_pb2_grpc
@@ -129,6 +132,7 @@ def load(target: Target, scenario: Scenario, settings: Settings, duration: float
         cmd.append("--stream")
     overhead_before = _overhead(target.metrics_url)
     cpu_before = target.meter.cpu() if target.meter else {}
+    external_before = target.meter.external_cpu() if target.meter else {}
     out = subprocess.run(cmd, env={**os.environ, AUTH_ENV: target.auth}, capture_output=True, text=True, cwd=ROOT)
     if out.returncode != 0:
         raise RuntimeError(f"load generator failed against {target.name}: {out.stderr.strip()[-2000:]}")
@@ -139,6 +143,10 @@ def load(target: Target, scenario: Scenario, settings: Settings, duration: float
         done = max(1, result["requests"])
         result["cpu_ms_by_service"] = {name: ms / done for name, ms in spent.items()}
         result["cpu_ms_per_request"] = sum(spent.values()) / done
+        external_after = target.meter.external_cpu()
+        result["cpu_ms_external"] = {
+            name: (external_after[name] - external_before.get(name, 0.0)) * 1000 / done for name in external_after
+        }
         result["rss_mb"] = target.meter.rss_mb()
         result["processes"] = target.meter.processes()
     overhead_after = _overhead(target.metrics_url)
@@ -277,7 +285,7 @@ def tollgate(data_dir: Path, upstream_urls: Mapping[int, str], settings: Setting
             chat_url=f"{suite.base_url}/chat/completions",
             auth=f"Bearer {key}",
             model={lat: model_for(lat) for lat in LATENCIES_MS},
-            meter=Meter({name: proc.pid for name, proc in suite.processes.items()}),
+            meter=Meter({name: proc.pid for name, proc in suite.processes.items()}, {"postgres": f" {DB_PREFIX}_"}),
             metrics_url=f"http://{suite.host}:{suite.ports.gateway}/metrics",
         )
         yield suite, target
@@ -388,6 +396,29 @@ def soak(target: Target, requests: int, concurrency: int, interval: float) -> di
     }
 
 
+def profile_under_load(target: Target, settings: Settings, seconds: float, mode: str, log_dir: Path) -> dict[str, Any]:
+    """Concurrency-64 load on the 0 ms upstream while py-spy samples every service."""
+    assert target.meter is not None
+    scenario = Scenario(mode, 64, 0)
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(load, target, scenario, settings, seconds + 2)
+        time.sleep(1)
+        profiles = record(target.meter.roots, seconds, log_dir / "profile")
+        run = running.result()
+    text = [f"py-spy, {scenario.name}, {seconds:.0f}s: {run['rps']:.0f} req/s, p50 {run['latency_ms']['p50']:.2f} ms"]
+    for name, prof in profiles.items():
+        text += [f"\n{name} ({prof.total} samples)", prof.summary(15)]
+    return {
+        "scenario": scenario.name,
+        "load": run,
+        "top": {
+            name: {"self": p.own.most_common(30), "inclusive": p.inclusive.most_common(30)}
+            for name, p in profiles.items()
+        },
+        "text": "\n".join(text),
+    }
+
+
 # -- the command ---------------------------------------------------------------------------------------------
 
 
@@ -436,6 +467,7 @@ class Report:
     scenarios: list[dict[str, Any]] = field(default_factory=list)
     rss_mb: dict[str, dict[str, float]] = field(default_factory=dict)
     soak: dict[str, Any] | None = None
+    profile: dict[str, Any] | None = None
 
     def write(self, stamp: str) -> Path:
         RESULTS.mkdir(parents=True, exist_ok=True)
@@ -452,6 +484,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--litellm", action="store_true", help="also run LiteLLM proxy; print ratios")
     parser.add_argument("--soak", type=int, default=0, metavar="N", help="soak: N requests at steady load")
     parser.add_argument("--soak-concurrency", type=int, default=16)
+    parser.add_argument("--profile", type=float, default=0.0, metavar="S", help="py-spy every service for S s")
+    parser.add_argument("--profile-mode", choices=MODES, default="non-stream")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="gateway / LiteLLM workers")
     parser.add_argument("--engine", choices=("auto", "wrk", "python"), default="auto", help="non-stream load")
     args = parser.parse_args(argv)
@@ -486,7 +520,10 @@ def main(argv: list[str] | None = None) -> None:
         with tollgate(data_dir / "suite", upstream_urls, settings) as (_, target):
             check(target, stream=False)
             check(target, stream=True)
-            if args.soak:
+            if args.profile:
+                warm_up(target, settings)
+                result.profile = profile_under_load(target, settings, args.profile, args.profile_mode, log_dir)
+            elif args.soak:
                 print(f"soak: {args.soak} requests at concurrency {args.soak_concurrency} …", flush=True)
                 warm_up(target, settings)
                 result.soak = soak(target, args.soak, args.soak_concurrency, interval=1.0)
@@ -499,7 +536,7 @@ def main(argv: list[str] | None = None) -> None:
                 run_scenarios(target, direct, settings, result.scenarios)
                 assert target.meter is not None
                 result.rss_mb["tollgate"] = target.meter.rss_mb()
-        if args.litellm and not args.soak:
+        if args.litellm and not (args.soak or args.profile):
             proxy = LiteLLMProxy(
                 {model_for(lat): url for lat, url in upstream_urls.items()}, free_port(), args.workers, log_dir
             )
@@ -525,6 +562,8 @@ def main(argv: list[str] | None = None) -> None:
     print()
     if result.soak is not None:
         print(report.soak_summary(result.soak))
+    elif result.profile is not None:
+        print(result.profile["text"])
     else:
         print(report.scenario_table(result.scenarios, "tollgate"))
         if args.litellm:
