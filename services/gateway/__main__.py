@@ -6,6 +6,7 @@ import uvicorn
 
 from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
+from services.runtime import tracing
 from services.runtime.logging import configure
 from services.runtime.settings import load
 
@@ -13,6 +14,7 @@ from services.runtime.settings import load
 def main() -> None:
     settings = load(GatewaySettings)
     configure("gateway", settings.log_level, settings.log_format)
+    tracing.setup("gateway", settings)
     uvicorn.run(
         create_app(settings),
         host=settings.host,

@@ -28,6 +28,7 @@ from services.gateway.limits import Limiter
 from services.gateway.replay import Idempotency, ResponseCache
 from services.gateway.settings import GatewaySettings
 from services.gateway.store import Store
+from services.runtime import tracing
 from services.runtime.channels import metadata
 from services.runtime.errors import DomainError, from_rpc_error
 from services.runtime.logging import request_id
@@ -172,7 +173,13 @@ class EdgeMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            carrier = (
+                {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]} if tracing.enabled() else None
+            )
+            with tracing.server_span(
+                f"HTTP {scope['method']}", carrier, **{"http.method": scope["method"], "http.target": scope["path"]}
+            ):
+                await self.app(scope, receive, send_with_id)
         except DomainError as err:
             if not started:
                 await error_response(err)(scope, receive, send_with_id)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import grpc
 import orjson
 
+from services.runtime import tracing
 from services.runtime.logging import request_id
 
 _SERVICE_CONFIG = orjson.dumps(
@@ -59,9 +60,9 @@ async def close_all() -> None:
 
 
 def metadata(extra: Sequence[tuple[str, str]] = ()) -> tuple[tuple[str, str], ...]:
-    """Call metadata carrying the current request id."""
+    """Call metadata carrying the current request id and, when tracing, the trace context."""
     rid = request_id.get()
-    return ((("x-request-id", rid),) if rid else ()) + tuple(extra)
+    return ((("x-request-id", rid),) if rid else ()) + tuple(tracing.inject()) + tuple(extra)
 
 
 class Deadline:

@@ -17,6 +17,8 @@ from typing import Any, NamedTuple, TypeVar, cast
 
 import grpc
 
+from services.runtime import tracing
+from services.runtime.logging import request_id
 from services.runtime.metrics import RPC_ERRORS, RPC_SECONDS
 
 log = logging.getLogger("tollgate.errors")
@@ -111,6 +113,13 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], err: DomainError) -
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _request_id(metadata: Any) -> str:
+    for key, value in metadata:
+        if key == "x-request-id" and isinstance(value, str):
+            return value
+    return ""
+
+
 def rpc(method: F) -> F:
     """Wrap a servicer method: domain errors become statuses; anything else is logged and INTERNAL.
 
@@ -121,9 +130,12 @@ def rpc(method: F) -> F:
 
         @functools.wraps(method)
         async def stream(self: Any, request: Any, context: Any) -> AsyncIterator[Any]:
+            metadata = context.invocation_metadata() or ()
+            request_id.set(_request_id(metadata))
             try:
-                async for item in method(self, request, context):
-                    yield item
+                with tracing.server_span(name, metadata):
+                    async for item in method(self, request, context):
+                        yield item
             except DomainError as err:
                 RPC_ERRORS.labels(name, err.code).inc()
                 await abort(context, err)
@@ -138,8 +150,11 @@ def rpc(method: F) -> F:
     @functools.wraps(method)
     async def unary(self: Any, request: Any, context: Any) -> Any:
         started, code = time.perf_counter(), "ok"
+        metadata = context.invocation_metadata() or ()
+        token = request_id.set(_request_id(metadata))
         try:
-            return await cast(Callable[..., Awaitable[Any]], method)(self, request, context)
+            with tracing.server_span(name, metadata):
+                return await cast(Callable[..., Awaitable[Any]], method)(self, request, context)
         except DomainError as err:
             code = err.code
             RPC_ERRORS.labels(name, code).inc()
@@ -152,6 +167,7 @@ def rpc(method: F) -> F:
             log.exception("unhandled error in %s", method.__qualname__)
             await abort(context, DomainError("internal_error", "internal error"))
         finally:
+            request_id.reset(token)
             RPC_SECONDS.labels(name, code).observe(time.perf_counter() - started)
 
     return cast(F, unary)

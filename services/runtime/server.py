@@ -18,7 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.runtime import metrics
+from services.runtime import metrics, tracing
 from services.runtime.settings import CommonSettings
 
 log = logging.getLogger("tollgate.server")
@@ -75,6 +75,7 @@ async def _watch_readiness(service: Service, names: Sequence[str]) -> None:
 
 async def run(service: Service) -> None:
     """Serve until SIGTERM or SIGINT, then drain for `grace_seconds` and stop."""
+    tracing.setup(service.name, service.settings)
     server = grpc.aio.server(options=SERVER_OPTIONS)
     names = list(service.register(server))
     health_pb2_grpc.add_HealthServicer_to_server(service.health, server)

@@ -46,6 +46,9 @@ class CommonSettings(BaseSettings):
     keyvault_metrics_port: int = 0
     health_metrics_port: int = 0
 
+    tracing: bool = False
+    otlp_endpoint: str = ""  # e.g. http://otel-collector:4318/v1/traces
+
     grace_seconds: float = 10.0
     rpc_timeout_seconds: float = 5.0
 
