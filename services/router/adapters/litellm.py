@@ -87,7 +87,8 @@ class LiteLLMAdapter:
                 await close()
 
     async def close(self) -> None:
-        return None
+        if _module is not None:
+            await _module.close_litellm_async_clients()
 
 
 def _upstream_error(lib: ModuleType, model: Model, exc: BaseException, api_key: str | None) -> UpstreamError:
