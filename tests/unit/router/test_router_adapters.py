@@ -22,7 +22,8 @@ providers:
   direct: {{api_base: "{base}", adapter: openai, timeout_s: 1}}
   via-litellm: {{api_base: "{base}", adapter: litellm, litellm_provider: openai, timeout_s: 1}}
 models:
-  - {{id: m, provider: {provider}, upstream: demo-echo, tier: FREE, price: {{input: 0, output: 0}}, capabilities: [chat, completion, embeddings]}}
+  - {{id: m, provider: {provider}, upstream: demo-echo, tier: FREE, price: {{input: 0, output: 0}},
+     capabilities: [chat, completion, embeddings]}}
 """
 
 
