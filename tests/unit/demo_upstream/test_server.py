@@ -179,18 +179,14 @@ def test_legacy_completions(client: openai.OpenAI) -> None:
 
 def test_embeddings_are_deterministic_in_both_encodings(client: openai.OpenAI) -> None:
     as_base64 = client.embeddings.create(model="demo-embed", input=["a b c", "other text"])
-    as_float = client.embeddings.create(
-        model="demo-embed", input=["a b c", "other text"], encoding_format="float"
-    )
+    as_float = client.embeddings.create(model="demo-embed", input=["a b c", "other text"], encoding_format="float")
     vectors = [d.embedding for d in as_base64.data]
     assert vectors == [d.embedding for d in as_float.data]
     assert [len(v) for v in vectors] == [8, 8]
     assert vectors[0] != vectors[1]
     assert all(-1 <= x < 1 for x in vectors[0])
     assert as_base64.usage.prompt_tokens == 5
-    single = client.embeddings.create(
-        model="demo-embed", input="a b c", dimensions=3, encoding_format="float"
-    )
+    single = client.embeddings.create(model="demo-embed", input="a b c", dimensions=3, encoding_format="float")
     assert len(single.data[0].embedding) == 3
 
 
@@ -248,9 +244,7 @@ def test_slow_model_adds_delay(client: openai.OpenAI) -> None:
 
 
 def test_control_fails_the_next_requests(client: openai.OpenAI, http: httpx.Client) -> None:
-    assert http.post("/_control", json={"model": "demo-echo", "status": 503, "times": 2}).json() == {
-        "ok": True
-    }
+    assert http.post("/_control", json={"model": "demo-echo", "status": 503, "times": 2}).json() == {"ok": True}
     for _ in range(2):
         with pytest.raises(openai.InternalServerError):
             _chat(client)
@@ -291,9 +285,7 @@ def test_require_key_and_stats_show_the_authorization(bg: _Background, http: htt
     assert http.get("/_stats").json() == {"requests": {}, "total": 0, "last_authorization": {}}
 
 
-@pytest.mark.parametrize(
-    "spec", [{"status": "x"}, {"status": 200}, {"status": 500, "times": -2}, {"model": 3}]
-)
+@pytest.mark.parametrize("spec", [{"status": "x"}, {"status": 200}, {"status": 500, "times": -2}, {"model": 3}])
 def test_control_rejects_bad_specs(http: httpx.Client, spec: dict[str, Any]) -> None:
     assert http.post("/_control", json=spec).status_code == 400
 
