@@ -353,6 +353,28 @@ def run_scenarios(target: Target, direct: Mapping[int, Target], settings: Settin
         )
 
 
+def growth(samples: list[tuple[float, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """RSS (MB) of each service and their total at the start, half-way (in time) and end of a run of samples,
+    and the growth over the second half in percent."""
+    last = samples[-1][0]
+    half = min(range(len(samples)), key=lambda i: abs(samples[i][0] - last / 2))
+
+    def at(i: int, name: str) -> float:
+        row = samples[i][1]
+        return sum(row.values()) if name == "total" else row[name]
+
+    out = {}
+    for name in [*samples[0][1], "total"]:
+        mid, end = at(half, name), at(-1, name)
+        out[name] = {
+            "start": at(0, name),
+            "half": mid,
+            "end": end,
+            "growth_pct": (end - mid) / mid * 100 if mid else 0.0,
+        }
+    return out
+
+
 def soak(target: Target, requests: int, concurrency: int, interval: float) -> dict[str, Any]:
     """Steady closed-loop load for `requests` requests while sampling every service's RSS."""
     assert target.meter is not None
@@ -371,22 +393,7 @@ def soak(target: Target, requests: int, concurrency: int, interval: float) -> di
     if proc.returncode != 0:
         raise RuntimeError(f"load generator failed during the soak: {err.decode()[-2000:]}")
     samples.append((time.monotonic() - started, target.meter.rss_mb()))
-    half = min(range(len(samples)), key=lambda i: abs(samples[i][0] - samples[-1][0] / 2))
-    names = [*samples[0][1], "total"]
-
-    def at(i: int, name: str) -> float:
-        row = samples[i][1]
-        return sum(row.values()) if name == "total" else row[name]
-
-    rss = {
-        name: {
-            "start": at(0, name),
-            "half": at(half, name),
-            "end": at(-1, name),
-            "growth_pct": (at(-1, name) - at(half, name)) / at(half, name) * 100 if at(half, name) else 0.0,
-        }
-        for name in names
-    }
+    rss = growth(samples)
     return {
         "requests": requests,
         "concurrency": concurrency,
