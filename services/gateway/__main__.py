@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import uvicorn
 
 from services.gateway.app import create_app
@@ -15,8 +17,13 @@ def main() -> None:
     settings = load(GatewaySettings)
     configure("gateway", settings.log_level, settings.log_format)
     tracing.setup("gateway", settings)
+    # Several workers share one port; their rate-limit windows, idempotency records and cache are shared
+    # only through Redis (TOLLGATE_REDIS_URL).
+    app: Any = create_app(settings) if settings.gateway_workers <= 1 else "services.gateway.app:create_app_from_env"
     uvicorn.run(
-        create_app(settings),
+        app,
+        factory=settings.gateway_workers > 1,
+        workers=settings.gateway_workers,
         host=settings.host,
         port=settings.gateway_port,
         loop="uvloop",

@@ -64,3 +64,15 @@ def create_app(settings: GatewaySettings) -> Starlette:
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,
     )
+
+
+def create_app_from_env() -> Starlette:
+    """The app factory each uvicorn worker process calls when `gateway_workers` > 1."""
+    from services.runtime import tracing
+    from services.runtime.logging import configure
+    from services.runtime.settings import load
+
+    settings = load(GatewaySettings)
+    configure("gateway", settings.log_level, settings.log_format)
+    tracing.setup("gateway", settings)
+    return create_app(settings)
