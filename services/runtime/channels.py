@@ -15,27 +15,12 @@ import orjson
 from services.runtime import tracing
 from services.runtime.logging import request_id
 
-_SERVICE_CONFIG = orjson.dumps(
-    {
-        "loadBalancingConfig": [{"round_robin": {}}],
-        "methodConfig": [
-            {
-                "name": [{}],
-                "retryPolicy": {
-                    "maxAttempts": 3,
-                    "initialBackoff": "0.05s",
-                    "maxBackoff": "0.5s",
-                    "backoffMultiplier": 2,
-                    "retryableStatusCodes": ["UNAVAILABLE"],
-                },
-            }
-        ],
-    }
-).decode()
+# No retry policy: a call that reached a service is never repeated behind the caller's back (a repeated
+# Chat would reach the provider twice). gRPC still retries transparently what never left the client.
+_SERVICE_CONFIG = orjson.dumps({"loadBalancingConfig": [{"round_robin": {}}]}).decode()
 
 CHANNEL_OPTIONS = [
     ("grpc.service_config", _SERVICE_CONFIG),
-    ("grpc.enable_retries", 1),
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.max_receive_message_length", 32 * 1024 * 1024),
