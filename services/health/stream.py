@@ -20,6 +20,7 @@ class Event:
 
 
 _RESYNC = Event(True, ())
+_CLOSED = Event(False, ())
 
 
 class Broadcaster:
@@ -44,6 +45,13 @@ class Broadcaster:
                     queue.get_nowait()
                 queue.put_nowait(_RESYNC)
 
+    def close(self) -> None:
+        """End every subscription (on shutdown, so that open streams do not hold up the drain)."""
+        for queue in self._subscribers:
+            while not queue.empty():
+                queue.get_nowait()
+            queue.put_nowait(_CLOSED)
+
     async def watch(self) -> AsyncGenerator[Event, None]:
         """The snapshot, then changes, until the caller stops iterating."""
         queue: asyncio.Queue[Event] = asyncio.Queue(self._backlog)
@@ -53,6 +61,8 @@ class Broadcaster:
             yield Event(True, self._snapshot())
             while True:
                 event = await queue.get()
+                if event is _CLOSED:
+                    return
                 yield Event(True, self._snapshot()) if event is _RESYNC else event
         finally:
             self._subscribers.discard(queue)

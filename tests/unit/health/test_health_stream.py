@@ -39,3 +39,13 @@ async def test_a_lagging_subscriber_gets_a_fresh_snapshot() -> None:
     assert resync.snapshot
     assert [s.state for s in resync.providers] == [HealthState.HEALTHY]
     await events.aclose()
+
+
+async def test_close_ends_every_subscription() -> None:
+    broadcaster = Broadcaster(lambda: [status("a")])
+    events = broadcaster.watch()
+    await anext(events)
+    broadcaster.publish([status("a", HealthState.DOWN)])
+    broadcaster.close()
+    assert [e async for e in events] == []
+    assert broadcaster.subscribers == 0
