@@ -205,3 +205,51 @@ async def test_health_follows_the_database(postgres_url: str, tmp_path: Path) ->
             await _wait_status(running.address, health_pb2.HealthCheckResponse.SERVING)
         finally:
             await admin.close()
+
+
+async def _cli(address: str, *args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.cli",
+        *args,
+        "--credits-addr",
+        address,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    return int(proc.returncode or 0), out.decode()
+
+
+@pytest.mark.parametrize("service_url", ["sqlite"], indirect=True)
+async def test_cli_grant_show_and_usage(credits_service: Running) -> None:
+    address = credits_service.address
+    code, out = await _cli(address, "credits", "grant", "cy", "2.5", "--key", "cli-1", "--reason", "promo")
+    assert code == 0 and '"balance": "12.500000"' in out
+    code, out = await _cli(address, "credits", "grant", "cy", "2.5", "--key", "cli-1")
+    assert code == 0 and '"balance": "12.500000"' in out
+    code, out = await _cli(address, "credits", "grant", "cy", "0.0000001")
+    assert code == 2
+    code, out = await _cli(address, "credits", "show", "cy")
+    assert code == 0 and '"kind": "top-up"' in out and '"reason": "promo"' in out
+    async with grpc.aio.insecure_channel(address) as chan:
+        stub = credits_pb2_grpc.CreditsStub(chan)
+        held = await stub.Reserve(
+            credits_pb2.ReserveRequest(user_id="cy", amount_micro=MICRO, idempotency_key="u:0:reserve", request_id="u")
+        )
+        await stub.Settle(
+            credits_pb2.SettleRequest(
+                hold_id=held.hold_id,
+                amount_micro=1234,
+                idempotency_key="u:0:settle",
+                usage=credits_pb2.UsageRecord(request_id="u", model="demo-echo", provider="demo", prompt_tokens=3),
+            )
+        )
+    code, out = await _cli(address, "usage", "show", "--user", "cy", "--csv")
+    assert code == 0
+    header, row = out.strip().splitlines()
+    assert header.startswith("at,request_id,user_id,model") and ",u,cy,demo-echo,demo,,ok,3,0,0.001234," in row
+    code, out = await _cli(address, "usage", "summary", "--by", "model", "--csv")
+    assert code == 0 and out.strip().splitlines()[1] == "demo-echo,1,3,0,0.001234"
