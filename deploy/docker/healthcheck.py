@@ -54,7 +54,7 @@ def grpc_serving(port: int) -> bool:
 
 def http_alive(port: int) -> bool:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=TIMEOUT) as reply:  # noqa: S310
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=TIMEOUT) as reply:
             return bool(reply.status == 200)
     except OSError:
         return False
