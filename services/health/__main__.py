@@ -42,6 +42,10 @@ async def build_service(settings: HealthSettings) -> Service:
     async def ready() -> bool:
         return await ping(engine)
 
+    async def end_streams() -> None:
+        # Routers reconnect to another replica instead of holding the drain open.
+        monitor.broadcaster.close()
+
     return Service(
         name="health",
         settings=settings,
@@ -49,6 +53,7 @@ async def build_service(settings: HealthSettings) -> Service:
         register=register,
         readiness=ready,
         background=[monitor.run],
+        on_drain=[end_streams],
         on_stop=[monitor.aclose, engine.dispose],
     )
 

@@ -46,6 +46,7 @@ class Service:
     register: Callable[[grpc.aio.Server], Sequence[str]]
     readiness: Readiness | None = None
     background: Sequence[Task] = ()
+    on_drain: Sequence[Task] = ()  # at SIGTERM, before draining: end long-lived streams
     on_stop: Sequence[Task] = ()
     readiness_interval: float = 2.0
     health: health.aio.HealthServicer = field(default_factory=health.aio.HealthServicer)
@@ -104,6 +105,9 @@ async def run(service: Service) -> None:
     log.info("stopping: draining for up to %.0fs", service.settings.grace_seconds)
     tasks[0].cancel()
     await service.health.enter_graceful_shutdown()
+    for job in service.on_drain:
+        with contextlib.suppress(Exception):
+            await job()
     await server.stop(service.settings.grace_seconds)
     for task in tasks:
         task.cancel()
