@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -208,7 +208,7 @@ class Router:
 
     # streamed
 
-    async def stream(self, request: Request, caller: Caller) -> AsyncIterator[router_pb2.StreamEvent]:
+    async def stream(self, request: Request, caller: Caller) -> AsyncGenerator[router_pb2.StreamEvent, None]:
         trace = _Trace(request, caller, self.decide(request, caller))
         queue = deque((c.model, False) for c in trace.decision.candidates)
         tries = 0

@@ -244,3 +244,19 @@ async def test_deadline_is_a_timeout(router: Router) -> None:
         await router.complete(parse("chat", chat("stuck"), "CUSTOM"), caller(seconds=0.2))
     assert err.value.code == "timeout"
     assert ledger(router).kinds() == ["reserve", "release", "usage"]
+
+
+async def test_client_leaving_mid_stream_settles_what_was_delivered(router: Router, upstream: Upstream) -> None:
+    stream = router.stream(parse("chat", chat("echo", stream=True)), caller())
+    first = await anext(stream)
+    assert first.WhichOneof("event") == "chunk"
+    await stream.aclose()
+    for _ in range(100):
+        if "settle" in ledger(router).kinds():
+            break
+        await asyncio.sleep(0.01)
+    assert ledger(router).kinds() == ["reserve", "settle"]
+    usage = ledger(router).usage[-1]
+    assert usage.status == "cancelled" and usage.usage_estimated
+    assert usage.completion_tokens == 1  # "echo", the first of six chunks, is all that went out
+    assert ledger(router).charged() == [cost_micro(router.catalog.models["echo"], usage.prompt_tokens, 1)]
