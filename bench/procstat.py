@@ -91,8 +91,11 @@ class Meter:
         tree = _children()
         return {name: family(pid, tree) for name, pid in self.roots.items()}
 
-    def external_cpu(self) -> dict[str, float]:
-        return {name: cpu_seconds(matching(fragment)) for name, fragment in self.external.items()}
+    def external_cpu(self) -> dict[str, dict[int, float]]:
+        """CPU seconds of each external process, by name and pid: they come and go (connection pools)."""
+        return {
+            name: {pid: cpu_seconds([pid]) for pid in matching(fragment)} for name, fragment in self.external.items()
+        }
 
     def cpu(self) -> dict[str, float]:
         return {name: cpu_seconds(pids) for name, pids in self._families().items()}
@@ -102,3 +105,8 @@ class Meter:
 
     def processes(self) -> dict[str, int]:
         return {name: len(pids) for name, pids in self._families().items()}
+
+
+def spent(before: Mapping[int, float], after: Mapping[int, float]) -> float:
+    """CPU seconds spent between two readings by the processes alive at the second (those that ended are lost)."""
+    return sum(max(0.0, seconds - before.get(pid, 0.0)) for pid, seconds in after.items())

@@ -41,7 +41,7 @@ import orjson
 from bench import report
 from bench.litellm_proxy import LiteLLMProxy
 from bench.loadgen import AUTH_ENV, wrk_available
-from bench.procstat import Meter
+from bench.procstat import Meter, spent
 from bench.profile import record
 from services.launcher import ROOT, Ports, Suite, free_port, production_env
 from tollgate.credits.v1 import credits_pb2, credits_pb2_grpc
@@ -139,13 +139,13 @@ def load(target: Target, scenario: Scenario, settings: Settings, duration: float
     result: dict[str, Any] = orjson.loads(out.stdout)
     if target.meter is not None:
         cpu_after = target.meter.cpu()
-        spent = {name: (cpu_after[name] - cpu_before.get(name, 0.0)) * 1000 for name in cpu_after}
+        used = {name: (cpu_after[name] - cpu_before.get(name, 0.0)) * 1000 for name in cpu_after}
         done = max(1, result["requests"])
-        result["cpu_ms_by_service"] = {name: ms / done for name, ms in spent.items()}
-        result["cpu_ms_per_request"] = sum(spent.values()) / done
+        result["cpu_ms_by_service"] = {name: ms / done for name, ms in used.items()}
+        result["cpu_ms_per_request"] = sum(used.values()) / done
         external_after = target.meter.external_cpu()
         result["cpu_ms_external"] = {
-            name: (external_after[name] - external_before.get(name, 0.0)) * 1000 / done for name in external_after
+            name: spent(external_before.get(name, {}), pids) * 1000 / done for name, pids in external_after.items()
         }
         result["rss_mb"] = target.meter.rss_mb()
         result["processes"] = target.meter.processes()

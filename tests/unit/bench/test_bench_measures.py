@@ -7,7 +7,7 @@ import sys
 import time
 
 from bench import report
-from bench.procstat import Meter, cpu_seconds, family
+from bench.procstat import Meter, cpu_seconds, family, spent
 from bench.profile import Profile, frame_name
 from bench.run import growth, matrix
 
@@ -46,10 +46,15 @@ def test_meter_finds_external_processes_by_command_line() -> None:
     try:
         meter = Meter({}, {"db": marker})
         assert set(meter.external_cpu()) == {"db"}
-        assert meter.external_cpu()["db"] >= 0
+        found = meter.external_cpu()["db"]
+        assert list(found) == [proc.pid]
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_external_cpu_counts_only_processes_alive_at_the_end() -> None:
+    assert spent({1: 1.0, 2: 5.0}, {1: 1.5, 3: 0.25}) == 0.75  # 2 ended: lost, never negative
 
 
 def _run(p50: float, p99: float, ttft: float | None = None, gap: float = 0.0) -> dict[str, object]:
