@@ -64,7 +64,6 @@ def generated_secrets() -> dict[str, str]:
         "TOLLGATE_KEY_PEPPER": secrets.token_urlsafe(32),
         "TOLLGATE_VAULT_KEYS": "v1:" + base64.urlsafe_b64encode(os.urandom(32)).decode(),
         "TOLLGATE_ROUTER_TOKEN": secrets.token_urlsafe(32),
-        "TOLLGATE_INTERNAL_TOKEN": secrets.token_urlsafe(32),
     }
 
 

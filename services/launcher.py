@@ -196,7 +196,6 @@ def _secret_env(path: Path) -> dict[str, str]:
             "TOLLGATE_KEY_PEPPER": secrets.token_urlsafe(32),
             "TOLLGATE_VAULT_KEYS": "v1:" + secrets.token_urlsafe(32),
             "TOLLGATE_ROUTER_TOKEN": secrets.token_urlsafe(32),
-            "TOLLGATE_INTERNAL_TOKEN": secrets.token_urlsafe(32),
         }
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:

@@ -36,9 +36,6 @@ class CommonSettings(BaseSettings):
     keyvault_addr: str = "127.0.0.1:50053"
     health_addr: str = "127.0.0.1:50054"
 
-    # Shared secret that internal callers present in `x-tollgate-internal` metadata; embedded mode
-    # generates one into the data folder when unset.
-    internal_token: str = ""
 
     # Prometheus `/metrics` of each gRPC service over HTTP; 0 leaves it off.
     router_metrics_port: int = 0
