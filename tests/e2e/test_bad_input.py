@@ -70,7 +70,7 @@ def test_unreachable_provider_is_named_never_its_key_and_not_charged(http: httpx
     reply = http.post(
         "/v1/chat/completions",
         headers=bearer(keys["demo_key"]),
-        json={"model": "unreachable", "messages": [{"role": "user", "content": "hi"}]},
+        json={"model": "unreachable", "power_level": "custom", "messages": [{"role": "user", "content": "hi"}]},
     )
     assert reply.status_code in (502, 503), reply.text
     error = assert_openai_error(reply, reply.status_code)
