@@ -110,3 +110,17 @@ def test_completions_and_embeddings(client: openai.OpenAI) -> None:
 def test_models_list_is_the_catalog(client: openai.OpenAI) -> None:
     ids = {model.id for model in client.models.list()}
     assert {"echo-paid", "echo-free", "echo-embed"} <= ids
+
+
+def test_model_selection_explains_itself(http: httpx.Client, keys: dict[str, str]) -> None:
+    reply = http.post(
+        "/v1/models/select",
+        headers={"Authorization": f"Bearer {keys['demo_key']}", "X-Power-Level": "eco"},
+        json={"messages": [{"role": "user", "content": "hello"}]},
+    )
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["power_level"] == "ECO"
+    assert body["model"] == "echo-free"
+    assert body["candidates"][0]["model"] == "echo-free"
+    assert body["reason"]

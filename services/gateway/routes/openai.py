@@ -239,26 +239,6 @@ async def embeddings(request: Request) -> Response:
     return await _serve(request, "embedding", router.Embed, None)
 
 
-def model_entry(model: router_pb2.Model) -> dict[str, Any]:
-    return {
-        "id": model.id,
-        "object": "model",
-        "created": 0,
-        "owned_by": model.provider,
-        "aliases": list(model.aliases),
-        "tier": model.tier,
-        "price": {
-            "input_per_1k": model.price.input_micro_per_1k / 1_000_000,
-            "output_per_1k": model.price.output_micro_per_1k / 1_000_000,
-            "unit": "credits",
-        },
-        "context_window": model.context_window,
-        "capabilities": list(model.capabilities),
-        "quality": model.quality,
-        "health": model.health or "unknown",
-    }
-
-
 async def catalog(gateway: Edge) -> list[dict[str, Any]]:
     """The router's model list, reused for `models_cache_ttl` seconds."""
     now = time.monotonic()
@@ -268,7 +248,7 @@ async def catalog(gateway: Edge) -> list[dict[str, Any]]:
     reply: router_pb2.ListModelsReply = await gateway.call(
         gateway.clients.router.ListModels, router_pb2.ListModelsRequest(), "router"
     )
-    models = [model_entry(m) for m in reply.models]
+    models: list[dict[str, Any]] = orjson.loads(reply.body)["data"]
     _MODELS_CACHE["models"] = (now + gateway.settings.models_cache_ttl, models)
     return models
 
