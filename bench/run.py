@@ -98,7 +98,6 @@ class Target:
     auth: str
     model: dict[int, str]
     meter: Meter | None = None
-    metrics_url: str = ""
 
 
 @dataclass
@@ -130,7 +129,6 @@ def load(target: Target, scenario: Scenario, settings: Settings, duration: float
     ]
     if scenario.stream:
         cmd.append("--stream")
-    overhead_before = _overhead(target.metrics_url)
     cpu_before = target.meter.cpu() if target.meter else {}
     external_before = target.meter.external_cpu() if target.meter else {}
     out = subprocess.run(cmd, env={**os.environ, AUTH_ENV: target.auth}, capture_output=True, text=True, cwd=ROOT)
@@ -149,30 +147,7 @@ def load(target: Target, scenario: Scenario, settings: Settings, duration: float
         }
         result["rss_mb"] = target.meter.rss_mb()
         result["processes"] = target.meter.processes()
-    overhead_after = _overhead(target.metrics_url)
-    if overhead_before and overhead_after and overhead_after[1] > overhead_before[1]:
-        count = overhead_after[1] - overhead_before[1]
-        result["gateway_overhead_ms_mean"] = (overhead_after[0] - overhead_before[0]) / count * 1000
     return result
-
-
-def _overhead(metrics_url: str) -> tuple[float, float] | None:
-    """Sum and count of the gateway's own overhead histogram (one worker's view when there are several)."""
-    if not metrics_url:
-        return None
-    try:
-        with urllib.request.urlopen(metrics_url, timeout=5) as reply:  # noqa: S310 - our own local URL
-            text = reply.read().decode()
-    except OSError:
-        return None
-    values = {}
-    for line in text.splitlines():
-        if line.startswith("tollgate_gateway_overhead_seconds_"):
-            name, _, value = line.partition(" ")
-            values[name] = float(value)
-    if "tollgate_gateway_overhead_seconds_count" not in values:
-        return None
-    return values["tollgate_gateway_overhead_seconds_sum"], values["tollgate_gateway_overhead_seconds_count"]
 
 
 def check(target: Target, stream: bool) -> None:
@@ -286,7 +261,6 @@ def tollgate(data_dir: Path, upstream_urls: Mapping[int, str], settings: Setting
             auth=f"Bearer {key}",
             model={lat: model_for(lat) for lat in LATENCIES_MS},
             meter=Meter({name: proc.pid for name, proc in suite.processes.items()}, {"postgres": f" {DB_PREFIX}_"}),
-            metrics_url=f"http://{suite.host}:{suite.ports.gateway}/metrics",
         )
         yield suite, target
     finally:
