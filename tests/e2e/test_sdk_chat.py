@@ -122,5 +122,7 @@ def test_model_selection_explains_itself(http: httpx.Client, keys: dict[str, str
     body = reply.json()
     assert body["power_level"] == "ECO"
     assert body["model"] == "echo-free"
-    assert body["candidates"][0]["model"] == "echo-free"
+    assert body["provider"] == "fake-free"
+    top = body["candidates"][0]
+    assert (top["model"], top["tier"], top["estimated_cost"]) == ("echo-free", "FREE", 0)
     assert body["reason"]

@@ -283,10 +283,20 @@ async def select_model(request: Request) -> Response:
     return json_response(
         {
             "model": selection.chosen,
+            "provider": selection.provider,
             "power_level": selection.power_level,
             "reason": selection.reason,
+            "estimated_prompt_tokens": selection.estimated_prompt_tokens,
             "candidates": [
-                {"model": c.model, "provider": c.provider, "score": c.score, "reason": c.reason}
+                {
+                    "model": c.model,
+                    "provider": c.provider,
+                    "tier": c.tier,
+                    "health": c.health,
+                    "score": c.score,
+                    "estimated_cost": c.estimated_cost_micro / 1_000_000,
+                    "reason": c.reason,
+                }
                 for c in selection.candidates
             ],
         }
