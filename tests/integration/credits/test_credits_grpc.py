@@ -1,5 +1,5 @@
 """The real `python -m services.credits` process over gRPC: the contract, errors as statuses, the sweeper,
-and health that follows the database."""
+health that follows the database, the CLI, and the gateway's credits routes in front of it."""
 
 from __future__ import annotations
 
@@ -14,11 +14,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from starlette.requests import Request
 
+from services.gateway.app import create_app
+from services.gateway.clients import Clients
+from services.gateway.edge import Edge
+from services.gateway.settings import GatewaySettings
+from services.runtime.channels import close_all
 from services.runtime.errors import from_rpc_error
 from tollgate.credits.v1 import credits_pb2, credits_pb2_grpc
+from tollgate.keyvault.v1 import keyvault_pb2
 
 ROOT = Path(__file__).resolve().parents[3]
 MICRO = 1_000_000
@@ -253,3 +261,48 @@ async def test_cli_grant_show_and_usage(credits_service: Running) -> None:
     assert header.startswith("at,request_id,user_id,model") and ",u,cy,demo-echo,demo,,ok,3,0,0.001234," in row
     code, out = await _cli(address, "usage", "summary", "--by", "model", "--csv")
     assert code == 0 and out.strip().splitlines()[1] == "demo-echo,1,3,0,0.001234"
+
+
+@pytest.fixture
+async def http(credits_service: Running, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[httpx.AsyncClient]:
+    address = credits_service.address
+
+    async def principal(self: Edge, request: Request) -> keyvault_pb2.Principal:
+        who = request.headers["authorization"].removeprefix("Bearer ")
+        return keyvault_pb2.Principal(user_id=who, scopes=["admin"] if who == "root" else ["user"])
+
+    monkeypatch.setattr(Edge, "principal", principal)
+    settings = GatewaySettings(credits_addr=address)
+    app = create_app(settings)
+    app.state.edge = Edge(settings, Clients.connect(settings))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+        yield client
+    await close_all()
+
+
+@pytest.mark.parametrize("service_url", ["sqlite"], indirect=True)
+async def test_balance_grant_transactions_usage_routes(http: httpx.AsyncClient) -> None:
+    user = {"authorization": "Bearer dana"}
+    admin = {"authorization": "Bearer root"}
+    got = await http.get("/v1/credits", headers=user)
+    assert got.status_code == 200 and got.json()["available"] == "10.000000" and got.json()["low"] is False
+    assert (await http.get("/api/v1/llm/credits/balance", headers=user)).json()["user_id"] == "dana"
+    assert (await http.get("/v1/credits?user=eve", headers=user)).status_code == 403
+    refused = await http.post("/v1/admin/credits", json={"user_id": "dana", "amount": 5}, headers=user)
+    assert refused.status_code == 403
+    body = {"user_id": "dana", "amount": "2.5", "reason": "support"}
+    granted = await http.post("/v1/admin/credits", json=body, headers={**admin, "idempotency-key": "t-1"})
+    again = await http.post("/api/v1/llm/credits/add", json=body, headers={**admin, "idempotency-key": "t-1"})
+    assert granted.status_code == again.status_code == 201
+    assert granted.json()["transaction_id"] == again.json()["transaction_id"]
+    assert again.json()["balance"] == "12.500000"
+    bad = await http.post("/v1/admin/credits", json={"user_id": "dana", "amount": "0.0000001"}, headers=admin)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "amount"
+    txs = (await http.get("/v1/credits/transactions", headers=user)).json()
+    assert [(t["kind"], t["amount"]) for t in txs["data"]] == [("top-up", "2.500000"), ("grant", "10.000000")]
+    assert (await http.get("/v1/credits/transactions?user=dana", headers=admin)).json()["data"] == txs["data"]
+    assert (await http.get("/v1/usage", headers=user)).json()["data"] == []
+    summary = await http.get("/api/v1/llm/usage/summary?group_by=model", headers=user)
+    assert summary.status_code == 200 and summary.json()["data"] == []
+    wrong = await http.get("/v1/usage/summary?group_by=week", headers=user)
+    assert wrong.status_code == 400 and wrong.json()["error"]["param"] == "group_by"

@@ -1,0 +1,242 @@
+"""Credits and usage over HTTP: balance, admin grants, the transaction journal, the usage log and summaries.
+
+A user sees only their own account; an admin key may name another user with `?user=`. Amounts are
+shown in credits (decimal strings, exact) and in integer micro-credits.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from services.gateway.edge import aliased, edge, json_response, read_json, require_admin, target_user
+from services.runtime.errors import DomainError
+from services.runtime.logging import request_id
+from tollgate.credits.v1 import credits_pb2
+
+MICRO = 1_000_000
+
+
+def credits(micro: int) -> str:
+    return str((Decimal(micro) / MICRO).quantize(Decimal("0.000001")))
+
+
+def balance_json(b: credits_pb2.Balance) -> dict[str, Any]:
+    return {
+        "object": "credits.balance",
+        "user_id": b.user_id,
+        "balance": credits(b.balance_micro),
+        "reserved": credits(b.reserved_micro),
+        "available": credits(b.available_micro),
+        "overdraft": credits(b.overdraft_micro),
+        "low": b.low,
+        "low_threshold": credits(b.low_threshold_micro),
+        "tier": b.tier,
+        "balance_micro": b.balance_micro,
+        "reserved_micro": b.reserved_micro,
+        "available_micro": b.available_micro,
+    }
+
+
+def _int(request: Request, name: str, default: int, low: int = 0, high: int = 1000) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise DomainError("invalid_request", f"'{name}' must be an integer from {low} to {high}", name)
+    return int(raw)
+
+
+def _time_ms(request: Request, name: str) -> int:
+    """`?since=` / `?until=`: unix seconds or an ISO 8601 date or time (UTC when no zone)."""
+    raw = request.query_params.get(name, "")
+    if not raw:
+        return 0
+    if raw.isdigit():
+        return int(raw) * 1000
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError:
+        raise DomainError("invalid_request", f"'{name}' must be unix seconds or an ISO 8601 date", name) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+def _amount_micro(payload: dict[str, Any]) -> int:
+    if "amount_micro" in payload:
+        value = payload["amount_micro"]
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise DomainError("invalid_request", "'amount_micro' must be an integer", "amount_micro")
+        return value
+    value = payload.get("amount", payload.get("credits"))
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise DomainError("invalid_request", "'amount' (credits) is required", "amount")
+    try:
+        micro = Decimal(str(value)) * MICRO
+    except InvalidOperation:
+        raise DomainError("invalid_request", "'amount' must be a number of credits", "amount") from None
+    if micro != micro.to_integral_value():
+        raise DomainError("invalid_request", "'amount' is finer than one micro-credit", "amount")
+    return int(micro)
+
+
+async def balance(request: Request) -> Response:
+    gateway = edge(request)
+    user = target_user(request, await gateway.principal(request))
+    reply: credits_pb2.Balance = await gateway.call(
+        gateway.clients.credits.GetBalance, credits_pb2.GetBalanceRequest(user_id=user), "credits"
+    )
+    return json_response(balance_json(reply))
+
+
+async def grant(request: Request) -> Response:
+    gateway = edge(request)
+    principal = await gateway.principal(request)
+    require_admin(principal)
+    _body, payload = await read_json(request)
+    user = payload.get("user_id") or payload.get("user")
+    if not isinstance(user, str) or not user:
+        raise DomainError("invalid_request", "'user_id' is required", "user_id")
+    key = request.headers.get("idempotency-key") or payload.get("idempotency_key") or f"http:{request_id.get()}"
+    if not isinstance(key, str):
+        raise DomainError("invalid_request", "'idempotency_key' must be a string", "idempotency_key")
+    kind, reason = payload.get("kind", "top-up"), payload.get("reason", "")
+    if not isinstance(kind, str) or not isinstance(reason, str):
+        raise DomainError("invalid_request", "'kind' and 'reason' must be strings", "kind")
+    reply: credits_pb2.GrantReply = await gateway.call(
+        gateway.clients.credits.Grant,
+        credits_pb2.GrantRequest(
+            user_id=user,
+            amount_micro=_amount_micro(payload),
+            idempotency_key=key,
+            kind=kind,
+            reason=reason,
+            actor=principal.user_id,
+        ),
+        "credits",
+    )
+    return json_response({"transaction_id": reply.transaction_id, **balance_json(reply.balance)}, 201)
+
+
+async def transactions(request: Request) -> Response:
+    gateway = edge(request)
+    user = target_user(request, await gateway.principal(request))
+    reply: credits_pb2.ListTransactionsReply = await gateway.call(
+        gateway.clients.credits.ListTransactions,
+        credits_pb2.ListTransactionsRequest(
+            user_id=user, limit=_int(request, "limit", 50, 1, 500), before_id=request.query_params.get("before", "")
+        ),
+        "credits",
+    )
+    data = [
+        {
+            "id": t.id,
+            "object": "credits.transaction",
+            "kind": t.kind,
+            "amount": credits(t.amount_micro),
+            "amount_micro": t.amount_micro,
+            "overdraft": credits(t.overdraft_micro),
+            "request_id": t.request_id,
+            "hold_id": t.hold_id,
+            "reason": t.reason,
+            "created_at": t.created_unix_ms // 1000,
+        }
+        for t in reply.transactions
+    ]
+    return json_response(
+        {
+            "object": "list",
+            "data": data,
+            "has_more": bool(reply.next_before_id),
+            "next_before": reply.next_before_id or None,
+        }
+    )
+
+
+async def usage(request: Request) -> Response:
+    gateway = edge(request)
+    user = target_user(request, await gateway.principal(request))
+    reply: credits_pb2.ListUsageReply = await gateway.call(
+        gateway.clients.credits.ListUsage,
+        credits_pb2.ListUsageRequest(
+            user_id=user,
+            since_unix_ms=_time_ms(request, "since"),
+            until_unix_ms=_time_ms(request, "until"),
+            limit=_int(request, "limit", 100, 1, 1000),
+            before_id=request.query_params.get("before", ""),
+        ),
+        "credits",
+    )
+    data = [
+        {
+            "object": "usage.record",
+            "request_id": r.usage.request_id,
+            "model": r.usage.model,
+            "provider": r.usage.provider,
+            "power_level": r.usage.power_level,
+            "status": r.usage.status,
+            "prompt_tokens": r.usage.prompt_tokens,
+            "completion_tokens": r.usage.completion_tokens,
+            "cost": credits(r.usage.cost_micro),
+            "cost_micro": r.usage.cost_micro,
+            "latency_ms": round(r.usage.latency_ms, 1),
+            "byok": r.usage.byok,
+            "cache_hit": r.usage.cache_hit,
+            "fallback_count": r.usage.fallback_count,
+            "created_at": r.created_unix_ms // 1000,
+        }
+        for r in reply.rows
+    ]
+    return json_response(
+        {
+            "object": "list",
+            "data": data,
+            "has_more": bool(reply.next_before_id),
+            "next_before": reply.next_before_id or None,
+        }
+    )
+
+
+async def usage_summary(request: Request) -> Response:
+    gateway = edge(request)
+    user = target_user(request, await gateway.principal(request))
+    group_by = request.query_params.get("group_by", "day")
+    reply: credits_pb2.UsageSummaryReply = await gateway.call(
+        gateway.clients.credits.UsageSummary,
+        credits_pb2.UsageSummaryRequest(
+            user_id=user,
+            group_by=group_by,
+            since_unix_ms=_time_ms(request, "since"),
+            until_unix_ms=_time_ms(request, "until"),
+        ),
+        "credits",
+    )
+    data = [
+        {
+            "key": g.key,
+            "requests": g.requests,
+            "prompt_tokens": g.prompt_tokens,
+            "completion_tokens": g.completion_tokens,
+            "cost": credits(g.cost_micro),
+            "cost_micro": g.cost_micro,
+        }
+        for g in reply.groups
+    ]
+    return json_response({"object": "usage.summary", "group_by": group_by, "user_id": user, "data": data})
+
+
+ROUTES = [
+    Route("/v1/credits", balance, methods=["GET"]),
+    Route("/api/v1/llm/credits/balance", balance, methods=["GET"]),
+    Route("/v1/admin/credits", grant, methods=["POST"]),
+    Route("/api/v1/llm/credits/add", grant, methods=["POST"]),
+    *aliased("/credits/transactions", transactions, ["GET"]),
+    *aliased("/usage", usage, ["GET"]),
+    *aliased("/usage/summary", usage_summary, ["GET"]),
+]
