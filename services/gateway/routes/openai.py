@@ -127,9 +127,10 @@ async def _unary(job: Completion, method: Any) -> tuple[Response, bytes]:
         cache_key = ResponseCache.key(job.principal.user_id, job.route, job.payload)
         hit = await gateway.cache.get(cache_key)
         if hit is not None:
-            body = _as_cache_hit(hit.body)
+            served = Stored(hit.status, hit.headers, _as_cache_hit(hit.body))
             await _record_cache_hit(job, hit)
-            return hit.response({**job.headers, "x-tollgate-cache": "hit", "x-tollgate-cost": "0.000000"}), body
+            headers = {**job.headers, "x-tollgate-cache": "hit", "x-tollgate-cost": "0.000000"}
+            return served.response(headers), served.body
     reply: router_pb2.CompletionReply = await gateway.call(
         method, job.message, "router", gateway.settings.request_timeout
     )
