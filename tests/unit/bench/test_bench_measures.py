@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from typing import Any
 
 from bench import report
 from bench.procstat import Meter, cpu_seconds, family, spent
@@ -46,8 +47,10 @@ def test_meter_finds_external_processes_by_command_line() -> None:
     try:
         meter = Meter({}, {"db": marker})
         assert set(meter.external_cpu()) == {"db"}
-        found = meter.external_cpu()["db"]
-        assert list(found) == [proc.pid]
+        deadline = time.monotonic() + 10
+        while not meter.external_cpu()["db"] and time.monotonic() < deadline:
+            time.sleep(0.02)  # until the child has exec'd: before, it still has its parent's command line
+        assert list(meter.external_cpu()["db"]) == [proc.pid]
     finally:
         proc.kill()
         proc.wait()
@@ -101,3 +104,42 @@ def test_profile_sums_samples_per_function_self_and_inclusive() -> None:
     assert prof.inclusive["call (httpx/_client.py)"] == 10
     assert prof.inclusive["main (services/router/__main__.py)"] == 10
     assert frame_name("weird frame") == "weird frame"
+
+
+def _scenario(name: str, tg_p50: float, ll_p50: float) -> dict[str, object]:
+    def side(p50: float) -> dict[str, object]:
+        return {
+            "latency_ms": {"p50": p50, "p90": p50, "p99": p50 * 2},
+            "rps": 1000 / p50,
+            "cpu_ms_per_request": p50 / 2,
+            "cpu_ms_external": {"postgres": 0.5},
+            "errors": 0,
+            "status_errors": 0,
+        }
+
+    direct = side(1.0)
+    row: dict[str, object] = {"name": name, "direct": direct, "tollgate": side(tg_p50), "litellm": side(ll_p50)}
+    row["tollgate_added"] = report.added(row["tollgate"], direct)  # type: ignore[arg-type]
+    row["litellm_added"] = report.added(row["litellm"], direct)  # type: ignore[arg-type]
+    return row
+
+
+def test_tables_show_each_scenario_and_ratios_in_favour_of_the_faster() -> None:
+    rows = [_scenario("non-stream c1 0ms", 3.0, 11.0)]
+    assert "non-stream c1 0ms" in report.scenario_table(rows, "tollgate")
+    comparison = report.comparison_table(rows)
+    assert "5.0x" in comparison  # added p50: (11 - 1) / (3 - 1)
+    assert "3.7x" in comparison  # req/s: (1000 / 3) / (1000 / 11)
+    assert "tollgate  gateway 70  total 70" in report.rss_table({"tollgate": {"gateway": 70.0}})
+
+
+def test_litellm_config_serves_the_benchmark_models_from_their_upstreams() -> None:
+    from bench.litellm_proxy import config
+
+    cfg = config({"bench-0ms": "http://127.0.0.1:1/v1"}, "sk-master")
+    assert cfg["general_settings"] == {"master_key": "sk-master"}
+    models: Any = cfg["model_list"]
+    (entry,) = models
+    assert entry["model_name"] == "bench-0ms"
+    assert entry["litellm_params"]["api_base"] == "http://127.0.0.1:1/v1"
+    assert entry["litellm_params"]["model"].startswith("openai/")
