@@ -25,8 +25,9 @@ def keys(suite: Suite) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def client(suite: Suite, keys: dict[str, str]) -> openai.OpenAI:
-    return openai.OpenAI(base_url=suite.base_url, api_key=keys["demo_key"], max_retries=0, timeout=30)
+def client(suite: Suite, keys: dict[str, str]) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=suite.base_url, api_key=keys["demo_key"], max_retries=0, timeout=30) as sdk:
+        yield sdk
 
 
 @pytest.fixture

@@ -32,8 +32,11 @@ def test_missing_and_wrong_keys_are_401(suite: Suite, http: httpx.Client) -> Non
     wrong = "tg-" + "x" * 43
     error = assert_openai_error(http.post("/v1/chat/completions", json=body, headers=bearer(wrong)), 401)
     assert wrong not in error["message"]
-    with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(base_url=suite.base_url, api_key=wrong, max_retries=0).models.list()
+    with (
+        openai.OpenAI(base_url=suite.base_url, api_key=wrong, max_retries=0) as sdk,
+        pytest.raises(openai.AuthenticationError),
+    ):
+        sdk.models.list()
 
 
 def test_unknown_model_is_404_model_not_found(client: openai.OpenAI) -> None:

@@ -76,10 +76,11 @@ def test_rate_limit_is_openai_shaped_with_headers(suite: Suite, http: httpx.Clie
     assert int(refused.headers["retry-after"]) >= 1
     assert refused.json()["error"]["code"] == "rate_limit_exceeded"
     assert refused.json()["error"]["type"] == "rate_limit_error"
-    with pytest.raises(openai.RateLimitError):
-        openai.OpenAI(base_url=suite.base_url, api_key=key, max_retries=0).chat.completions.create(
-            model="echo-free", messages=[{"role": "user", "content": "hi"}]
-        )
+    with (
+        openai.OpenAI(base_url=suite.base_url, api_key=key, max_retries=0) as sdk,
+        pytest.raises(openai.RateLimitError),
+    ):
+        sdk.chat.completions.create(model="echo-free", messages=[{"role": "user", "content": "hi"}])
 
 
 def test_request_id_is_accepted_or_generated(http: httpx.Client) -> None:

@@ -50,8 +50,10 @@ def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
 
 def test_production_mode_serves_stream_and_charges_exactly(prod: Suite) -> None:
     key = create_key(prod, f"prod-{uuid.uuid4().hex[:8]}")
-    client = openai.OpenAI(base_url=prod.base_url, api_key=key, max_retries=0)
-    with httpx.Client(base_url=f"http://{prod.host}:{prod.ports.gateway}", timeout=30) as http:
+    with (
+        openai.OpenAI(base_url=prod.base_url, api_key=key, max_retries=0) as client,
+        httpx.Client(base_url=f"http://{prod.host}:{prod.ports.gateway}", timeout=30) as http,
+    ):
         assert http.get("/health/ready").status_code == 200
         before = balance_micro(http, key)
         stream = client.chat.completions.create(

@@ -75,13 +75,11 @@ def test_stored_byok_key_reaches_the_provider_and_is_not_charged(
     assert [k["provider"] for k in listed] == ["fake"]
 
     before = balance_micro(http, user_key)
-    client = openai.OpenAI(
-        base_url=suite.base_url,
-        api_key=user_key,
-        max_retries=0,
-        http_client=httpx.Client(event_hooks={"response": [http.event_hooks["response"][0]]}),
-    )
-    completion = client.chat.completions.create(model="echo-paid", messages=[{"role": "user", "content": "mine"}])
+    hooks = {"response": list(http.event_hooks["response"])}
+    with openai.OpenAI(
+        base_url=suite.base_url, api_key=user_key, max_retries=0, http_client=httpx.Client(event_hooks=hooks)
+    ) as client:
+        completion = client.chat.completions.create(model="echo-paid", messages=[{"role": "user", "content": "mine"}])
     assert completion.choices[0].message.content == "echo: mine"
     raw = completion.model_extra or {}
     assert raw["_metadata"]["byok"] is True
