@@ -144,3 +144,15 @@ def soak_summary(soak: Result) -> str:
             f"growth over the second half {row['growth_pct']:+.1f}%"
         )
     return "\n".join(lines)
+
+
+def capacity_summary(capacity: Mapping[str, Result]) -> str:
+    """Throughput before p99 passes the limit, per target, and tollgate's multiple of LiteLLM's."""
+    lines = [
+        f"capacity (non-stream, 0 ms upstream, p99 <= {c['p99_limit_ms']:.0f} ms): {name} {c['rps']:.0f} req/s "
+        f"at concurrency {c['concurrency']}"
+        for name, c in capacity.items()
+    ]
+    if "tollgate" in capacity and "litellm" in capacity:
+        lines.append(f"  tollgate / LiteLLM: {_ratio(capacity['tollgate']['rps'], capacity['litellm']['rps'])}")
+    return "\n".join(lines)

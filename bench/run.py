@@ -107,6 +107,7 @@ class Settings:
     engine: str
     workers: int
     log_dir: Path
+    step: float = 5.0  # seconds per step of the capacity search
 
 
 def load(target: Target, scenario: Scenario, settings: Settings, duration: float | None = None) -> dict[str, Any]:
@@ -349,6 +350,29 @@ def growth(samples: list[tuple[float, dict[str, float]]]) -> dict[str, dict[str,
     return out
 
 
+def capacity(target: Target, settings: Settings, p99_limit_ms: float = 50.0) -> dict[str, Any]:
+    """Non-stream load on the 0 ms upstream at doubling concurrency until p99 passes the limit: the best
+    requests/s seen with p99 within it."""
+    steps = []
+    best: dict[str, Any] = {"rps": 0.0, "concurrency": 0, "p99_ms": 0.0}
+    concurrency = 1
+    while concurrency <= 256:
+        run = load(target, Scenario("non-stream", concurrency, 0), settings, duration=settings.step)
+        p99 = run["latency_ms"]["p99"]
+        steps.append({"concurrency": concurrency, "rps": run["rps"], "p99_ms": p99, "errors": run["errors"]})
+        if p99 > p99_limit_ms or run["errors"] + run["status_errors"]:
+            break
+        if run["rps"] > best["rps"]:
+            best = {"rps": run["rps"], "concurrency": concurrency, "p99_ms": p99}
+        concurrency *= 2
+    print(
+        f"  {target.name:<9} capacity with p99 <= {p99_limit_ms:.0f} ms: {best['rps']:.0f} req/s "
+        f"(concurrency {best['concurrency']}, p99 {best['p99_ms']:.1f} ms)",
+        flush=True,
+    )
+    return {"p99_limit_ms": p99_limit_ms, **best, "steps": steps}
+
+
 def soak(target: Target, requests: int, concurrency: int, interval: float) -> dict[str, Any]:
     """Steady closed-loop load for `requests` requests while sampling every service's RSS."""
     assert target.meter is not None
@@ -447,6 +471,7 @@ class Report:
     machine: dict[str, Any] = field(default_factory=machine)
     scenarios: list[dict[str, Any]] = field(default_factory=list)
     rss_mb: dict[str, dict[str, float]] = field(default_factory=dict)
+    capacity: dict[str, dict[str, Any]] = field(default_factory=dict)
     soak: dict[str, Any] | None = None
     profile: dict[str, Any] | None = None
 
@@ -479,7 +504,7 @@ def main(argv: list[str] | None = None) -> None:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     log_dir = RESULTS / f"{stamp}-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    settings = Settings(args.duration, args.warmup, engine, args.workers, log_dir)
+    settings = Settings(args.duration, args.warmup, engine, args.workers, log_dir, min(5.0, args.duration))
     result = Report(
         started=datetime.now(UTC).isoformat(timespec="seconds"),
         settings={
@@ -515,6 +540,7 @@ def main(argv: list[str] | None = None) -> None:
                     warm_up(upstream, settings)
                 warm_up(target, settings)
                 run_scenarios(target, direct, settings, result.scenarios)
+                result.capacity["tollgate"] = capacity(target, settings)
                 assert target.meter is not None
                 result.rss_mb["tollgate"] = target.meter.rss_mb()
         if args.litellm and not (args.soak or args.profile):
@@ -536,6 +562,7 @@ def main(argv: list[str] | None = None) -> None:
             check(litellm, stream=True)
             warm_up(litellm, settings)
             run_scenarios(litellm, direct, settings, result.scenarios)
+            result.capacity["litellm"] = capacity(litellm, settings)
             assert litellm.meter is not None
             result.rss_mb["litellm"] = litellm.meter.rss_mb()
 
@@ -552,6 +579,8 @@ def main(argv: list[str] | None = None) -> None:
             print(report.scenario_table(result.scenarios, "litellm"))
             print("\ntollgate (tg) beside LiteLLM proxy (ll); ratios above 1x favour tollgate:")
             print(report.comparison_table(result.scenarios))
+        print()
+        print(report.capacity_summary(result.capacity))
     print()
     print(report.rss_table(result.rss_mb))
     print(f"\nresults: {path.relative_to(ROOT)}  logs: {log_dir.relative_to(ROOT)}")
