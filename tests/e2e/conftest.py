@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from services.launcher import Suite
-from tests.e2e.support import start_suite
+from tests.e2e.support import reconcile, start_suite
 
 
 @pytest.fixture(scope="session")
@@ -17,6 +17,9 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
     running = start_suite(tmp_path_factory.mktemp("suite"))
     yield running
     running.stop()
+    # After everything the e2e tests did to it, the ledger still adds up.
+    report = reconcile(f"sqlite:///{running.data_dir / 'credits.db'}")
+    assert report.returncode == 0, report.stdout + report.stderr
 
 
 @pytest.fixture(scope="session")

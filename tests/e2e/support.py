@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -67,3 +69,14 @@ def create_key(suite: Suite, user: str, rpm: int = 0, tpm: int = 0, scopes: tupl
 
 def upstream_count(upstream: httpx.Client, route: str, model: str) -> int:
     return int(upstream.get("/_stats").json()["requests"].get(f"{route} {model}", 0))
+
+
+def reconcile(database_url: str) -> subprocess.CompletedProcess[str]:
+    """`tollgate credits reconcile` against a suite's credits database."""
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", "credits", "reconcile", "--database-url", database_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )

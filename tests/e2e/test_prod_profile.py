@@ -14,7 +14,7 @@ import pytest
 
 from services.launcher import Ports, Suite, production_env
 from tests.conftest import POSTGRES_URL, REDIS_URL
-from tests.e2e.support import CATALOG, PLATFORM_KEY, balance_micro, cost_micro, create_key, words
+from tests.e2e.support import CATALOG, PLATFORM_KEY, balance_micro, cost_micro, create_key, reconcile, words
 
 
 async def _drop(names: list[str]) -> None:
@@ -43,6 +43,9 @@ def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
     suite.start()
     try:
         yield suite
+        suite.stop()
+        report = reconcile(env["TOLLGATE_CREDITS_DATABASE_URL"])
+        assert report.returncode == 0, report.stdout + report.stderr
     finally:
         suite.stop()
         asyncio.run(_drop([f"{prefix}_{svc}" for svc in ("credits", "keyvault", "health")]))
