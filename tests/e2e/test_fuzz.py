@@ -11,11 +11,16 @@ from typing import Any
 import schemathesis
 from hypothesis import HealthCheck, settings
 
+from services.gateway.app import all_routes
 from services.gateway.openapi import document
 from services.launcher import Suite
 
-schema = schemathesis.openapi.from_dict(document())
 EXAMPLES = int(os.environ.get("TOLLGATE_FUZZ_EXAMPLES", "12"))
+
+
+# Importing the route modules completes the document, exactly as the running gateway serves it.
+all_routes()
+schema = schemathesis.openapi.from_dict(document())
 
 
 @schema.parametrize()

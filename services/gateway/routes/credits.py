@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from services.gateway.edge import aliased, edge, json_response, read_json, require_admin, target_user
+from services.gateway.openapi import extend, operation, query
 from services.runtime.errors import DomainError
 from services.runtime.logging import request_id
 from tollgate.credits.v1 import credits_pb2
@@ -40,6 +41,7 @@ def balance_json(b: credits_pb2.Balance) -> dict[str, Any]:
         "balance_micro": b.balance_micro,
         "reserved_micro": b.reserved_micro,
         "available_micro": b.available_micro,
+        "credits_remaining": credits(b.available_micro),  # the seeds' name
     }
 
 
@@ -230,6 +232,28 @@ async def usage_summary(request: Request) -> Response:
     ]
     return json_response({"object": "usage.summary", "group_by": group_by, "user_id": user, "data": data})
 
+
+_USER = query("user", "admin only: another user's account")
+_PAGE = [_USER, query("limit", "rows, 1-500", "integer"), query("before", "cursor from the previous page")]
+_SPAN = [query("since", "unix seconds or ISO 8601"), query("until", "unix seconds or ISO 8601")]
+_BALANCE = {"get": operation("Your balance, reserved and available credits, low flag", params=[_USER])}
+_GRANT = {"post": operation("Add credits to a user (admin); body {user_id, amount, kind?, reason?}", body="Object")}
+extend("/v1/credits", False, _BALANCE)
+extend("/api/v1/llm/credits/balance", False, _BALANCE)
+extend("/v1/admin/credits", False, _GRANT)
+extend("/api/v1/llm/credits/add", False, _GRANT)
+extend("/v1/credits/transactions", True, {"get": operation("Your journal, newest first", params=_PAGE)})
+extend("/v1/usage", True, {"get": operation("Your usage log, newest first", params=[*_PAGE, *_SPAN])})
+extend(
+    "/v1/usage/summary",
+    True,
+    {
+        "get": operation(
+            "Usage totals by day, model, provider or user",
+            params=[_USER, query("group_by", "day | model | provider | user"), *_SPAN],
+        )
+    },
+)
 
 ROUTES = [
     Route("/v1/credits", balance, methods=["GET"]),
