@@ -60,6 +60,7 @@ class Suite:
     ports: Ports = field(default_factory=Ports)
     env: dict[str, str] = field(default_factory=dict)
     demo_upstream: bool = True
+    upstream_args: tuple[str, ...] = ()  # e.g. ("--chunk-gap-ms", "50")
     log_dir: Path | None = None
     host: str = "127.0.0.1"
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -116,7 +117,14 @@ class Suite:
         env = self.environment()
         if self.demo_upstream:
             self._spawn(
-                "demo_upstream", "services.demo_upstream", env, "--host", self.host, "--port", str(self.ports.upstream)
+                "demo_upstream",
+                "services.demo_upstream",
+                env,
+                "--host",
+                self.host,
+                "--port",
+                str(self.ports.upstream),
+                *self.upstream_args,
             )
         for name in (*GRPC_SERVICES, "gateway"):
             self._spawn(name, f"services.{name}", env)

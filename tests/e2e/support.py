@@ -15,11 +15,12 @@ CATALOG = Path(__file__).with_name("catalog.yaml")
 PLATFORM_KEY = "sk-e2e-platform-canary-7f3a9c2e41b8d6f0"
 
 
-def start_suite(tmp: Path, **env: str) -> Suite:
+def start_suite(tmp: Path, upstream_args: tuple[str, ...] = (), **env: str) -> Suite:
     suite = Suite(
         data_dir=tmp / "data",
         ports=Ports.free(),
         log_dir=tmp / "logs",
+        upstream_args=upstream_args,
         env={
             "TOLLGATE_CATALOG": str(CATALOG),
             "TOLLGATE_E2E_PLATFORM_KEY": PLATFORM_KEY,
