@@ -36,7 +36,6 @@ class CommonSettings(BaseSettings):
     keyvault_addr: str = "127.0.0.1:50053"
     health_addr: str = "127.0.0.1:50054"
 
-
     # Prometheus `/metrics` of each gRPC service over HTTP; 0 leaves it off.
     router_metrics_port: int = 0
     credits_metrics_port: int = 0
