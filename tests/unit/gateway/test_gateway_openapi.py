@@ -10,7 +10,7 @@ from services.gateway.settings import GatewaySettings
 def test_document_and_routes_agree() -> None:
     app = create_app(GatewaySettings())
     served = {
-        (route.path.replace("{model:path}", "{model}"), method.lower())
+        (getattr(route, "path", "").replace("{model:path}", "{model}"), method.lower())
         for route in app.routes
         for method in getattr(route, "methods", None) or ()
         if method != "HEAD"
