@@ -108,7 +108,12 @@ async def start_health(tmp_path: Path) -> AsyncIterator[StartHealth]:
     async def start(database_url: str, base_url: str, interval: float) -> HealthProcess:
         catalog = tmp_path / "catalog.yaml"
         catalog.write_text(
-            "version: 1\nproviders:\n  demo:\n    api_base: ${HEALTH_TEST_UPSTREAM:-http://127.0.0.1:9/v1}\n"
+            "version: 1\n"
+            "providers:\n"
+            "  demo: {api_base: '${HEALTH_TEST_UPSTREAM:-http://127.0.0.1:9/v1}', adapter: openai, free: true}\n"
+            "models:\n"
+            "  - {id: demo-echo, provider: demo, upstream: demo-echo, tier: FREE, price: {input: 0, output: 0},\n"
+            "     context_window: 1000, capabilities: [chat], quality: 1}\n"
         )
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_")}

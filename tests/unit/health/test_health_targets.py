@@ -1,4 +1,4 @@
-"""Reading probe targets from the catalog: providers, distinct deployment base URLs, placeholders."""
+"""Probe targets come from the catalog as the router reads it: providers with a base URL, placeholders expanded."""
 
 from __future__ import annotations
 
@@ -6,59 +6,48 @@ from pathlib import Path
 
 import pytest
 
-from services.health.targets import CatalogError, Target, expand, load_targets
+from services.health.targets import CatalogError, Target, load_targets
+
+ROOT = Path(__file__).resolve().parents[3]
+MODEL = (
+    "{id: %s, provider: %s, upstream: x, tier: FREE, price: {input: 0, output: 0}, context_window: 1000, "
+    "capabilities: [chat], quality: 1}"
+)
 
 
-def test_placeholders_expand_from_the_environment() -> None:
-    env = {"PORT": "9000", "EMPTY": ""}
-    assert expand("http://h:${PORT:-1}/v1", env) == "http://h:9000/v1"
-    assert expand("http://h:${MISSING:-8090}/v1", env) == "http://h:8090/v1"
-    assert expand("http://h:${EMPTY:-7}/v1", env) == "http://h:7/v1"
-    assert expand("${MISSING}", env) == ""
-
-
-def test_providers_and_distinct_deployment_bases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_providers_with_a_base_url_are_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEMO_PORT", "8123")
     catalog = tmp_path / "catalog.yaml"
     catalog.write_text(
-        """
+        f"""
 version: 1
 providers:
-  demo:
-    api_base: http://127.0.0.1:${DEMO_PORT:-8090}/v1/
-  openai:
-    api_base: https://api.openai.com/v1
-    api_key_env: OPENAI_API_KEY
-    timeout_s: 60
+  demo: {{api_base: "http://127.0.0.1:${{DEMO_PORT:-8090}}/v1/", adapter: openai, free: true}}
+  openai: {{api_base: https://api.openai.com/v1, api_key_env: OPENAI_API_KEY, adapter: openai, timeout_s: 60,
+            free: true}}
+  hf: {{adapter: litellm, litellm_provider: huggingface, free: true}}
 models:
-  - {id: a, provider: demo, upstream: a}
-  - {id: b, provider: openai, upstream: b, api_base: https://eu.example.com/v1}
-  - {id: c, provider: openai, upstream: c, api_base: https://eu.example.com/v1}
+  - {MODEL % ("a", "demo")}
+  - {MODEL % ("b", "openai")}
+  - {MODEL % ("c", "hf")}
 """
     )
     assert load_targets(catalog) == [
-        Target("demo", "http://127.0.0.1:8123/v1"),
+        Target("demo", "http://127.0.0.1:8123/v1", "", 60.0),
         Target("openai", "https://api.openai.com/v1", "OPENAI_API_KEY", 60.0),
-        Target("openai", "https://eu.example.com/v1", "OPENAI_API_KEY", 60.0),
     ]
 
 
-@pytest.mark.parametrize(
-    ("text", "problem"),
-    [
-        ("models: []", "providers"),
-        ("providers: {x: {api_base: ''}}", "providers.x"),
-        ("providers: {x: {api_base: 'ftp://h'}}", "http(s)"),
-        ("providers: [", "YAML"),
-    ],
-)
-def test_bad_catalogs_are_named(tmp_path: Path, text: str, problem: str) -> None:
+def test_the_default_catalog_loads() -> None:
+    targets = load_targets(ROOT / "catalog" / "default.yaml")
+    assert {t.provider for t in targets} >= {"openai", "groq", "together", "local"}
+    assert "huggingface" not in {t.provider for t in targets}
+
+
+def test_a_bad_catalog_is_named(tmp_path: Path) -> None:
     catalog = tmp_path / "bad.yaml"
-    catalog.write_text(text)
-    with pytest.raises(CatalogError, match=problem.replace("(", r"\(").replace(")", r"\)")):
+    catalog.write_text("providers: [")
+    with pytest.raises(CatalogError):
         load_targets(catalog)
-
-
-def test_a_missing_catalog_is_named(tmp_path: Path) -> None:
     with pytest.raises(CatalogError, match="cannot read"):
         load_targets(tmp_path / "nope.yaml")
