@@ -11,34 +11,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import getpass
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeAlias, cast
+from typing import Any
 
-import grpc
-import orjson
-
+from services.cli.common import actor, add_connection, print_json, runner, when
 from services.credits.settings import CreditsSettings, to_credits, to_micro
-from services.runtime.errors import from_rpc_error
 from services.runtime.settings import load
 from tollgate.credits.v1 import credits_pb2 as pb
 from tollgate.credits.v1 import credits_pb2_grpc
-
-Command: TypeAlias = "Callable[[credits_pb2_grpc.CreditsAsyncStub, argparse.Namespace], Awaitable[int]]"
-
-
-def _actor() -> str:
-    try:
-        return "cli:" + getpass.getuser()
-    except (KeyError, OSError):
-        return "cli"
-
-
-def _when(unix_ms: int) -> str:
-    return datetime.fromtimestamp(unix_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S") if unix_ms else "-"
 
 
 def _unix_ms(text: str) -> int:
@@ -47,24 +29,6 @@ def _unix_ms(text: str) -> int:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return int(parsed.timestamp() * 1000)
-
-
-def _runner(command: Command) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        address = args.credits_addr or load(CreditsSettings).credits_addr
-
-        async def go() -> int:
-            async with grpc.aio.insecure_channel(address) as chan:
-                stub = cast("credits_pb2_grpc.CreditsAsyncStub", credits_pb2_grpc.CreditsStub(chan))
-                try:
-                    return await command(stub, args)
-                except grpc.aio.AioRpcError as exc:
-                    print(f"tollgate: {from_rpc_error(exc, 'credits').message}", file=sys.stderr)
-                    return 1
-
-        return asyncio.run(go())
-
-    return run
 
 
 def _balance(b: pb.Balance) -> dict[str, Any]:
@@ -80,10 +44,6 @@ def _balance(b: pb.Balance) -> dict[str, Any]:
     }
 
 
-def _print_json(value: Any) -> None:
-    print(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
-
-
 async def _grant(stub: credits_pb2_grpc.CreditsAsyncStub, args: argparse.Namespace) -> int:
     try:
         amount = to_micro(args.amount)
@@ -97,12 +57,12 @@ async def _grant(stub: credits_pb2_grpc.CreditsAsyncStub, args: argparse.Namespa
             idempotency_key=args.key or f"cli:{uuid.uuid4().hex}",
             kind=args.kind,
             reason=args.reason,
-            actor=_actor(),
+            actor=actor(),
         ),
         timeout=args.timeout,
     )
     print(f"granted {to_credits(amount)} credits to {args.user} (transaction {reply.transaction_id})")
-    _print_json(_balance(reply.balance))
+    print_json(_balance(reply.balance))
     return 0
 
 
@@ -115,7 +75,7 @@ async def _show(stub: credits_pb2_grpc.CreditsAsyncStub, args: argparse.Namespac
     result["transactions"] = [
         {
             "id": t.id,
-            "at": _when(t.created_unix_ms),
+            "at": when(t.created_unix_ms, seconds=True),
             "kind": t.kind,
             "amount": to_credits(t.amount_micro),
             "overdraft": to_credits(t.overdraft_micro),
@@ -124,7 +84,7 @@ async def _show(stub: credits_pb2_grpc.CreditsAsyncStub, args: argparse.Namespac
         }
         for t in txs.transactions
     ]
-    _print_json(result)
+    print_json(result)
     return 0
 
 
@@ -158,7 +118,7 @@ async def _usage_show(stub: credits_pb2_grpc.CreditsAsyncStub, args: argparse.Na
     )
     rows = [
         {
-            "at": _when(r.created_unix_ms),
+            "at": when(r.created_unix_ms, seconds=True),
             "request_id": r.usage.request_id,
             "user_id": r.usage.user_id,
             "model": r.usage.model,
@@ -209,7 +169,7 @@ def _emit(rows: list[dict[str, Any]], columns: tuple[str, ...], as_csv: bool) ->
         writer.writeheader()
         writer.writerows(rows)
     else:
-        _print_json(rows)
+        print_json(rows)
 
 
 def _reconcile(args: argparse.Namespace) -> int:
@@ -235,17 +195,12 @@ def _reconcile(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _connection(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--credits-addr", help="credits address (default: TOLLGATE_CREDITS_ADDR)")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per call (default 10)")
-
-
 def _window(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--user", help="one user's usage (default: every user)")
     parser.add_argument("--since", help="from this UTC date or time (ISO 8601)")
     parser.add_argument("--until", help="before this UTC date or time (ISO 8601)")
     parser.add_argument("--csv", action="store_true", help="CSV instead of JSON")
-    _connection(parser)
+    add_connection(parser, "credits")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -258,14 +213,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     grant.add_argument("--kind", default="top-up", choices=("top-up", "grant", "refund", "adjustment"))
     grant.add_argument("--reason", default="")
     grant.add_argument("--key", help="idempotency key: the same key never grants twice (default: a new one)")
-    _connection(grant)
-    grant.set_defaults(func=_runner(_grant))
+    add_connection(grant, "credits")
+    grant.set_defaults(func=runner("credits", credits_pb2_grpc.CreditsStub, _grant))
 
     show = commands.add_parser("show", help="a user's balance and latest transactions")
     show.add_argument("user")
     show.add_argument("--limit", type=int, default=20)
-    _connection(show)
-    show.set_defaults(func=_runner(_show))
+    add_connection(show, "credits")
+    show.set_defaults(func=runner("credits", credits_pb2_grpc.CreditsStub, _show))
 
     check = commands.add_parser("reconcile", help="check the ledger; exit 1 on any mismatch")
     check.add_argument("--database-url", help="credits database (default: TOLLGATE_CREDITS_DATABASE_URL)")
@@ -276,8 +231,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     listing = usage_commands.add_parser("show", help="usage rows, newest first")
     listing.add_argument("--limit", type=int, default=100)
     _window(listing)
-    listing.set_defaults(func=_runner(_usage_show))
+    listing.set_defaults(func=runner("credits", credits_pb2_grpc.CreditsStub, _usage_show))
     summary = usage_commands.add_parser("summary", help="requests, tokens and cost grouped")
     summary.add_argument("--by", default="day", choices=("day", "model", "provider", "user"))
     _window(summary)
-    summary.set_defaults(func=_runner(_usage_summary))
+    summary.set_defaults(func=runner("credits", credits_pb2_grpc.CreditsStub, _usage_summary))

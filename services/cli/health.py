@@ -7,28 +7,18 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import sys
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
-from typing import Any, TypeAlias, cast
+from collections.abc import Sequence
+from typing import Any, TypeAlias
 
-import grpc
 import orjson
 
-from services.runtime.errors import from_rpc_error
-from services.runtime.settings import CommonSettings, load
+from services.cli.common import add_connection, runner, when
 from tollgate.health.v1 import health_pb2 as pb
 from tollgate.health.v1 import health_pb2_grpc
 
 Stub: TypeAlias = "health_pb2_grpc.ProviderHealthAsyncStub"
-Command: TypeAlias = "Callable[[Stub, argparse.Namespace], Awaitable[int]]"
 
 _COLUMNS = ("provider", "state", "latency", "p50/p90/p99 ms", "checked", "fails", "ejected until", "last error")
-
-
-def when(unix_ms: int) -> str:
-    return datetime.fromtimestamp(unix_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S") if unix_ms else "-"
 
 
 def state_row(state: pb.ProviderState) -> dict[str, Any]:
@@ -61,9 +51,9 @@ def print_states(states: Sequence[pb.ProviderState], as_json: bool) -> None:
             r["state"],
             f"{r['latency_ms']:.0f} ms" if r["last_checked_unix_ms"] else "-",
             f"{r['p50_ms']:.0f}/{r['p90_ms']:.0f}/{r['p99_ms']:.0f}",
-            when(r["last_checked_unix_ms"]),
+            when(r["last_checked_unix_ms"], seconds=True),
             str(r["consecutive_failures"]),
-            when(r["ejected_until_unix_ms"]) if r["ejected"] else "-",
+            when(r["ejected_until_unix_ms"], seconds=True) if r["ejected"] else "-",
             r["last_error"] or "-",
         )
         for r in rows
@@ -85,30 +75,6 @@ async def check_now(stub: Stub, args: argparse.Namespace) -> int:
     return 0 if all(s.state != pb.STATE_DOWN for s in reply.providers) else 2
 
 
-def runner(command: Command) -> Callable[[argparse.Namespace], int]:
-    """A CLI handler: open a channel to health, run `command`, turn a failed call into one line."""
-
-    def run(args: argparse.Namespace) -> int:
-        address = args.health_addr or load(CommonSettings).health_addr
-
-        async def go() -> int:
-            async with grpc.aio.insecure_channel(address) as chan:
-                stub = cast(Stub, health_pb2_grpc.ProviderHealthStub(chan))
-                try:
-                    return await command(stub, args)
-                except grpc.aio.AioRpcError as exc:
-                    print(f"tollgate: {from_rpc_error(exc, 'health').message}", file=sys.stderr)
-                    return 1
-
-        try:
-            return asyncio.run(go())
-        except KeyboardInterrupt:
-            print("\ninterrupted", file=sys.stderr)
-            return 130
-
-    return run
-
-
 def register(sub: Any) -> None:
     """Add `tollgate health show|check-now` to the CLI's subparsers."""
     health = sub.add_parser("health", help="provider health: show state, probe now")
@@ -116,14 +82,13 @@ def register(sub: Any) -> None:
 
     def options(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--json", action="store_true", help="print JSON")
-        parser.add_argument("--health-addr", help="health address (default: TOLLGATE_HEALTH_ADDR)")
-        parser.add_argument("--timeout", type=float, default=30.0, help="seconds per call (default 30)")
+        add_connection(parser, "health", timeout=30.0)
 
     p = commands.add_parser("show", help="state, latency percentiles and ejections per provider")
     options(p)
-    p.set_defaults(func=runner(show))
+    p.set_defaults(func=runner("health", health_pb2_grpc.ProviderHealthStub, show))
 
     p = commands.add_parser("check-now", help="probe providers now (all when none named); exit 2 if any is down")
     p.add_argument("providers", nargs="*", metavar="PROVIDER", help="catalog provider ids")
     options(p)
-    p.set_defaults(func=runner(check_now))
+    p.set_defaults(func=runner("health", health_pb2_grpc.ProviderHealthStub, check_now))

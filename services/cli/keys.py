@@ -7,68 +7,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import getpass
-import sys
 import time
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from typing import Any, TypeAlias, cast
+from typing import Any
 
-import grpc
-import orjson
-
-from services.runtime.errors import from_rpc_error
-from services.runtime.settings import CommonSettings, load
+from services.cli.common import actor, add_connection, print_json, runner, when
 from tollgate.keyvault.v1 import keyvault_pb2 as pb
 from tollgate.keyvault.v1 import keyvault_pb2_grpc
-
-Command: TypeAlias = "Callable[[keyvault_pb2_grpc.KeyVaultAsyncStub, argparse.Namespace], Awaitable[int]]"
-
-
-def actor() -> str:
-    try:
-        return "cli:" + getpass.getuser()
-    except (KeyError, OSError):
-        return "cli"
-
-
-def when(unix_ms: int) -> str:
-    return datetime.fromtimestamp(unix_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M") if unix_ms else "-"
-
-
-def add_connection_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--keyvault-addr", help="keyvault address (default: TOLLGATE_KEYVAULT_ADDR)")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per call (default 10)")
-
-
-def runner(command: Command, interrupted: str = "interrupted") -> Callable[[argparse.Namespace], int]:
-    """A CLI handler: open a channel to keyvault, run `command`, turn a failed call into one line."""
-
-    def run(args: argparse.Namespace) -> int:
-        address = args.keyvault_addr or load(CommonSettings).keyvault_addr
-
-        async def go() -> int:
-            async with grpc.aio.insecure_channel(address) as chan:
-                stub = cast("keyvault_pb2_grpc.KeyVaultAsyncStub", keyvault_pb2_grpc.KeyVaultStub(chan))
-                try:
-                    return await command(stub, args)
-                except grpc.aio.AioRpcError as exc:
-                    err = from_rpc_error(exc, "keyvault")
-                    print(f"tollgate: {err.message}", file=sys.stderr)
-                    return 1
-
-        try:
-            return asyncio.run(go())
-        except KeyboardInterrupt:
-            print(f"\n{interrupted}", file=sys.stderr)
-            return 130
-
-    return run
-
-
-def print_json(value: Any) -> None:
-    print(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
 
 
 def key_row(info: pb.ApiKeyInfo) -> dict[str, Any]:
@@ -146,17 +90,17 @@ def register(sub: Any) -> None:
     p.add_argument("--rpm", type=int, default=0, help="requests per minute for this key (0: gateway default)")
     p.add_argument("--tpm", type=int, default=0, help="tokens per minute for this key (0: gateway default)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    add_connection_options(p)
-    p.set_defaults(func=runner(create))
+    add_connection(p, "keyvault")
+    p.set_defaults(func=runner("keyvault", keyvault_pb2_grpc.KeyVaultStub, create))
 
     p = commands.add_parser("list", help="list keys (masked)")
     p.add_argument("--user", help="only this user's keys")
     p.add_argument("--json", action="store_true", help="print JSON")
-    add_connection_options(p)
-    p.set_defaults(func=runner(list_keys))
+    add_connection(p, "keyvault")
+    p.set_defaults(func=runner("keyvault", keyvault_pb2_grpc.KeyVaultStub, list_keys))
 
     p = commands.add_parser("revoke", help="revoke a key by its id")
     p.add_argument("key_id")
     p.add_argument("--user", help="refuse unless the key belongs to this user")
-    add_connection_options(p)
-    p.set_defaults(func=runner(revoke))
+    add_connection(p, "keyvault")
+    p.set_defaults(func=runner("keyvault", keyvault_pb2_grpc.KeyVaultStub, revoke))

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from services.cli.keys import actor, add_connection_options, print_json, runner, when
+from services.cli.common import actor, add_connection, print_json, runner, when
 from tollgate.keyvault.v1 import keyvault_pb2 as pb
 from tollgate.keyvault.v1 import keyvault_pb2_grpc
 
@@ -100,15 +100,22 @@ def register(sub: Any) -> None:
 
     p = commands.add_parser("rotate", help="rewrap every provider key to the active master key (resumable)")
     p.add_argument("--batch", type=int, default=200, help="rows per call (default 200)")
-    add_connection_options(p)
-    p.set_defaults(func=runner(rotate, "interrupted; run `tollgate vault rotate` again to resume"))
+    add_connection(p, "keyvault")
+    p.set_defaults(
+        func=runner(
+            "keyvault",
+            keyvault_pb2_grpc.KeyVaultStub,
+            rotate,
+            "interrupted; run `tollgate vault rotate` again to resume",
+        )
+    )
 
     p = commands.add_parser("status", help="provider keys per master-key version")
     p.add_argument("--json", action="store_true", help="print JSON")
-    add_connection_options(p)
-    p.set_defaults(func=runner(status))
+    add_connection(p, "keyvault")
+    p.set_defaults(func=runner("keyvault", keyvault_pb2_grpc.KeyVaultStub, status))
 
     p = commands.add_parser("retire", help="retire a master-key version no row uses any more")
     p.add_argument("version", help="e.g. 1 or v1")
-    add_connection_options(p)
-    p.set_defaults(func=runner(retire))
+    add_connection(p, "keyvault")
+    p.set_defaults(func=runner("keyvault", keyvault_pb2_grpc.KeyVaultStub, retire))
