@@ -25,6 +25,7 @@ def start_suite(tmp: Path, upstream_args: tuple[str, ...] = (), **env: str) -> S
             "TOLLGATE_CATALOG": str(CATALOG),
             "TOLLGATE_E2E_PLATFORM_KEY": PLATFORM_KEY,
             "TOLLGATE_LOG_LEVEL": "INFO",
+            "TOLLGATE_AUTH_CACHE_TTL": "1",
             **env,
         },
     )
