@@ -273,6 +273,8 @@ class Router:
         route = request.route
         wants_usage = request.include_usage
         reported: tuple[int, int] | None = None
+        held_usage: dict[str, Any] | None = None  # the usage chunk waits for the settlement to carry `_metadata`
+        announced = False
         chars = 0
         status = "cancelled"
         failure: UpstreamError | None = None
@@ -285,16 +287,23 @@ class Router:
                 relay = True
                 if obj.get("usage") is not None:
                     reported = normalize.usage_of(obj) or reported
-                    if not wants_usage:
-                        if obj.get("choices"):
+                    if obj.get("choices"):
+                        if not wants_usage:
                             del obj["usage"]
                             raw = b""
-                        else:
-                            relay = False
+                    else:
+                        relay = False
+                        if wants_usage:
+                            normalize.chunk(route, obj, model.upstream)
+                            held_usage = obj
                 if relay:
                     if normalize.chunk(route, obj, model.upstream) or not raw:
                         raw = orjson.dumps(obj)
-                    yield router_pb2.StreamEvent(chunk=raw)
+                    if announced:
+                        yield router_pb2.StreamEvent(chunk=raw)
+                    else:
+                        announced = True
+                        yield router_pb2.StreamEvent(chunk=raw, provider=model.provider.name, model=model.id)
                 try:
                     event = await anext(events)
                 except StopAsyncIteration:
@@ -335,8 +344,10 @@ class Router:
         if failure is not None:
             error = DomainError("provider_error", f"the stream from {model.provider.name} broke off: {failure.message}")
             yield router_pb2.StreamEvent(error=orjson.dumps(error.body()))
-        elif wants_usage and reported is None:
-            yield router_pb2.StreamEvent(chunk=orjson.dumps(_usage_chunk(route, model, prompt, completion)))
+        elif wants_usage:
+            last = held_usage if held_usage is not None else _usage_chunk(route, model, prompt, completion)
+            last["_metadata"] = _metadata(outcome)
+            yield router_pb2.StreamEvent(chunk=orjson.dumps(last))
         yield router_pb2.StreamEvent(outcome=outcome)
 
     # the steps of an attempt

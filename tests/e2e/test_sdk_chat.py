@@ -41,19 +41,24 @@ def test_stream_relays_chunks_usage_and_charges_exactly(
         stream=True,
         stream_options={"include_usage": True},
     )
-    text, usage, finish = "", None, None
+    text, usage, finish, meta = "", None, None, None
     for chunk in stream:
         if chunk.choices:
             text += chunk.choices[0].delta.content or ""
             finish = chunk.choices[0].finish_reason or finish
         if chunk.usage is not None:
             usage = chunk.usage
+            meta = (chunk.model_extra or {}).get("_metadata")
     reply, prompt_tokens, completion_tokens = expected_usage()
     assert text == reply
     assert finish == "stop"
     assert usage is not None
     assert (usage.prompt_tokens, usage.completion_tokens) == (prompt_tokens, completion_tokens)
-    assert before - balance_micro(http, keys["demo_key"]) == cost_micro(prompt_tokens, completion_tokens, *PAID)
+    charged = before - balance_micro(http, keys["demo_key"])
+    assert charged == cost_micro(prompt_tokens, completion_tokens, *PAID)
+    assert meta is not None
+    assert (meta["provider_used"], meta["model_used"]) == ("fake", "echo-paid")
+    assert round(meta["cost_incurred"] * 1_000_000) == charged
 
 
 async def test_async_client_stream_and_non_stream(async_client: openai.AsyncOpenAI) -> None:
@@ -126,3 +131,16 @@ def test_model_selection_explains_itself(http: httpx.Client, keys: dict[str, str
     top = body["candidates"][0]
     assert (top["model"], top["tier"], top["estimated_cost"]) == ("echo-free", "FREE", 0)
     assert body["reason"]
+
+
+def test_stream_headers_name_the_provider(http: httpx.Client, keys: dict[str, str]) -> None:
+    body = {"model": "echo-paid", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    with http.stream(
+        "POST", "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {keys['demo_key']}"}
+    ) as reply:
+        assert reply.status_code == 200
+        assert reply.headers["x-tollgate-provider"] == "fake"
+        assert reply.headers["x-tollgate-model"] == "echo-paid"
+        lines = [line for line in reply.iter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]"
+    assert not any("_metadata" in line for line in lines)  # no usage asked for, no extra chunk

@@ -212,7 +212,10 @@ async def _stream(job: Completion, method: Any) -> Response:
             if job.idempotency_key is not None:
                 await _settle_stream_key(job, kept if not failed else None)
 
-    return StreamingResponse(relay(), media_type="text/event-stream", headers={**_SSE_HEADERS, **job.headers})
+    headers = {**_SSE_HEADERS, **job.headers}
+    if first.provider:
+        headers |= {"x-tollgate-provider": first.provider, "x-tollgate-model": first.model}
+    return StreamingResponse(relay(), media_type="text/event-stream", headers=headers)
 
 
 async def _settle_stream_key(job: Completion, frames: list[bytes] | None) -> None:

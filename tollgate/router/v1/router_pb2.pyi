@@ -77,14 +77,18 @@ class CompletionReply(_message.Message):
     def __init__(self, body: _Optional[bytes] = ..., outcome: _Optional[_Union[Outcome, _Mapping]] = ...) -> None: ...
 
 class StreamEvent(_message.Message):
-    __slots__ = ("chunk", "error", "outcome")
+    __slots__ = ("chunk", "error", "outcome", "provider", "model")
     CHUNK_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     chunk: bytes
     error: bytes
     outcome: Outcome
-    def __init__(self, chunk: _Optional[bytes] = ..., error: _Optional[bytes] = ..., outcome: _Optional[_Union[Outcome, _Mapping]] = ...) -> None: ...
+    provider: str
+    model: str
+    def __init__(self, chunk: _Optional[bytes] = ..., error: _Optional[bytes] = ..., outcome: _Optional[_Union[Outcome, _Mapping]] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()
