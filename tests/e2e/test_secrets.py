@@ -93,6 +93,26 @@ def test_stored_byok_key_reaches_the_provider_and_is_not_charged(
     assert tested.status_code == 200 and tested.json()["valid"] is True
 
 
+def test_a_rejected_byok_key_is_reported_clearly(world: tuple[Suite, Path], http: httpx.Client, user_key: str) -> None:
+    suite = world[0]
+    control = f"{suite.upstream_url.rsplit('/v1', 1)[0]}/_control"
+    httpx.post(control, json={"model": "demo-echo", "require_key": "sk-only-this-one-works"}).raise_for_status()
+    try:
+        before = balance_micro(http, user_key)
+        reply = http.post(
+            "/v1/chat/completions",
+            headers=bearer(user_key),
+            json={"model": "echo-paid", "messages": [{"role": "user", "content": "mine"}]},
+        )
+        assert reply.status_code == 502, reply.text
+        error = reply.json()["error"]
+        assert error["code"] == "provider_auth_failed"
+        assert "key" in error["message"].lower()
+        assert balance_micro(http, user_key) == before
+    finally:
+        httpx.post(control, json={"model": "demo-echo", "require_key": ""}).raise_for_status()
+
+
 def test_inline_byok_key_serves_one_request_uncharged(world: tuple[Suite, Path], http: httpx.Client) -> None:
     suite = world[0]
     key = create_key(suite, f"inline-{uuid.uuid4().hex[:8]}")
