@@ -39,6 +39,7 @@ class HealthView:
         self._channel = channel
         self._rpc_timeout = rpc_timeout
         self.states: dict[str, health_pb2.ProviderState] = {}
+        self._last_ok: dict[tuple[str, str], bool] = {}
         self._reports: asyncio.Queue[health_pb2.OutcomeReport] = asyncio.Queue(queue_size)
 
     # reading (the hot path)
@@ -62,7 +63,15 @@ class HealthView:
                 self.states[p.provider] = p
 
     def report(self, provider: str, base_url: str, success: bool, latency_ms: float, status: int, error: str) -> None:
-        """Queue one outcome for health; dropped (never blocking) when the queue is full."""
+        """Queue one outcome for health; dropped (never blocking) when the queue is full.
+
+        A success is news only after a failure or while health does not call the provider healthy, so
+        steady success costs no call at all; every failure, and the first success after it, is sent.
+        """
+        endpoint = (provider, base_url)
+        if success and self._last_ok.get(endpoint) and self.state(provider) == "healthy":
+            return
+        self._last_ok[endpoint] = success
         report = health_pb2.OutcomeReport(
             provider=provider,
             base_url=base_url,

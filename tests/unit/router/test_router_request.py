@@ -101,3 +101,18 @@ def test_health_view_applies_snapshots_and_changes() -> None:
     view.apply(health_pb2.ProviderEvent(snapshot=True, providers=[]))
     assert view.state("p") == "unknown"
     view.report("p", "http://x", False, 1.0, 500, "boom")  # queued, never blocking, without a health service
+
+
+def test_steady_success_is_not_reported_but_failures_and_recovery_are() -> None:
+    view = HealthView()
+    view.apply(
+        health_pb2.ProviderEvent(
+            snapshot=True, providers=[health_pb2.ProviderState(provider="p", state=health_pb2.STATE_HEALTHY)]
+        )
+    )
+    sent = view._reports
+    for ok in (True, True, True, False, True, True):
+        view.report("p", "http://x", ok, 1.0, 200 if ok else 500, "")
+    reported = [sent.get_nowait().success for _ in range(sent.qsize())]
+    # The first success (nothing known yet), the failure, and the first success after it.
+    assert reported == [True, False, True]
