@@ -63,10 +63,13 @@ def _funds(balance: credits_pb2.Balance) -> Funds:
 class GrpcLedger:
     def __init__(self, channel: Callable[[], grpc.aio.Channel]) -> None:
         self._channel = channel
+        self._made: credits_pb2_grpc.CreditsStub | None = None
 
     @property
     def _stub(self) -> credits_pb2_grpc.CreditsStub:
-        return credits_pb2_grpc.CreditsStub(self._channel())
+        if self._made is None:
+            self._made = credits_pb2_grpc.CreditsStub(self._channel())
+        return self._made
 
     async def reserve(
         self, user_id: str, amount_micro: int, key: str, request_id: str, ttl_seconds: int, timeout: float

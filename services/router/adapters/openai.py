@@ -8,6 +8,7 @@ normalizer has to change it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -85,6 +86,7 @@ class OpenAIAdapter:
                 raise _status_error(provider, resp.status, await _read(resp, provider), api_key)
             async for data in _sse_payloads(resp, provider):
                 if data == b"[DONE]":
+                    await _drain(resp)
                     return
                 try:
                     obj = orjson.loads(data)
@@ -108,6 +110,16 @@ class OpenAIAdapter:
         for session in self._sessions.values():
             await session.close()
         self._sessions.clear()
+
+
+async def _drain(resp: aiohttp.ClientResponse) -> None:
+    """Read what follows `[DONE]` (the end of the chunked body), so the connection goes back to the pool."""
+    try:
+        async with asyncio.timeout(1.0):
+            while await resp.content.readany():
+                pass
+    except (TimeoutError, aiohttp.ClientError):
+        resp.close()
 
 
 async def _read(resp: aiohttp.ClientResponse, provider: Provider) -> bytes:
