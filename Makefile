@@ -11,7 +11,7 @@ PROTOS := $(shell find proto -name '*.proto')
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS := True
 
-.PHONY: help install proto proto-check run test test-unit test-integration test-e2e fuzz lint fmt clean
+.PHONY: help install proto proto-check run test test-unit test-integration test-e2e fuzz bench bench-litellm bench-credits soak lint fmt clean
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -53,6 +53,18 @@ test-e2e: $(VENV)/.installed ## End-to-end tests: the suite as real processes, t
 fuzz: $(VENV)/.installed ## Fuzz every route from /openapi.json (about 10,000 cases): no 5xx, OpenAI-shaped errors
 	TOLLGATE_FUZZ_EXAMPLES=500 $(BIN)/pytest -q tests/e2e/test_fuzz.py
 
+bench: $(VENV)/.installed ## Benchmark the suite (production profile: local PostgreSQL + Redis); table + bench/results/<time>.json
+	$(PY) -m bench.run
+
+bench-litellm: $(VENV)/.installed ## The same scenarios against LiteLLM proxy too (own venv bench/.venv-litellm), as ratios
+	$(PY) -m bench.run --litellm
+
+bench-credits: $(VENV)/.installed ## Credits reserve+settle pairs/s on PostgreSQL: 1,000 accounts and one hot account
+	$(PY) -m bench.credits_bench
+
+soak: $(VENV)/.installed ## 100k requests at steady load; RSS of every service and its growth over the second half
+	$(PY) -m bench.run --soak 100000
+
 lint: $(VENV)/.installed ## ruff and mypy over our code, generated stubs included
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -63,4 +75,4 @@ fmt: $(VENV)/.installed ## Format and autofix
 	$(BIN)/ruff check --fix .
 
 clean: ## Remove the virtualenv, caches and local data
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache bench/results bench/.venv-litellm

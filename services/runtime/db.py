@@ -11,8 +11,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -70,7 +68,10 @@ async def ping(engine: AsyncEngine) -> bool:
     return True
 
 
-def _alembic_config(migrations: Path, version_table: str) -> Config:
+def _alembic_config(migrations: Path, version_table: str) -> Any:
+    # Imported here: alembic costs every service memory it needs only for the moment of migrating.
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations))
     cfg.attributes["version_table"] = version_table
@@ -79,6 +80,8 @@ def _alembic_config(migrations: Path, version_table: str) -> Config:
 
 async def migrate(engine: AsyncEngine, migrations: Path, version_table: str) -> None:
     """Upgrade the schema to the newest revision (idempotent, safe to run at every start)."""
+    from alembic import command
+
     cfg = _alembic_config(migrations, version_table)
 
     def upgrade(conn: Connection) -> None:
