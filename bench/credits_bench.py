@@ -47,6 +47,7 @@ async def _pairs(url: str, users: list[str], pairs: int, concurrency: int, tag: 
     try:
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     finally:
+        await ledger.close()
         await engine.dispose()
 
 
@@ -83,6 +84,7 @@ async def _prepare(url: str, users: list[str]) -> None:
     ledger = Ledger(engine, POLICY)
     for start in range(0, len(users), 100):
         await asyncio.gather(*(ledger.balance(u) for u in users[start : start + 100]))
+    await ledger.close()
     await engine.dispose()
 
 

@@ -89,7 +89,7 @@ async def build(settings: CreditsSettings) -> server.Service:
             partial(sweep, ledger, settings.credits_sweep_interval_seconds, settings.credits_sweep_batch),
             partial(dispatcher.run, settings.credits_outbox_interval_seconds),
         ],
-        on_stop=[dispatcher.close, engine.dispose],
+        on_stop=[dispatcher.close, ledger.close, engine.dispose],
     )
 
 

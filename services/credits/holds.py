@@ -6,6 +6,11 @@ give the hold back. The hold's own transition (`UPDATE holds … WHERE status = 
 once-only gate: of two concurrent resolutions exactly one matches the row. A request that really
 ran is never dropped: settling above the hold, or after the sweeper expired it, charges what is
 available and writes the remainder as an explicit `overdraft` journal row.
+
+On PostgreSQL each of reserve, settle and release is one call of its database function
+(`procedures`), which does what the Python path below does in one round trip; SQLite runs the
+Python path. Both answer repeats and refusals through the same helpers (`_reserved_before`,
+`_settled_before`, `_released_before`), so their errors are the same.
 """
 
 from __future__ import annotations
@@ -25,15 +30,17 @@ from services.credits.ledger import (
     Balance,
     Ledger,
     balance_of,
+    balance_of_record,
     ensure_account,
+    insufficient,
     key_reused,
     note_low_balance,
     read_balance,
     require_key,
     require_user,
 )
+from services.credits.procedures import KeyConflict, Refused
 from services.credits.schema import accounts, holds, journal, now_ms
-from services.credits.settings import to_credits
 from services.credits.usage import UsageEntry, enqueue_billing, insert_usage
 from services.runtime.errors import DomainError
 
@@ -47,14 +54,6 @@ class Settlement:
     balance: Balance
 
 
-def _insufficient(available: int, estimate: int) -> DomainError:
-    return DomainError(
-        "insufficient_credits",
-        f"Insufficient credits: {to_credits(available)} credits available, this request may cost up to "
-        f"{to_credits(estimate)} credits",
-    )
-
-
 async def reserve(
     ledger: Ledger, user_id: str, amount_micro: int, idempotency_key: str, request_id: str = "", ttl_seconds: int = 0
 ) -> tuple[str, Balance]:
@@ -66,7 +65,18 @@ async def reserve(
     policy = ledger.policy
     ttl = min(ttl_seconds if ttl_seconds > 0 else policy.hold_ttl_seconds, policy.max_hold_ttl_seconds)
     hold_id = "h_" + uuid.uuid4().hex
+    request_id = request_id[:200]
     now = now_ms()
+    if ledger.procedures is not None:
+        try:
+            row = await ledger.procedures.reserve(
+                hold_id, user_id, amount_micro, idempotency_key, request_id, now, now + ttl * 1000, ledger.opening
+            )
+        except KeyConflict as exc:
+            return await _reserved_before(ledger, user_id, amount_micro, idempotency_key, request_id, exc)
+        except Refused as refused:
+            raise insufficient(refused.available, amount_micro) from None
+        return hold_id, balance_of_record(row)
     try:
         async with ledger.engine.begin() as conn:
             await conn.execute(
@@ -75,7 +85,7 @@ async def reserve(
                     user_id=user_id,
                     amount_micro=amount_micro,
                     status="pending",
-                    request_id=request_id[:200],
+                    request_id=request_id,
                     reserve_key=idempotency_key,
                     created_at=now,
                     expires_at=now + ttl * 1000,
@@ -85,17 +95,24 @@ async def reserve(
             if row is None and await ensure_account(conn, policy, user_id):
                 row = await _take(conn, user_id, amount_micro, now)
             if row is None:
-                raise _insufficient((await read_balance(conn, user_id)).available_micro, amount_micro)
+                raise insufficient((await read_balance(conn, user_id)).available_micro, amount_micro)
             await note_low_balance(conn, row, now)
             return hold_id, balance_of(row)
-    except IntegrityError:
-        async with ledger.engine.connect() as conn:
-            prior = (await conn.execute(select(holds).where(holds.c.reserve_key == idempotency_key))).first()
-            if prior is None:
-                raise
-            if (prior.user_id, prior.amount_micro, prior.request_id) != (user_id, amount_micro, request_id[:200]):
-                raise key_reused(idempotency_key) from None
-            return prior.hold_id, await read_balance(conn, user_id)
+    except IntegrityError as exc:
+        return await _reserved_before(ledger, user_id, amount_micro, idempotency_key, request_id, exc)
+
+
+async def _reserved_before(
+    ledger: Ledger, user_id: str, amount_micro: int, key: str, request_id: str, exc: Exception
+) -> tuple[str, Balance]:
+    """The key was taken: the first hold when this is its repeat, else a reused-key error."""
+    async with ledger.engine.connect() as conn:
+        prior = (await conn.execute(select(holds).where(holds.c.reserve_key == key))).first()
+        if prior is None:
+            raise exc
+        if (prior.user_id, prior.amount_micro, prior.request_id) != (user_id, amount_micro, request_id):
+            raise key_reused(key) from None
+        return prior.hold_id, await read_balance(conn, user_id)
 
 
 async def _take(conn: AsyncConnection, user_id: str, amount: int, now: int) -> Row[Any] | None:
@@ -122,13 +139,40 @@ async def _resolve(
     ).first()
 
 
+def _checked(given: UsageEntry | None, default_status: str) -> UsageEntry | None:
+    """The caller's usage record, validated before any row is touched (its status defaulted)."""
+    if given is None:
+        return None
+    return replace(given, status=given.status or default_status).validated()
+
+
 def _usage_for(hold: Row[Any], given: UsageEntry | None, cost: int, default_status: str) -> UsageEntry:
     """The hold's usage row: the caller's record, with the hold's user and the authoritative cost."""
     entry = given or UsageEntry(request_id=hold.request_id, user_id=hold.user_id, status=default_status)
-    entry = replace(entry, user_id=hold.user_id, cost_micro=cost, request_id=entry.request_id or hold.request_id)
-    if not given:
-        return entry
-    return replace(entry, status=given.status or default_status).validated()
+    return replace(entry, user_id=hold.user_id, cost_micro=cost, request_id=entry.request_id or hold.request_id)
+
+
+def _usage_args(given: UsageEntry | None, default_status: str) -> tuple[Any, ...]:
+    """The usage columns a procedure takes (an empty request id means the hold's own)."""
+    e = given or UsageEntry(request_id="", user_id="", status=default_status)
+    return (
+        e.request_id,
+        e.api_key_id,
+        e.model,
+        e.provider,
+        e.deployment,
+        e.power_level,
+        e.route,
+        e.prompt_tokens,
+        e.completion_tokens,
+        float(e.latency_ms),
+        e.status,
+        e.byok,
+        e.cache_hit,
+        e.fallback_count,
+        e.usage_estimated,
+        e.decision or None,
+    )
 
 
 async def settle(
@@ -138,7 +182,18 @@ async def settle(
     require_key(idempotency_key)
     if amount_micro < 0:
         raise DomainError("invalid_request", "amount must not be negative", "amount_micro")
+    entry = _checked(entry, "ok")
     now = now_ms()
+    if ledger.procedures is not None:
+        try:
+            row = await ledger.procedures.settle(
+                hold_id, amount_micro, idempotency_key, now, ledger.policy.billing_code, _usage_args(entry, "ok")
+            )
+        except KeyConflict as exc:
+            return await _settled_before(ledger, hold_id, amount_micro, idempotency_key, key_taken=True, exc=exc)
+        if not row["resolved"]:
+            return await _settled_before(ledger, hold_id, amount_micro, idempotency_key, key_taken=False)
+        return Settlement(row["charged_micro"], row["shortfall_micro"], balance_of_record(row))
     try:
         async with ledger.engine.begin() as conn:
             hold = await _resolve(conn, hold_id, "settled", idempotency_key, amount_micro, now, "pending")
@@ -210,15 +265,20 @@ async def settle(
             ).one()
             await note_low_balance(conn, row, now)
             return Settlement(charged, overdraft, balance_of(row))
-    except (_Unresolvable, IntegrityError) as exc:
-        return await _settled_before(ledger, hold_id, amount_micro, idempotency_key, exc)
+    except _Unresolvable:
+        return await _settled_before(ledger, hold_id, amount_micro, idempotency_key, key_taken=False)
+    except IntegrityError as exc:
+        return await _settled_before(ledger, hold_id, amount_micro, idempotency_key, key_taken=True, exc=exc)
 
 
 class _Unresolvable(Exception):
     """The hold was not pending (or expired): find out what happened to it."""
 
 
-async def _settled_before(ledger: Ledger, hold_id: str, amount_micro: int, key: str, exc: Exception) -> Settlement:
+async def _settled_before(
+    ledger: Ledger, hold_id: str, amount_micro: int, key: str, *, key_taken: bool, exc: Exception | None = None
+) -> Settlement:
+    """Why the hold did not settle: the first settle's result when this is its repeat, else the error."""
     async with ledger.engine.connect() as conn:
         hold = (await conn.execute(select(holds).where(holds.c.hold_id == hold_id))).first()
         if hold is None:
@@ -239,15 +299,24 @@ async def _settled_before(ledger: Ledger, hold_id: str, amount_micro: int, key: 
             charged = -sum(int(r.amount_micro) for r in rows if r.kind == "settle")
             overdraft = sum(int(r.overdraft_micro) for r in rows if r.kind == "overdraft")
             return Settlement(charged, overdraft, await read_balance(conn, hold.user_id))
-        if isinstance(exc, IntegrityError) and hold.status == "pending":
-            raise key_reused(key) from None
+        if key_taken and hold.status == "pending":
+            raise key_reused(key) from exc
         raise DomainError("conflict", f"Hold {hold_id!r} is already {hold.status}", "hold_id") from None
 
 
 async def release(ledger: Ledger, hold_id: str, idempotency_key: str, entry: UsageEntry | None = None) -> Balance:
     """Give a hold back without charge (the attempt failed or was cancelled); records its usage row."""
     require_key(idempotency_key)
+    entry = _checked(entry, "error")
     now = now_ms()
+    if ledger.procedures is not None:
+        try:
+            row = await ledger.procedures.release(hold_id, idempotency_key, now, _usage_args(entry, "error"))
+        except KeyConflict as exc:
+            return await _released_before(ledger, hold_id, idempotency_key, key_taken=True, exc=exc)
+        if not row["resolved"]:
+            return await _released_before(ledger, hold_id, idempotency_key, key_taken=False)
+        return balance_of_record(row)
     try:
         async with ledger.engine.begin() as conn:
             hold = await _resolve(conn, hold_id, "released", idempotency_key, 0, now, "pending")
@@ -264,19 +333,24 @@ async def release(ledger: Ledger, hold_id: str, idempotency_key: str, entry: Usa
                 )
             ).one()
             return balance_of(row)
-    except (_Unresolvable, IntegrityError) as exc:
-        return await _released_before(ledger, hold_id, idempotency_key, exc)
+    except _Unresolvable:
+        return await _released_before(ledger, hold_id, idempotency_key, key_taken=False)
+    except IntegrityError as exc:
+        return await _released_before(ledger, hold_id, idempotency_key, key_taken=True, exc=exc)
 
 
-async def _released_before(ledger: Ledger, hold_id: str, key: str, exc: Exception) -> Balance:
+async def _released_before(
+    ledger: Ledger, hold_id: str, key: str, *, key_taken: bool, exc: Exception | None = None
+) -> Balance:
+    """Why the hold did not release: already released or expired (its money is back), or the error."""
     async with ledger.engine.connect() as conn:
         hold = (await conn.execute(select(holds).where(holds.c.hold_id == hold_id))).first()
         if hold is None:
             raise DomainError("not_found", f"No hold {hold_id!r}", "hold_id") from None
         if hold.resolve_key == key and hold.status != "released":
             raise key_reused(key) from None
-        if isinstance(exc, IntegrityError) and hold.status == "pending":
-            raise key_reused(key) from None
+        if key_taken and hold.status == "pending":
+            raise key_reused(key) from exc
         if hold.status == "settled":
             raise DomainError("conflict", f"Hold {hold_id!r} is already settled", "hold_id") from None
         # Released (by this key or another) or expired: its money is back already.

@@ -7,6 +7,10 @@ PostgreSQL the row lock of that `UPDATE` serializes writers of one account; on S
 transaction starts with `BEGIN IMMEDIATE` (see `services.runtime.db`).
 
 Accounts are created on first use with the configured default grant, written as a `grant` row.
+
+On PostgreSQL the money-moving operations (grant here, reserve / settle / release in `holds`) run as
+one call of a database function each (`procedures`); this Python path is what SQLite runs, and the
+functions repeat it statement for statement.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import Insert
 
 from services.credits import outbox
+from services.credits.procedures import KeyConflict, Procedures, Refused
 from services.credits.schema import accounts, journal, now_ms
 from services.credits.settings import to_credits
 from services.runtime.errors import DomainError
@@ -76,9 +81,21 @@ class Transaction:
 class Ledger:
     """The credits database and the account policy; the functions of `holds` and `usage` take one."""
 
-    def __init__(self, engine: AsyncEngine, policy: Policy) -> None:
+    def __init__(self, engine: AsyncEngine, policy: Policy, *, procedures: bool = True) -> None:
         self.engine = engine
         self.policy = policy
+        # PostgreSQL moves money in one round trip per operation; `procedures=False` keeps the Python path.
+        self.procedures = Procedures(engine) if procedures and engine.dialect.name == "postgresql" else None
+
+    @property
+    def opening(self) -> tuple[int, int, str]:
+        """What a new account starts with: default grant, low-balance threshold, tier."""
+        return self.policy.default_grant_micro, self.policy.low_threshold_micro, self.policy.default_tier
+
+    async def close(self) -> None:
+        """Close the procedures' connections (the engine belongs to the caller)."""
+        if self.procedures is not None:
+            await self.procedures.close()
 
     async def balance(self, user_id: str) -> Balance:
         require_user(user_id)
@@ -107,7 +124,18 @@ class Ledger:
             raise DomainError("invalid_request", f"kind must be one of {', '.join(GRANT_KINDS)}", "kind")
         if amount_micro == 0 or (amount_micro < 0 and kind != "adjustment"):
             raise DomainError("invalid_request", "amount must be positive (negative only for an adjustment)", "amount")
+        reason, actor = reason[:500], actor[:200]
         now = now_ms()
+        if self.procedures is not None:
+            try:
+                row = await self.procedures.grant(
+                    user_id, amount_micro, idempotency_key, kind, reason, actor, now, self.opening
+                )
+            except KeyConflict as exc:
+                return await self._granted_before(user_id, kind, amount_micro, idempotency_key, exc)
+            except Refused as refused:
+                raise below_zero(amount_micro, refused.available) from None
+            return int(row["transaction_id"]), balance_of_record(row)
         try:
             async with self.engine.begin() as conn:
                 await ensure_account(conn, self.policy, user_id)
@@ -120,8 +148,8 @@ class Ledger:
                             amount_micro=amount_micro,
                             overdraft_micro=0,
                             idempotency_key=idempotency_key,
-                            reason=reason[:500],
-                            actor=actor[:200],
+                            reason=reason,
+                            actor=actor,
                             created_at=now,
                             request_id="",
                         )
@@ -145,25 +173,23 @@ class Ledger:
                     )
                 ).first()
                 if row is None:
-                    current = await read_balance(conn, user_id)
-                    raise DomainError(
-                        "invalid_request",
-                        f"This adjustment of {to_credits(amount_micro)} credits would take the available balance "
-                        f"({to_credits(current.available_micro)} credits) below zero",
-                        "amount",
-                    )
+                    raise below_zero(amount_micro, (await read_balance(conn, user_id)).available_micro)
                 await note_low_balance(conn, row, now)
                 return int(tx_id), balance_of(row)
-        except IntegrityError:
-            async with self.engine.connect() as conn:
-                prior = (
-                    await conn.execute(select(journal).where(journal.c.idempotency_key == idempotency_key))
-                ).first()
-                if prior is None:
-                    raise
-                if (prior.user_id, prior.kind, prior.amount_micro) != (user_id, kind, amount_micro):
-                    raise key_reused(idempotency_key) from None
-                return int(prior.id), await read_balance(conn, user_id)
+        except IntegrityError as exc:
+            return await self._granted_before(user_id, kind, amount_micro, idempotency_key, exc)
+
+    async def _granted_before(
+        self, user_id: str, kind: str, amount_micro: int, key: str, exc: Exception
+    ) -> tuple[int, Balance]:
+        """The key was taken: the first grant's result when this is its repeat, else a reused-key error."""
+        async with self.engine.connect() as conn:
+            prior = (await conn.execute(select(journal).where(journal.c.idempotency_key == key))).first()
+            if prior is None:
+                raise exc
+            if (prior.user_id, prior.kind, prior.amount_micro) != (user_id, kind, amount_micro):
+                raise key_reused(key) from None
+            return int(prior.id), await read_balance(conn, user_id)
 
     async def transactions(
         self, user_id: str, limit: int = 50, before_id: int | None = None
@@ -195,6 +221,35 @@ def key_reused(key: str) -> DomainError:
         "idempotency_key_reused",
         f"Idempotency key {key!r} was already used with a different request",
         "idempotency_key",
+    )
+
+
+def below_zero(amount_micro: int, available_micro: int) -> DomainError:
+    return DomainError(
+        "invalid_request",
+        f"This adjustment of {to_credits(amount_micro)} credits would take the available balance "
+        f"({to_credits(available_micro)} credits) below zero",
+        "amount",
+    )
+
+
+def insufficient(available_micro: int, estimate_micro: int) -> DomainError:
+    return DomainError(
+        "insufficient_credits",
+        f"Insufficient credits: {to_credits(available_micro)} credits available, this request may cost up to "
+        f"{to_credits(estimate_micro)} credits",
+    )
+
+
+def balance_of_record(row: Any) -> Balance:
+    """The balance from a procedure's reply (an asyncpg record with the account's columns)."""
+    return Balance(
+        user_id=row["user_id"],
+        balance_micro=row["balance_micro"],
+        reserved_micro=row["pending_micro"],
+        overdraft_micro=row["overdraft_micro"],
+        low_threshold_micro=row["low_threshold_micro"],
+        tier=row["tier"],
     )
 
 

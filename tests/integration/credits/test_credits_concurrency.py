@@ -42,6 +42,7 @@ async def test_thousand_concurrent_reserves_on_one_account_never_overspend(postg
         report = await reconcile(engine)
         assert report.ok, report.lines()
     finally:
+        await ledger.close()
         await engine.dispose()
 
 

@@ -30,6 +30,7 @@ async def _activity(url: str) -> None:
             UsageEntry(request_id=f"r{n}", user_id=f"u{n}", model="m"),
         )
     await holds.reserve(ledger, "u0", 1_000_000, "open:reserve", "open")
+    await ledger.close()
     await engine.dispose()
 
 
