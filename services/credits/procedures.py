@@ -81,18 +81,22 @@ class Procedures:
     async def _call(self, sql: str, *args: Any) -> Any:
         pool = self._pool or await self._open()
         for attempt in (1, 2):
+            conn = await pool.acquire()
             try:
-                async with pool.acquire() as conn:
-                    return await conn.fetchrow(sql, *args)
+                return await conn.fetchrow(sql, *args)
             except asyncpg.UniqueViolationError as exc:
                 raise KeyConflict(exc.constraint_name or "") from exc
             except asyncpg.RaiseError as exc:
                 if exc.message in ("insufficient_credits", "below_zero"):
                     raise Refused(int(exc.detail or 0)) from None
                 raise
-            except (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError, OSError):
+            except (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError):
+                # Cut (a server restart, a failover): never reuse it; the repeat answers by its key.
+                conn.terminate()
                 if attempt == 2:
                     raise
+            finally:
+                await pool.release(conn)
         raise AssertionError("unreachable")
 
     async def reserve(
