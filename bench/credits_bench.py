@@ -1,11 +1,15 @@
 """Reserve+settle pairs per second on PostgreSQL: spread over many accounts, and on one hot account.
 
     python -m bench.credits_bench [--url postgresql://postgres@127.0.0.1:5432/postgres]
-        [--pairs 5000] [--concurrency 32] [--processes 1]
+        [--pairs 5000] [--concurrency 32] [--pool-size 10] [--processes 1]
 
 Makes a scratch database, migrates it, runs each scenario, reconciles the ledger (any violation fails
 the run) and drops the database. Each pair is what the router does per request: Reserve the worst
-case, then Settle the actual cost with a usage row and its billing event.
+case, then Settle the actual cost with a usage row and its billing event — on PostgreSQL one call
+of a database function each, as the service runs them. `--pool-size` is the service's
+TOLLGATE_CREDITS_POOL_SIZE: fewer connections than concurrent pairs is faster (the calls are short,
+and more connections only queue on a busy account's row lock). The one-minute load average is
+printed next to each figure: the machine may be shared.
 """
 
 from __future__ import annotations
@@ -29,8 +33,8 @@ MICRO = 1_000_000
 POLICY = Policy(default_grant_micro=1_000_000 * MICRO)
 
 
-async def _pairs(url: str, users: list[str], pairs: int, concurrency: int, tag: str) -> None:
-    engine = create_engine(url, pool_size=concurrency)
+async def _pairs(url: str, users: list[str], pairs: int, concurrency: int, pool: int, tag: str) -> None:
+    engine = create_engine(url, pool_size=pool)
     ledger = Ledger(engine, POLICY)
     queue = iter(range(pairs))
 
@@ -51,18 +55,18 @@ async def _pairs(url: str, users: list[str], pairs: int, concurrency: int, tag: 
         await engine.dispose()
 
 
-def _process(url: str, users: list[str], pairs: int, concurrency: int, tag: str) -> None:
-    asyncio.run(_pairs(url, users, pairs, concurrency, tag))
+def _process(url: str, users: list[str], pairs: int, concurrency: int, pool: int, tag: str) -> None:
+    asyncio.run(_pairs(url, users, pairs, concurrency, pool, tag))
 
 
-def scenario(name: str, url: str, users: list[str], pairs: int, concurrency: int, processes: int) -> float:
+def scenario(name: str, url: str, users: list[str], pairs: int, concurrency: int, pool: int, processes: int) -> float:
     started = time.perf_counter()
     if processes == 1:
-        _process(url, users, pairs, concurrency, f"{name}-0")
+        _process(url, users, pairs, concurrency, pool, f"{name}-0")
     else:
         ctx = multiprocessing.get_context("spawn")
         procs = [
-            ctx.Process(target=_process, args=(url, users, pairs // processes, concurrency, f"{name}-{p}"))
+            ctx.Process(target=_process, args=(url, users, pairs // processes, concurrency, pool, f"{name}-{p}"))
             for p in range(processes)
         ]
         for proc in procs:
@@ -74,7 +78,8 @@ def scenario(name: str, url: str, users: list[str], pairs: int, concurrency: int
         pairs = pairs // processes * processes
     elapsed = time.perf_counter() - started
     rate = pairs / elapsed
-    print(f"{name:<28} {pairs:>7} pairs in {elapsed:6.2f}s = {rate:8.0f} pairs/s")
+    load = os.getloadavg()[0]
+    print(f"{name:<28} {pairs:>7} pairs in {elapsed:6.2f}s = {rate:8.0f} pairs/s  (load average {load:.2f})")
     return rate
 
 
@@ -115,6 +120,9 @@ def main() -> int:
     )
     parser.add_argument("--pairs", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=32, help="concurrent pairs per process")
+    parser.add_argument(
+        "--pool-size", type=int, default=10, help="database connections per process (TOLLGATE_CREDITS_POOL_SIZE)"
+    )
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument(
         "--async-commit",
@@ -135,10 +143,10 @@ def main() -> int:
         asyncio.run(_prepare(url, [*spread, "hot"]))
         print(
             f"credits bench: PostgreSQL, {os.cpu_count()} cores, {args.processes} process(es) x "
-            f"{args.concurrency} concurrent pairs"
+            f"{args.concurrency} concurrent pairs on {args.pool_size} connections"
         )
-        scenario("1,000 accounts", url, spread, args.pairs, args.concurrency, args.processes)
-        scenario("one hot account", url, ["hot"], args.pairs, args.concurrency, args.processes)
+        scenario("1,000 accounts", url, spread, args.pairs, args.concurrency, args.pool_size, args.processes)
+        scenario("one hot account", url, ["hot"], args.pairs, args.concurrency, args.pool_size, args.processes)
         ok = asyncio.run(_check(url))
     finally:
         asyncio.run(_admin(args.url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

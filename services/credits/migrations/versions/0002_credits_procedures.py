@@ -90,7 +90,9 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = 'insufficient_credits',
             DETAIL = (SELECT greatest(0, balance_micro - pending_micro) FROM accounts WHERE user_id = p_user)::text;
     END IF;
-    PERFORM credits_note_low_balance(a, p_now);
+    IF NOT a.low_alerted AND a.balance_micro - a.pending_micro < a.low_threshold_micro THEN
+        PERFORM credits_note_low_balance(a, p_now);
+    END IF;
     RETURN a;
 END $$;
 """
@@ -207,7 +209,9 @@ BEGIN
                         updated_at = p_now
      WHERE accounts.user_id = h.user_id
     RETURNING * INTO a;
-    PERFORM credits_note_low_balance(a, p_now);
+    IF NOT a.low_alerted AND a.balance_micro - a.pending_micro < a.low_threshold_micro THEN
+        PERFORM credits_note_low_balance(a, p_now);
+    END IF;
     resolved := true;
     {ACCOUNT_ASSIGN}
 END $$;
@@ -269,7 +273,9 @@ BEGIN
             DETAIL = (SELECT greatest(0, accounts.balance_micro - accounts.pending_micro)
                         FROM accounts WHERE accounts.user_id = p_user)::text;
     END IF;
-    PERFORM credits_note_low_balance(a, p_now);
+    IF NOT a.low_alerted AND a.balance_micro - a.pending_micro < a.low_threshold_micro THEN
+        PERFORM credits_note_low_balance(a, p_now);
+    END IF;
     {ACCOUNT_ASSIGN}
 END $$;
 """
