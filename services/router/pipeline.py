@@ -14,14 +14,14 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import orjson
 
 from services.router import normalize
-from services.router.adapters.base import Adapter, UpstreamError
+from services.router.adapters.base import Adapter, Reply, UpstreamError
 from services.router.adapters.openai import OpenAIAdapter
 from services.router.catalog import Catalog, Model
 from services.router.clients import Funds, Hold, Ledger, Vault
@@ -146,6 +146,27 @@ class Router:
 
     async def complete(self, request: Request, caller: Caller) -> tuple[bytes, router_pb2.Outcome]:
         trace = _Trace(request, caller, self.decide(request, caller))
+
+        async def call(model: Model, credential: Credential) -> Reply:
+            remaining = caller.deadline.remaining(model.provider.timeout_s)
+            payload = self._payload(request, stream=False)
+            return await self.adapter(model).call(request.route, model, payload, credential.api_key, remaining)
+
+        model, credential, hold, tries, began, reply = await self._first_answer(trace, call)
+        waited = (time.monotonic() - began) * 1000
+        trace.upstream_ms += waited
+        self.health.report(model.provider.name, model.provider.api_base, True, waited, 200, "")
+        trace.attempts.append(Attempt(model.id, model.provider.name, "ok", 200, "", waited))
+        return await self._shielded(self._finish(trace, model, credential, hold, tries, reply.body))
+
+    async def _first_answer(
+        self, trace: _Trace, start: Callable[[Model, Credential], Awaitable[T]]
+    ) -> tuple[Model, Credential, Hold | None, int, float, T]:
+        """Try the decision's candidates in order until one answers: the attempt loop of every route.
+
+        Each attempt takes a credential and a hold; a failed attempt releases its hold before the next.
+        """
+        caller = trace.caller
         queue = deque((c.model, False) for c in trace.decision.candidates)
         tries = 0
         while queue and tries < self.settings.max_attempts:
@@ -159,13 +180,7 @@ class Router:
             hold = await self._reserve(trace, model, credential, tries)
             began = time.monotonic()
             try:
-                reply = await self.adapter(model).call(
-                    request.route,
-                    model,
-                    self._payload(request, stream=False),
-                    credential.api_key,
-                    caller.deadline.remaining(model.provider.timeout_s),
-                )
+                answer = await start(model, credential)
             except UpstreamError as err:
                 self._failed(trace, model, err, began)
                 await self._shielded(self._release(trace, hold, tries, None))
@@ -179,11 +194,7 @@ class Router:
             except BaseException:
                 await self._shielded(self._release(trace, hold, tries, self._usage(trace, model, 0, 0, 0, "cancelled")))
                 raise
-            waited = (time.monotonic() - began) * 1000
-            trace.upstream_ms += waited
-            self.health.report(model.provider.name, model.provider.api_base, True, waited, 200, "")
-            trace.attempts.append(Attempt(model.id, model.provider.name, "ok", 200, "", waited))
-            return await self._shielded(self._finish(trace, model, credential, hold, tries, reply.body))
+            return model, credential, hold, tries, began, answer
         await self._record_failure(trace, None, "error")
         raise self._exhausted(trace)
 
@@ -210,53 +221,26 @@ class Router:
 
     async def stream(self, request: Request, caller: Caller) -> AsyncGenerator[router_pb2.StreamEvent, None]:
         trace = _Trace(request, caller, self.decide(request, caller))
-        queue = deque((c.model, False) for c in trace.decision.candidates)
-        tries = 0
-        while queue and tries < self.settings.max_attempts:
-            if caller.deadline.expired:
-                break
-            model, platform_only = queue.popleft()
-            credential = await self._credential(caller, model, platform_only, trace)
-            if credential is None:
-                continue
-            tries += 1
-            hold = await self._reserve(trace, model, credential, tries)
-            began = time.monotonic()
-            events = self.adapter(model).stream(
-                request.route,
-                model,
-                self._payload(request, stream=True),
-                credential.api_key,
-                caller.deadline.remaining(model.provider.timeout_s),
-            )
+
+        async def open_stream(model: Model, credential: Credential) -> tuple[Any, AsyncIterator[Any]]:
+            remaining = caller.deadline.remaining(model.provider.timeout_s)
+            payload = self._payload(request, stream=True)
+            events = self.adapter(model).stream(request.route, model, payload, credential.api_key, remaining)
             try:
-                first = await anext(events)
-            except (UpstreamError, StopAsyncIteration) as exc:
-                err = (
-                    exc
-                    if isinstance(exc, UpstreamError)
-                    else UpstreamError(
-                        "garbage", 200, f"{model.provider.name} ended the stream before sending anything"
-                    )
-                )
-                self._failed(trace, model, err, began)
-                await self._shielded(self._release(trace, hold, tries, None))
-                if err.auth and credential.byok and self.settings.byok_fallback_to_platform:
-                    queue.appendleft((model, True))
-                    continue
-                if not err.retryable:
-                    await self._record_failure(trace, model, "error")
-                    raise _client_error(err) from None
-                continue
+                return await anext(events), events
+            except StopAsyncIteration:
+                raise UpstreamError(
+                    "garbage", 200, f"{model.provider.name} ended the stream before sending anything"
+                ) from None
+            except UpstreamError:
+                raise
             except BaseException:
                 await self._shielded(_close(events))
-                await self._shielded(self._release(trace, hold, tries, self._usage(trace, model, 0, 0, 0, "cancelled")))
                 raise
-            async for event in self._relay(trace, model, credential, hold, tries, began, first, events):
-                yield event
-            return
-        await self._record_failure(trace, None, "error")
-        raise self._exhausted(trace)
+
+        model, credential, hold, tries, began, (first, events) = await self._first_answer(trace, open_stream)
+        async for event in self._relay(trace, model, credential, hold, tries, began, first, events):
+            yield event
 
     async def _relay(
         self,
