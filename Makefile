@@ -4,6 +4,9 @@ SHELL := /bin/bash
 
 PYTHON ?= python3
 VENV ?= .venv
+UV_HOME ?= .uv
+UV := $(UV_HOME)/bin/uv
+export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 PROFILE ?= embedded
@@ -11,18 +14,32 @@ PROTOS := $(shell find proto -name '*.proto')
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS := True
 
-.PHONY: help install proto proto-check run test test-unit test-integration test-e2e fuzz bench bench-litellm bench-credits soak lint fmt clean
+.PHONY: help install lock upgrade test-oldest proto proto-check run test test-unit test-integration test-e2e fuzz bench bench-litellm bench-credits soak lint fmt clean
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(VENV)/.installed: pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+# uv, pinned by hash, in a folder of its own; everything else comes from uv.lock.
+$(UV): requirements-uv.txt
+	test -x $(UV_HOME)/bin/python || $(PYTHON) -m venv $(UV_HOME)
+	$(UV_HOME)/bin/python -m pip install -q --no-deps --require-hashes -r requirements-uv.txt
 	touch $@
 
-install: $(VENV)/.installed ## Create the virtualenv and install tollgate with its dev tools
+$(VENV)/.installed: pyproject.toml uv.lock $(UV)
+	@$(UV) lock --check -q || \
+		{ echo "tollgate: pyproject.toml and uv.lock disagree: run 'make lock' and commit uv.lock" >&2; exit 1; }
+	$(UV) sync --locked --python $(PYTHON) -q
+	touch $@
+
+install: $(VENV)/.installed ## Create the virtualenv from uv.lock (tollgate, its dependencies and dev tools)
+
+lock: $(UV) ## Bring uv.lock (and bench/litellm/uv.lock) in line with pyproject.toml, changing as little as it can
+	$(UV) lock
+	$(UV) lock --project bench/litellm
+
+upgrade: $(UV) ## Re-resolve every dependency to its newest allowed release (then run make test and commit the locks)
+	$(UV) lock --upgrade
+	$(UV) lock --upgrade --project bench/litellm
 
 proto: $(VENV)/.installed ## Generate Python code and .pyi stubs from proto/ into tollgate/
 	rm -rf tollgate
@@ -40,6 +57,15 @@ run: $(VENV)/.installed ## Start the whole suite (PROFILE=embedded: SQLite, no R
 
 test: $(VENV)/.installed ## Run every test: unit, integration (PostgreSQL, Redis) and end-to-end (openai SDK)
 	$(BIN)/pytest -q
+
+# The SDK lower bound claimed in pyproject.toml, tested in a second virtualenv: the lock, then that one release.
+OPENAI_OLDEST := $(shell sed -n 's/.*"openai>=\([0-9.]*\)".*/\1/p' pyproject.toml)
+SDK_TESTS := tests/e2e/test_sdk_chat.py tests/e2e/test_low_credits.py tests/e2e/test_secrets.py tests/unit/demo_upstream
+
+test-oldest: $(VENV)/.installed ## The SDK tests on the oldest openai release pyproject.toml admits (.venv-oldest)
+	UV_PROJECT_ENVIRONMENT=$(abspath .venv-oldest) $(UV) sync --locked -q --python $(PYTHON)
+	$(UV) pip install -q --python .venv-oldest/bin/python "openai==$(OPENAI_OLDEST)"
+	.venv-oldest/bin/pytest -q -p no:cacheprovider $(SDK_TESTS)
 
 test-unit: $(VENV)/.installed ## Unit tests only
 	$(BIN)/pytest -q tests/unit
@@ -75,4 +101,4 @@ fmt: $(VENV)/.installed ## Format and autofix
 	$(BIN)/ruff check --fix .
 
 clean: ## Remove the virtualenv, caches and local data
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache bench/results bench/.venv-litellm
+	rm -rf $(VENV) $(UV_HOME) .venv-oldest data .pytest_cache .mypy_cache .ruff_cache bench/results bench/.venv-litellm

@@ -1,6 +1,7 @@
 """LiteLLM proxy as the benchmark's point of comparison: its own virtualenv, a generated config, one process tree.
 
-The proxy is installed into `bench/.venv-litellm` (never into the project's environment) on first use. Its
+The proxy is installed into `bench/.venv-litellm` (never into the project's environment) on first use, from
+`bench/litellm/uv.lock` with the uv that `make` bootstrapped, so every run measures the same release. Its
 config maps the same model names the tollgate catalog serves (`bench-0ms`, `bench-50ms`) onto the same demo
 upstreams through LiteLLM's OpenAI-compatible provider, with a master key so that every request is
 authenticated, and runs the same number of worker processes as the tollgate gateway.
@@ -23,7 +24,8 @@ import yaml
 
 BENCH = Path(__file__).resolve().parent
 VENV = BENCH / ".venv-litellm"
-REQUIREMENT = "litellm[proxy]!=1.82.7,!=1.82.8"
+PROJECT = BENCH / "litellm"
+UV = Path(os.environ.get("TOLLGATE_UV", BENCH.parent / ".uv" / "bin" / "uv"))
 UPSTREAM_KEY = "sk-bench-upstream"
 
 
@@ -34,10 +36,11 @@ def executable() -> Path:
 def install() -> Path:
     """The proxy's executable, installing it into its own virtualenv when missing."""
     if not executable().exists():
-        print(f"installing {REQUIREMENT} into {VENV.relative_to(BENCH.parent)} …", flush=True)
+        print(f"installing LiteLLM proxy from bench/litellm/uv.lock into bench/{VENV.name} …", flush=True)
         base = getattr(sys, "_base_executable", sys.executable)
-        subprocess.run([base, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(VENV / "bin" / "python"), "-m", "pip", "install", "-q", REQUIREMENT], check=True)
+        env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(VENV)}
+        command = [str(UV), "sync", "--locked", "-q", "--python", base, "--project", str(PROJECT)]
+        subprocess.run(command, check=True, env=env)
     return executable()
 
 

@@ -8,8 +8,9 @@ body and header, and `/metrics`: only their masked forms may appear.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 import openai
@@ -23,13 +24,23 @@ INLINE_KEY = "sk-canary-inline-" + uuid.uuid4().hex
 WRONG_GATEWAY_KEY = "tg-canary-wrong-" + uuid.uuid4().hex
 
 
+class _Response(Protocol):
+    """What the recorder reads of a response, from httpx or from the SDK's own HTTP client."""
+
+    @property
+    def text(self) -> str: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    def read(self) -> bytes: ...
+
+
 class Recorder:
     """Everything the suite said back to clients."""
 
     def __init__(self) -> None:
         self.seen: list[str] = []
 
-    def __call__(self, response: httpx.Response) -> None:
+    def __call__(self, response: _Response) -> None:
         response.read()
         self.seen.append(response.text)
         self.seen.extend(f"{k}: {v}" for k, v in response.headers.items())
@@ -63,7 +74,7 @@ def http(world: tuple[Suite, Path], recorder: Recorder) -> Iterator[httpx.Client
 
 
 def test_stored_byok_key_reaches_the_provider_and_is_not_charged(
-    world: tuple[Suite, Path], http: httpx.Client, user_key: str
+    world: tuple[Suite, Path], http: httpx.Client, recorder: Recorder, user_key: str
 ) -> None:
     suite = world[0]
     stored = http.post(
@@ -75,9 +86,11 @@ def test_stored_byok_key_reaches_the_provider_and_is_not_charged(
     assert [k["provider"] for k in listed] == ["fake"]
 
     before = balance_micro(http, user_key)
-    hooks = {"response": list(http.event_hooks["response"])}
     with openai.OpenAI(
-        base_url=suite.base_url, api_key=user_key, max_retries=0, http_client=httpx.Client(event_hooks=hooks)
+        base_url=suite.base_url,
+        api_key=user_key,
+        max_retries=0,
+        http_client=openai.DefaultHttpxClient(event_hooks={"response": [recorder]}),
     ) as client:
         completion = client.chat.completions.create(model="echo-paid", messages=[{"role": "user", "content": "mine"}])
     assert completion.choices[0].message.content == "echo: mine"
