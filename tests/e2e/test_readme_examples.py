@@ -11,9 +11,8 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
-
 from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
 import pytest

@@ -33,7 +33,8 @@ def _install(checkout: Path) -> subprocess.CompletedProcess[str]:
 @pytest.mark.skipif(not UV.exists(), reason="uv is bootstrapped by `make install`")
 def test_a_dependency_added_without_relocking_stops_the_install(checkout: Path) -> None:
     pyproject = checkout / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace('    "pyyaml>=6.0",\n', '    "pyyaml>=6.0",\n    "six>=1.16",\n'))
+    added = '    "pyyaml>=6.0",\n    "six>=1.16",\n'
+    pyproject.write_text(pyproject.read_text().replace('    "pyyaml>=6.0",\n', added))
     result = _install(checkout)
     assert result.returncode != 0
     assert "pyproject.toml and uv.lock disagree: run 'make lock' and commit uv.lock" in result.stderr
