@@ -92,7 +92,9 @@ async def reserve(
                 )
             )
             row = await _take(conn, user_id, amount_micro, now)
-            if row is None and await ensure_account(conn, policy, user_id):
+            if row is None:
+                # Whoever opens the account (this call or a concurrent first request), the retry sees it.
+                await ensure_account(conn, policy, user_id)
                 row = await _take(conn, user_id, amount_micro, now)
             if row is None:
                 raise insufficient((await read_balance(conn, user_id)).available_micro, amount_micro)
@@ -105,13 +107,19 @@ async def reserve(
 async def _reserved_before(
     ledger: Ledger, user_id: str, amount_micro: int, key: str, request_id: str, exc: Exception
 ) -> tuple[str, Balance]:
-    """The key was taken: the first hold when this is its repeat, else a reused-key error."""
+    """The key was taken: the first hold when this is its repeat while it is pending, else an error.
+
+    A hold that was settled, released or expired is never handed back: its repeat would let a caller
+    spend without a new hold.
+    """
     async with ledger.engine.connect() as conn:
         prior = (await conn.execute(select(holds).where(holds.c.reserve_key == key))).first()
         if prior is None:
             raise exc
         if (prior.user_id, prior.amount_micro, prior.request_id) != (user_id, amount_micro, request_id):
             raise key_reused(key) from None
+        if prior.status != "pending":
+            raise DomainError("conflict", f"the hold for this reservation key is already {prior.status}")
         return prior.hold_id, await read_balance(conn, user_id)
 
 

@@ -75,3 +75,29 @@ async def test_settle_and_release_race_resolves_hold_once(ledger: Ledger) -> Non
     assert report.ok, report.lines()
     balance = await ledger.balance("race")
     assert balance.reserved_micro == 0
+
+
+async def test_forty_concurrent_first_requests_of_a_new_user_are_all_served(ledger: Ledger) -> None:
+    """Opening the account and the first holds do not race: nobody gets a false 402 on first use."""
+    results = await asyncio.gather(
+        *(holds.reserve(ledger, "newcomer", MICRO // 10, f"first{i}:0:reserve", f"first{i}") for i in range(40)),
+        return_exceptions=True,
+    )
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert refused == []
+    balance = await ledger.balance("newcomer")
+    assert (balance.balance_micro, balance.reserved_micro) == (10 * MICRO, 40 * (MICRO // 10))
+    report = await reconcile(ledger.engine)
+    assert report.ok, report.lines()
+
+
+async def test_a_resolved_hold_is_never_handed_back_for_its_key(ledger: Ledger) -> None:
+    hold_id, _ = await holds.reserve(ledger, "replayer", MICRO, "once:0:reserve", "once")
+    await holds.settle(ledger, hold_id, MICRO // 2, "once:0:settle")
+    with pytest.raises(DomainError) as refused:
+        await holds.reserve(ledger, "replayer", MICRO, "once:0:reserve", "once")
+    assert refused.value.code == "conflict"
+    released_id, _ = await holds.reserve(ledger, "replayer", MICRO, "twice:0:reserve", "twice")
+    await holds.release(ledger, released_id, "twice:0:release")
+    with pytest.raises(DomainError):
+        await holds.reserve(ledger, "replayer", MICRO, "twice:0:reserve", "twice")
