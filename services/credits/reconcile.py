@@ -2,7 +2,10 @@
 
 For every account: balance == sum(journal); pending == sum(pending holds); available >= 0; what
 its settled holds cost == what the journal charged plus what it recorded as overdraft == the cost
-of their usage rows; and every billable usage row has its billing event in the outbox. Read in one
+of their usage rows; and every billable usage row has its billing event in the outbox. Provider calls
+are counted too: the router takes a hold for every call it makes (of nothing when it is not charged), so
+every resolved hold has exactly one usage row, a pending hold none, and a usage row that says a provider
+answered (anything but a failure before any call, or a cache hit) belongs to a hold. Read in one
 snapshot (REPEATABLE READ on PostgreSQL, one transaction on SQLite), so a live service does not
 cause false alarms.
 """
@@ -12,7 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.credits.schema import accounts, billing_events, holds, journal, usage
@@ -23,6 +26,7 @@ class Report:
     accounts: int = 0
     journal_rows: int = 0
     usage_rows: int = 0
+    provider_calls: int = 0
     mismatches: list[str] = field(default_factory=list)
 
     @property
@@ -30,7 +34,10 @@ class Report:
         return not self.mismatches
 
     def lines(self) -> list[str]:
-        head = f"{self.accounts} accounts, {self.journal_rows} journal rows, {self.usage_rows} usage rows: " + (
+        head = (
+            f"{self.accounts} accounts, {self.journal_rows} journal rows, {self.usage_rows} usage rows, "
+            f"{self.provider_calls} provider calls: "
+        ) + (
             "ledger consistent" if self.ok else f"{len(self.mismatches)} mismatches"
         )
         return [head, *(f"  MISMATCH {m}" for m in self.mismatches)]
@@ -123,3 +130,28 @@ async def _check(conn: AsyncConnection, report: Report) -> None:
     )
     for usage_id, request_id in unbilled:
         report.mismatches.append(f"usage row {usage_id} (request {request_id!r}) has no billing event")
+    await _check_calls(conn, report)
+
+
+async def _check_calls(conn: AsyncConnection, report: Report) -> None:
+    """Every provider call (a hold) has exactly one usage row once resolved; no answered call lacks a hold."""
+    report.provider_calls = int((await conn.execute(select(func.count()).select_from(holds))).scalar_one())
+    rows = func.count(usage.c.id)
+    counted = (
+        select(holds.c.hold_id, holds.c.request_id, holds.c.status, rows)
+        .select_from(holds.outerjoin(usage, usage.c.hold_id == holds.c.hold_id))
+        .group_by(holds.c.hold_id, holds.c.request_id, holds.c.status)
+        .having(or_(and_(holds.c.status == "pending", rows != 0), and_(holds.c.status != "pending", rows != 1)))
+        .limit(100)
+    )
+    for hold_id, request_id, status, count in await conn.execute(counted):
+        report.mismatches.append(f"hold {hold_id} (request {request_id!r}) is {status} with {count} usage rows")
+    unheld = await conn.execute(
+        select(usage.c.id, usage.c.request_id, usage.c.status)
+        .where(usage.c.hold_id.is_(None), usage.c.cache_hit.is_(False), usage.c.status != "error")
+        .limit(100)
+    )
+    for usage_id, request_id, status in unheld:
+        report.mismatches.append(
+            f"usage row {usage_id} (request {request_id!r}) says {status} but belongs to no provider call's hold"
+        )

@@ -32,7 +32,16 @@ DEFAULT_POLICIES: dict[str, dict[str, Any]] = {
 }
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_PROVIDER_KEYS = {"api_base", "api_key_env", "adapter", "litellm_provider", "timeout_s", "connect_timeout_s", "free"}
+_PROVIDER_KEYS = {
+    "api_base",
+    "api_key_env",
+    "adapter",
+    "litellm_provider",
+    "timeout_s",
+    "connect_timeout_s",
+    "free",
+    "byok",
+}
 _MODEL_KEYS = {
     "id",
     "aliases",
@@ -65,6 +74,7 @@ class Provider:
     timeout_s: float
     connect_timeout_s: float
     free: bool
+    byok: bool = False  # the provider checks the key it is sent, so a caller's own key may replace the platform's
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +275,7 @@ class _Builder:
             timeout_s=self._positive(raw.get("timeout_s", 60), f"{where}: timeout_s"),
             connect_timeout_s=self._positive(raw.get("connect_timeout_s", 5), f"{where}: connect_timeout_s"),
             free=self._bool(raw.get("free", False), f"{where}: free"),
+            byok=self._bool(raw.get("byok", False), f"{where}: byok"),
         )
 
     def _model(self, index: int, spec: object, providers: dict[str, Provider]) -> Model:

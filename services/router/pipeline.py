@@ -1,7 +1,9 @@
 """One request's way through the router: select, then per attempt credential → reserve → call → settle.
 
 Each attempt holds credits for its worst case before calling the provider and settles the real cost after,
-or releases the hold before the next attempt begins. Connect errors, timeouts, 429, 5xx and garbage move
+or releases the hold before the next attempt begins. Every provider call has its hold (of nothing when the
+model is free or the caller's own key pays) and so exactly one usage row, which `credits reconcile` counts;
+the ledger's idempotency keys are made here, never taken from the client's request id. Connect errors, timeouts, 429, 5xx and garbage move
 on to the next candidate, within a bounded number of attempts and the caller's deadline. Once a stream
 has sent its first chunk there is no silent switch: it ends with an OpenAI-shaped error event and the hold
 settles for what was delivered. Ledger writes that must happen even when the caller goes away are shielded.
@@ -13,6 +15,7 @@ import asyncio
 import logging
 import os
 import time
+import uuid
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -85,6 +88,8 @@ class _Trace:
     request: Request
     caller: Caller
     decision: Decision
+    # The ledger's keys for this request: made by the router, so a replayed client request id reaches nothing.
+    ledger_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started: float = field(default_factory=time.monotonic)
     attempts: list[Attempt] = field(default_factory=list)
     upstream_ms: float = 0.0
@@ -131,6 +136,12 @@ class Router:
         decision = select(self.catalog, request, self.settings.default_power_level, self.health)
         if caller is not None and caller.inline_key:
             own = [c for c in decision.candidates if c.model.provider.name == caller.inline_provider]
+            if own and not own[0].model.provider.byok:
+                raise DomainError(
+                    "invalid_request",
+                    f"{caller.inline_provider} does not take callers' own keys; send the request without api_key",
+                    "api_key",
+                )
             if not own:
                 chosen = decision.candidates[0].model
                 raise DomainError(
@@ -161,7 +172,7 @@ class Router:
 
     async def _first_answer(
         self, trace: _Trace, start: Callable[[Model, Credential], Awaitable[T]]
-    ) -> tuple[Model, Credential, Hold | None, int, float, T]:
+    ) -> tuple[Model, Credential, Hold, int, float, T]:
         """Try the decision's candidates in order until one answers: the attempt loop of every route.
 
         Each attempt takes a credential and a hold; a failed attempt releases its hold before the next.
@@ -182,7 +193,7 @@ class Router:
             try:
                 answer = await start(model, credential)
             except UpstreamError as err:
-                self._failed(trace, model, err, began)
+                self._failed(trace, model, credential, err, began)
                 await self._shielded(self._release(trace, hold, tries, None))
                 if err.auth and credential.byok and self.settings.byok_fallback_to_platform:
                     queue.appendleft((model, True))
@@ -192,14 +203,20 @@ class Router:
                     raise _client_error(err) from None
                 continue
             except BaseException:
-                await self._shielded(self._release(trace, hold, tries, self._usage(trace, model, 0, 0, 0, "cancelled")))
+                # The caller went away while the provider had the request: it bills the prompt, and so do we.
+                prompt = trace.request.prompt_tokens
+                cost = cost_micro(model, prompt, 0) if _paid(model, credential) else 0
+                trace.attempts.append(Attempt(model.id, model.provider.name, "cancelled", 0, "", 0.0))
+                await self._shielded(
+                    self._account(trace, model, credential, hold, tries, prompt, 0, cost, True, "cancelled")
+                )
                 raise
             return model, credential, hold, tries, began, answer
         await self._record_failure(trace, None, "error")
         raise self._exhausted(trace)
 
     async def _finish(
-        self, trace: _Trace, model: Model, credential: Credential, hold: Hold | None, attempt: int, body: dict[str, Any]
+        self, trace: _Trace, model: Model, credential: Credential, hold: Hold, attempt: int, body: dict[str, Any]
     ) -> tuple[bytes, router_pb2.Outcome]:
         request = trace.request
         reported = normalize.usage_of(body)
@@ -207,7 +224,7 @@ class Router:
             prompt, completion, estimated = reported[0], reported[1], False
         else:
             prompt, completion, estimated = request.prompt_tokens, estimate_tokens(_reply_chars(body)), True
-        cost = cost_micro(model, prompt, completion) if hold is not None else 0
+        cost = cost_micro(model, prompt, completion) if _paid(model, credential) else 0
         funds = await self._account(trace, model, credential, hold, attempt, prompt, completion, cost, estimated, "ok")
         if request.route == "embedding":
             body = normalize.embedding(body, model.upstream, prompt)
@@ -247,7 +264,7 @@ class Router:
         trace: _Trace,
         model: Model,
         credential: Credential,
-        hold: Hold | None,
+        hold: Hold,
         attempt: int,
         began: float,
         first: Any,
@@ -305,19 +322,20 @@ class Router:
                 prompt, completion, estimated = reported[0], reported[1], False
             else:
                 prompt, completion, estimated = request.prompt_tokens, estimate_tokens(chars), True
-            cost = cost_micro(model, prompt, completion) if hold is not None else 0
+            cost = cost_micro(model, prompt, completion) if _paid(model, credential) else 0
             result = {"ok": "ok", "partial": "cut", "cancelled": "cancelled"}[status]
             trace.attempts.append(
                 Attempt(model.id, model.provider.name, result, 200, failure.message if failure else "", waited)
             )
-            self.health.report(
-                model.provider.name,
-                model.provider.api_base,
-                failure is None,
-                waited,
-                200 if failure is None else 0,
-                failure.message if failure else "",
-            )
+            if failure is None or not credential.byok:
+                self.health.report(
+                    model.provider.name,
+                    model.provider.api_base,
+                    failure is None,
+                    waited,
+                    200 if failure is None else 0,
+                    failure.message if failure else "",
+                )
             settled = self._shielded(
                 self._account(trace, model, credential, hold, attempt, prompt, completion, cost, estimated, status)
             )
@@ -344,7 +362,7 @@ class Router:
 
     async def _credential(self, caller: Caller, model: Model, platform_only: bool, trace: _Trace) -> Credential | None:
         provider = model.provider
-        if not platform_only:
+        if not platform_only and provider.byok:
             if caller.inline_key and caller.inline_provider == provider.name:
                 return Credential(caller.inline_key, True)
             stored = await self.vault.provider_key(
@@ -362,37 +380,28 @@ class Router:
         )
         return None
 
-    async def _reserve(self, trace: _Trace, model: Model, credential: Credential, attempt: int) -> Hold | None:
-        if model.free or credential.byok:
-            return None
+    async def _reserve(self, trace: _Trace, model: Model, credential: Credential, attempt: int) -> Hold:
+        """The attempt's hold: its worst case, or nothing when it is not charged (it still records the call)."""
         caller = trace.caller
         estimate = next((c.estimated_cost_micro for c in trace.decision.candidates if c.model is model), 0)
         return await self.ledger.reserve(
             caller.user_id,
-            max(1, estimate),
-            f"{caller.request_id}:{attempt}:reserve",
+            max(1, estimate) if _paid(model, credential) else 0,
+            f"{trace.ledger_id}:{attempt}:reserve",
             caller.request_id,
             self.settings.hold_ttl_seconds,
             caller.deadline.remaining(self.settings.rpc_timeout),
         )
 
-    async def _release(
-        self, trace: _Trace, hold: Hold | None, attempt: int, usage: credits_pb2.UsageRecord | None
-    ) -> None:
-        if hold is None:
-            if usage is not None:
-                await self.ledger.record_usage(usage, f"{trace.caller.request_id}:usage", self.settings.rpc_timeout)
-            return
-        await self.ledger.release(
-            hold.hold_id, f"{trace.caller.request_id}:{attempt}:release", usage, self.settings.rpc_timeout
-        )
+    async def _release(self, trace: _Trace, hold: Hold, attempt: int, usage: credits_pb2.UsageRecord | None) -> None:
+        await self.ledger.release(hold.hold_id, f"{trace.ledger_id}:{attempt}:release", usage, self.settings.rpc_timeout)
 
     async def _account(
         self,
         trace: _Trace,
         model: Model,
         credential: Credential,
-        hold: Hold | None,
+        hold: Hold,
         attempt: int,
         prompt: int,
         completion: int,
@@ -400,16 +409,10 @@ class Router:
         estimated: bool,
         status: str,
     ) -> Funds:
-        """Settle the hold for `cost`, or record the free/BYOK usage; what the user has left."""
+        """Settle the hold for `cost` (nothing when free or BYOK) with its usage row; what the user has left."""
         usage = self._usage(trace, model, prompt, completion, cost, status, credential.byok, estimated)
-        caller, timeout = trace.caller, self.settings.rpc_timeout
-        if hold is not None:
-            return await self.ledger.settle(hold.hold_id, cost, f"{caller.request_id}:{attempt}:settle", usage, timeout)
-        _, funds = await asyncio.gather(
-            self.ledger.record_usage(usage, f"{caller.request_id}:usage", timeout),
-            self.ledger.funds(caller.user_id, timeout),
-        )
-        return funds
+        key = f"{trace.ledger_id}:{attempt}:settle"
+        return await self.ledger.settle(hold.hold_id, cost, key, usage, self.settings.rpc_timeout)
 
     def _usage(
         self,
@@ -454,20 +457,20 @@ class Router:
             model = self.catalog.models.get(trace.attempts[-1].model)
         usage = self._usage(trace, model, 0, 0, 0, status)
         try:
-            await self._shielded(
-                self.ledger.record_usage(usage, f"{trace.caller.request_id}:usage", self.settings.rpc_timeout)
-            )
+            await self._shielded(self.ledger.record_usage(usage, f"{trace.ledger_id}:usage", self.settings.rpc_timeout))
         except DomainError as err:
             log.warning("usage of a failed request not recorded: %s", err.message)
 
-    def _failed(self, trace: _Trace, model: Model, err: UpstreamError, began: float) -> None:
+    def _failed(self, trace: _Trace, model: Model, credential: Credential, err: UpstreamError, began: float) -> None:
         waited = (time.monotonic() - began) * 1000
         trace.upstream_ms += waited
         trace.attempts.append(Attempt(model.id, model.provider.name, "error", err.status, err.message, waited))
-        provider_fault = err.retryable
-        self.health.report(
-            model.provider.name, model.provider.api_base, not provider_fault, waited, err.status, err.message
-        )
+        # A caller's own key that is refused or rate-limited is that key's problem, not the provider's.
+        if not credential.byok:
+            provider_fault = err.retryable
+            self.health.report(
+                model.provider.name, model.provider.api_base, not provider_fault, waited, err.status, err.message
+            )
         log.info("attempt on %s failed: %s", model.provider.name, err.message)
 
     def _exhausted(self, trace: _Trace) -> DomainError:
@@ -522,6 +525,10 @@ class Router:
         task = asyncio.ensure_future(work)
         self._keep(task)
         return await asyncio.shield(task)
+
+
+def _paid(model: Model, credential: Credential) -> bool:
+    return not (model.free or credential.byok)
 
 
 def _client_error(err: UpstreamError) -> DomainError:

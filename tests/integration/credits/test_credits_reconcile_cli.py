@@ -30,6 +30,8 @@ async def _activity(url: str) -> None:
             UsageEntry(request_id=f"r{n}", user_id=f"u{n}", model="m"),
         )
     await holds.reserve(ledger, "u0", 1_000_000, "open:reserve", "open")
+    free_id, _ = await holds.reserve(ledger, "u0", 0, "free:reserve", "free")
+    await holds.settle(ledger, free_id, 0, "free:settle", UsageEntry(request_id="free", user_id="u0", model="gratis"))
     await ledger.close()
     await engine.dispose()
 
@@ -49,6 +51,15 @@ async def _sql(url: str, statement: str) -> None:
         "UPDATE usage SET cost_micro = cost_micro - 1 WHERE request_id = 'r2'",
         "DELETE FROM billing_events WHERE transaction_id = 'r0'",
         "DELETE FROM journal WHERE kind = 'overdraft'",
+        # A provider call (a free one: no money moved) whose usage row is gone.
+        "DELETE FROM usage WHERE request_id = 'free'",
+        # A served answer that no hold accounts for.
+        "INSERT INTO usage (request_id, user_id, api_key_id, model, provider, deployment, power_level, route, "
+        "prompt_tokens, completion_tokens, cost_micro, latency_ms, status, byok, cache_hit, fallback_count, "
+        "usage_estimated, created_at) VALUES ('ghost', 'u1', '', 'm', 'p', 'm', '', 'chat', 5, 5, 0, 1.0, 'ok', "
+        "false, false, 0, false, 0)",
+        # A pending hold that already has its usage row.
+        "UPDATE holds SET status = 'pending' WHERE request_id = 'free'",
     ],
 )
 def test_reconcile_passes_clean_and_fails_tampered(

@@ -24,6 +24,7 @@ providers:
     adapter: openai
     timeout_s: 5
     connect_timeout_s: 1
+    byok: true
   backup:
     api_base: {base}
     adapter: openai
@@ -40,6 +41,7 @@ providers:
     api_base: {base}
     adapter: openai
     api_key_env: TOLLGATE_TEST_KEYED_KEY
+    byok: true
 models:
   - {{id: echo, provider: up, upstream: demo-echo, tier: BALANCED, price: {{input: 0.01, output: 0.02}},
      capabilities: [chat, completion, tools, json], quality: 60}}

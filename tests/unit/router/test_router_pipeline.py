@@ -109,21 +109,61 @@ async def test_insufficient_credits_stops_before_the_provider(router: Router, up
     assert upstream.stats["total"] == 0
 
 
-async def test_free_model_records_usage_without_a_hold(router: Router) -> None:
+async def test_free_model_holds_nothing_and_records_its_call(router: Router) -> None:
     body, outcome = await router.complete(parse("chat", chat("gratis")), caller())
     assert outcome.cost_micro == 0
-    assert ledger(router).kinds() == ["usage"]
+    assert ledger(router).calls[0][::2] == ("reserve", 0)
+    assert ledger(router).kinds() == ["reserve", "settle"] and ledger(router).charged() == [0]
     assert orjson.loads(body)["_metadata"]["cost_incurred"] == 0
+
+
+async def test_ledger_keys_are_the_routers_own_never_the_request_id(router: Router) -> None:
+    ask = caller()
+    await router.complete(parse("chat", chat("echo")), ask)
+    again = Caller(request_id=ask.request_id, user_id="u1", key_id="k1", deadline=Deadline(10))
+    await router.complete(parse("chat", chat("echo")), again)
+    keys = [key for _, key, _ in ledger(router).calls]
+    assert all(ask.request_id not in key for key in keys)
+    assert len(set(keys)) == 4 and ledger(router).kinds() == ["reserve", "settle"] * 2
+    assert ledger(router).charged() == [110, 110]
+    assert {u.request_id for u in ledger(router).usage} == {ask.request_id}  # kept for correlation
 
 
 async def test_stored_byok_key_is_used_and_not_charged(router: Router, upstream: Upstream) -> None:
     cast(FakeVault, router.vault).keys[("u1", "up")] = "sk-user-own-key-123456"
     body, outcome = await router.complete(parse("chat", chat("echo")), caller())
     assert outcome.byok and outcome.cost_micro == 0
-    assert ledger(router).kinds() == ["usage"]
+    assert ledger(router).kinds() == ["reserve", "settle"] and ledger(router).charged() == [0]
     assert ledger(router).usage[0].byok
     assert upstream.stats["last_authorization"]["demo-echo"] == "Bearer sk-user-own-key-123456"
     assert b"sk-user-own-key" not in body
+
+
+async def test_own_keys_only_where_the_provider_checks_keys(router: Router, upstream: Upstream) -> None:
+    cast(FakeVault, router.vault).keys[("u1", "backup")] = "sk-junk-that-nobody-checks-000"
+    _, outcome = await router.complete(parse("chat", chat("spare"), "CUSTOM"), caller())
+    assert not outcome.byok and outcome.cost_micro > 0  # the stored key is not used; the platform's call is charged
+    with pytest.raises(DomainError) as err:
+        await router.complete(
+            parse("chat", chat("spare"), "CUSTOM"), caller(inline_provider="backup", inline_key="sk-junk-0123456789")
+        )
+    assert (err.value.code, err.value.param) == ("invalid_request", "api_key")
+    assert "backup does not take callers' own keys" in err.value.message
+    assert upstream.stats["total"] == 1
+
+
+async def test_a_users_own_key_failing_does_not_mark_the_provider(router: Router, upstream: Upstream) -> None:
+    reports: list[tuple[str, bool]] = []
+    router.health.report = lambda provider, *args: reports.append((provider, args[1]))  # type: ignore[method-assign]
+    upstream.control(model="demo-echo", status=429, times=1)
+    cast(FakeVault, router.vault).keys[("u1", "up")] = "sk-user-own-key-123456"
+    with pytest.raises(DomainError) as err:
+        await router.complete(parse("chat", chat("echo"), "CUSTOM"), caller())
+    assert err.value.code == "provider_unavailable"
+    assert upstream.stats["total"] == 1
+    assert ("up", False) not in reports
+    _, outcome = await router.complete(parse("chat", chat("echo"), "CUSTOM"), caller())
+    assert outcome.byok and ("up", True) in reports
 
 
 async def test_inline_key_must_match_the_provider(router: Router) -> None:
@@ -144,7 +184,8 @@ async def test_rejected_byok_key_falls_back_to_platform_when_configured(
     monkeypatch.setenv("TOLLGATE_TEST_KEYED_KEY", "sk-platform-key-abcdef")
     _, outcome = await router.complete(parse("chat", chat("locked"), "CUSTOM"), ask)
     assert not outcome.byok and outcome.cost_micro > 0
-    assert ledger(router).kinds() == ["reserve", "settle"]
+    assert ledger(router).kinds() == ["reserve", "release", "reserve", "settle"]
+    assert ledger(router).charged() == [outcome.cost_micro]
 
 
 async def test_provider_without_platform_key_is_skipped(router: Router) -> None:
@@ -221,7 +262,7 @@ async def test_stream_without_usage_synthesizes_it_when_asked(router: Router) ->
     assert events[-1].outcome.usage_estimated
 
 
-async def test_cancelled_call_releases_the_hold(router: Router, upstream: Upstream) -> None:
+async def test_cancelled_call_pays_the_prompt_the_provider_had(router: Router, upstream: Upstream) -> None:
     task = asyncio.create_task(router.complete(parse("chat", chat("stuck"), "CUSTOM"), caller()))
     for _ in range(200):  # until the upstream holds the request
         if upstream.stats["total"]:
@@ -231,12 +272,14 @@ async def test_cancelled_call_releases_the_hold(router: Router, upstream: Upstre
     with pytest.raises(asyncio.CancelledError):
         await task
     for _ in range(100):
-        if "release" in ledger(router).kinds():
+        if "settle" in ledger(router).kinds():
             break
         await asyncio.sleep(0.01)
-    assert ledger(router).kinds() == ["reserve", "release"]
+    assert ledger(router).kinds() == ["reserve", "settle"]
     assert not ledger(router).holds
-    assert ledger(router).usage[-1].status == "cancelled"
+    usage = ledger(router).usage[-1]
+    assert usage.status == "cancelled" and usage.completion_tokens == 0 and usage.prompt_tokens > 0
+    assert ledger(router).charged() == [cost_micro(router.catalog.models["stuck"], usage.prompt_tokens, 0)]
 
 
 async def test_deadline_is_a_timeout(router: Router) -> None:
