@@ -3,10 +3,11 @@
 Each attempt holds credits for its worst case before calling the provider and settles the real cost after,
 or releases the hold before the next attempt begins. Every provider call has its hold (of nothing when the
 model is free or the caller's own key pays) and so exactly one usage row, which `credits reconcile` counts;
-the ledger's idempotency keys are made here, never taken from the client's request id. Connect errors, timeouts, 429, 5xx and garbage move
-on to the next candidate, within a bounded number of attempts and the caller's deadline. Once a stream
-has sent its first chunk there is no silent switch: it ends with an OpenAI-shaped error event and the hold
-settles for what was delivered. Ledger writes that must happen even when the caller goes away are shielded.
+the ledger's idempotency keys are made here, never taken from the client's request id. Connect errors,
+timeouts, 429, 5xx and garbage move on to the next candidate, within a bounded number of attempts and the
+caller's deadline. Once a stream has sent its first chunk there is no silent switch: it ends with an
+OpenAI-shaped error event and the hold settles for what was delivered. Ledger writes that must happen even
+when the caller goes away are shielded.
 """
 
 from __future__ import annotations
@@ -394,7 +395,8 @@ class Router:
         )
 
     async def _release(self, trace: _Trace, hold: Hold, attempt: int, usage: credits_pb2.UsageRecord | None) -> None:
-        await self.ledger.release(hold.hold_id, f"{trace.ledger_id}:{attempt}:release", usage, self.settings.rpc_timeout)
+        key = f"{trace.ledger_id}:{attempt}:release"
+        await self.ledger.release(hold.hold_id, key, usage, self.settings.rpc_timeout)
 
     async def _account(
         self,
