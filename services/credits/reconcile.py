@@ -37,9 +37,7 @@ class Report:
         head = (
             f"{self.accounts} accounts, {self.journal_rows} journal rows, {self.usage_rows} usage rows, "
             f"{self.provider_calls} provider calls: "
-        ) + (
-            "ledger consistent" if self.ok else f"{len(self.mismatches)} mismatches"
-        )
+        ) + ("ledger consistent" if self.ok else f"{len(self.mismatches)} mismatches")
         return [head, *(f"  MISMATCH {m}" for m in self.mismatches)]
 
 
