@@ -85,3 +85,21 @@ def test_production_limits_live_in_redis(prod: Suite) -> None:
             for _ in range(3)
         ]
     assert codes == [200, 200, 429]
+
+
+def test_forty_concurrent_first_requests_of_a_new_user_are_all_served(prod: Suite) -> None:
+    """Opening a new user's account on PostgreSQL does not race the first holds (no false 402s)."""
+    key = create_key(prod, f"first-{uuid.uuid4().hex[:8]}")
+    body = {"model": "echo-paid", "messages": [{"role": "user", "content": "first"}], "max_tokens": 5}
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(base_url=f"http://{prod.host}:{prod.ports.gateway}", timeout=30) as http:
+            replies = await asyncio.gather(
+                *(
+                    http.post("/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"})
+                    for _ in range(40)
+                )
+            )
+        return [r.status_code for r in replies]
+
+    assert asyncio.run(burst()) == [200] * 40

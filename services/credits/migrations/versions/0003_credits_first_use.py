@@ -3,8 +3,9 @@
 `credits_reserve` opened the account when its guarded update found no row, and retried the update only
 when this very call had created the account. A concurrent first request that lost the race to open it
 (its insert waited for the winner, then did nothing) skipped the retry and refused a hold that the
-freshly opened account covered. Now the update is retried whoever opened the account: in READ COMMITTED
-the retried statement sees the winner's committed row.
+freshly opened account covered. Now a refused update always opens the account (a no-op when it exists)
+and retries: in READ COMMITTED the retried statement sees the winner's committed row. Only refusals pay
+for the second statement.
 
 Revision ID: 0003_credits_first_use
 Revises: 0002_credits_procedures
@@ -33,7 +34,7 @@ BEGIN
     UPDATE accounts SET pending_micro = pending_micro + p_amount, updated_at = p_now
      WHERE user_id = p_user AND balance_micro - pending_micro >= p_amount
     RETURNING * INTO a;
-    IF a.user_id IS NULL AND NOT EXISTS (SELECT 1 FROM accounts WHERE user_id = p_user) THEN
+    IF a.user_id IS NULL THEN
         PERFORM credits_open_account(p_user, p_grant, p_threshold, p_tier, p_now);
         UPDATE accounts SET pending_micro = pending_micro + p_amount, updated_at = p_now
          WHERE user_id = p_user AND balance_micro - pending_micro >= p_amount
