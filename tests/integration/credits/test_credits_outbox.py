@@ -89,8 +89,10 @@ async def test_dispatcher_delivers_every_billable_usage_despite_failures(ledger:
             request_id=f"b{n}", user_id="", model="demo", provider="demo", prompt_tokens=n, completion_tokens=2 * n
         )
         await holds.settle(ledger, hold_id, 1000 + n, f"b{n}:settle", entry)
-    await usage.record_usage(ledger, UsageEntry(request_id="own", user_id="user0", cost_micro=50, byok=True), "own:u")
-    await usage.record_usage(ledger, UsageEntry(request_id="free", user_id="user0", cost_micro=0), "free:u")
+    for rid, byok in (("own", True), ("free", False)):  # calls that hold nothing: never billed
+        hold_id, _ = await holds.reserve(ledger, "user0", 0, f"{rid}:reserve", rid)
+        await holds.settle(ledger, hold_id, 0, f"{rid}:settle", UsageEntry(request_id=rid, user_id="", byok=byok))
+    await usage.record_usage(ledger, UsageEntry(request_id="hit", user_id="user0", cache_hit=True), "hit:u")
     released, _ = await holds.reserve(ledger, "user1", 100, "gone:reserve", "gone")
     await holds.release(ledger, released, "gone:release")
 

@@ -94,7 +94,7 @@ async def _story(ledger: Ledger, p: str) -> list[Any]:
     late, _ = await holds.reserve(ledger, b, 2 * MICRO, f"{p}k9", f"{p}r9", ttl_seconds=1)
     assert await holds.expire_due(ledger, now=now_ms() + 5_000) == 1
     said.append(await holds.settle(ledger, late, 3 * MICRO, f"{p}s9b"))
-    free_usage = UsageEntry(request_id=f"{p}r10", user_id=b, model="free")
+    free_usage = UsageEntry(request_id=f"{p}r10", user_id=b, model="cached", cache_hit=True)
     said.append(await usage.record_usage(ledger, free_usage, f"{p}u10") > 0)
     return said
 
