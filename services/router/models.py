@@ -40,6 +40,7 @@ def list_models(catalog: Catalog, health: HealthView) -> router_pb2.ListModelsRe
                 health=state,
                 max_output_tokens=m.max_output_tokens or 0,
                 free=m.free,
+                byok=m.provider.byok,
             )
         )
         entries.append(
@@ -57,6 +58,7 @@ def list_models(catalog: Catalog, health: HealthView) -> router_pb2.ListModelsRe
                 },
                 "context_window": m.context_window,
                 "capabilities": capabilities,
+                "byok": m.provider.byok,
                 "quality": m.quality,
                 "health": state,
             }

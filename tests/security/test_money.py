@@ -95,3 +95,17 @@ def test_every_paid_answer_has_its_charge_and_usage_row(suite: Suite, http: http
     assert len(rows) == 6
     costs = sum(int(str(r["cost_micro"])) for r in rows)
     assert costs > 0 and start - balance_micro(http, key) == costs
+
+
+def test_own_keys_are_refused_where_the_provider_checks_no_keys(suite: Suite, http: httpx.Client) -> None:
+    key = create_key(suite, f"junk-byok-{uuid.uuid4().hex[:8]}")
+    stored = http.post(
+        "/v1/byok/keys", json={"provider": "fake-free", "api_key": "sk-junk-0000000000"}, headers=bearer(key)
+    )
+    assert stored.status_code == 400, stored.text
+    assert stored.json()["error"]["param"] == "provider"
+    inline = {**PAID, "model": "echo-free", "byok": True, "provider": "fake-free", "api_key": "sk-junk-0000000000"}
+    refused = http.post("/v1/chat/completions", json=inline, headers=bearer(key))
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["param"] == "api_key"
+    assert "sk-junk" not in refused.text

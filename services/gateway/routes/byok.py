@@ -45,6 +45,10 @@ async def _models(gateway: Edge, provider: str) -> list[router_pb2.Model]:
     models = [m for m in reply.models if m.provider == provider]
     if not models:
         raise DomainError("invalid_request", f"Unknown provider '{provider}': it is not in the catalog", "provider")
+    if not any(m.byok for m in models):
+        raise DomainError(
+            "invalid_request", f"Provider '{provider}' does not take users' own keys (it checks no keys)", "provider"
+        )
     return models
 
 

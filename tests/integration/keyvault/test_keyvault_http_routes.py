@@ -35,9 +35,9 @@ class FakeRouter(router_pb2_grpc.RouterServicer):
 
     @rpc
     async def ListModels(self, request: Any, context: Any) -> router_pb2.ListModelsReply:
-        cheap = router_pb2.Model(id="gpt-mini", provider="openai", capabilities=["chat"])
+        cheap = router_pb2.Model(id="gpt-mini", provider="openai", capabilities=["chat"], byok=True)
         cheap.price.input_micro_per_1k = 1
-        dear = router_pb2.Model(id="gpt-big", provider="openai", capabilities=["chat"])
+        dear = router_pb2.Model(id="gpt-big", provider="openai", capabilities=["chat"], byok=True)
         dear.price.input_micro_per_1k = 100
         return router_pb2.ListModelsReply(models=[dear, cheap])
 

@@ -103,7 +103,7 @@ class Price(_message.Message):
     def __init__(self, input_micro_per_1k: _Optional[int] = ..., output_micro_per_1k: _Optional[int] = ...) -> None: ...
 
 class Model(_message.Message):
-    __slots__ = ("id", "aliases", "provider", "upstream", "tier", "price", "context_window", "capabilities", "quality", "health", "max_output_tokens", "free")
+    __slots__ = ("id", "aliases", "provider", "upstream", "tier", "price", "context_window", "capabilities", "quality", "health", "max_output_tokens", "free", "byok")
     ID_FIELD_NUMBER: _ClassVar[int]
     ALIASES_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +116,7 @@ class Model(_message.Message):
     HEALTH_FIELD_NUMBER: _ClassVar[int]
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     FREE_FIELD_NUMBER: _ClassVar[int]
+    BYOK_FIELD_NUMBER: _ClassVar[int]
     id: str
     aliases: _containers.RepeatedScalarFieldContainer[str]
     provider: str
@@ -128,7 +129,8 @@ class Model(_message.Message):
     health: str
     max_output_tokens: int
     free: bool
-    def __init__(self, id: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., provider: _Optional[str] = ..., upstream: _Optional[str] = ..., tier: _Optional[str] = ..., price: _Optional[_Union[Price, _Mapping]] = ..., context_window: _Optional[int] = ..., capabilities: _Optional[_Iterable[str]] = ..., quality: _Optional[int] = ..., health: _Optional[str] = ..., max_output_tokens: _Optional[int] = ..., free: _Optional[bool] = ...) -> None: ...
+    byok: bool
+    def __init__(self, id: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., provider: _Optional[str] = ..., upstream: _Optional[str] = ..., tier: _Optional[str] = ..., price: _Optional[_Union[Price, _Mapping]] = ..., context_window: _Optional[int] = ..., capabilities: _Optional[_Iterable[str]] = ..., quality: _Optional[int] = ..., health: _Optional[str] = ..., max_output_tokens: _Optional[int] = ..., free: _Optional[bool] = ..., byok: _Optional[bool] = ...) -> None: ...
 
 class ListModelsReply(_message.Message):
     __slots__ = ("models", "body")
