@@ -1,7 +1,7 @@
 """A client's request body, checked and read once: route, model, power level, stream flags and needs.
 
-The body stays the client's JSON; this module only validates what the router relies on and derives what
-selection needs (capabilities, an estimate of the prompt's tokens).
+The body stays the client's JSON, cut down to the route's allow-list (`params`); this module only validates
+what the router relies on and derives what selection needs (capabilities, an estimate of the prompt's tokens).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from services.router import params
 from services.router.adapters.base import Route
 from services.router.catalog import POWER_LEVELS
 from services.runtime.errors import DomainError
@@ -69,14 +70,16 @@ def parse(route: Route, raw: bytes, header_power_level: str = "", selection_only
     if not isinstance(body, dict):
         raise _invalid("the request body must be a JSON object", "body")
 
-    model = body.get("model")
-    if model is not None and not isinstance(model, str):
-        raise _invalid("model must be a string", "model")
     level = body.pop("power_level", None) or header_power_level or None
     if level is not None:
         if not isinstance(level, str) or level.upper() not in POWER_LEVELS:
             raise _invalid(f"power_level must be one of {', '.join(POWER_LEVELS)}", "power_level")
         level = level.upper()
+    if not selection_only:
+        body = params.checked(route, body)
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise _invalid("model must be a string", "model")
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise _invalid("stream must be a boolean", "stream")
