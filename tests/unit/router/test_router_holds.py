@@ -180,6 +180,9 @@ def test_an_exact_tokenizer_is_used_for_small_text_and_bytes_beyond(catalog: Cat
     exact = len(tokens.encoding("o200k_base").encode_ordinary(text))  # type: ignore[union-attr]
     counted = req(body).prompt.bound(gpt)
     assert exact < counted < exact + 200 < req(body).prompt.bound(bytes_only)
+    prompts = req({"prompt": [text[:3000], text[:3000]], "max_tokens": 1}, "completion").prompt
+    exact_prompt = len(tokens.encoding("o200k_base").encode_ordinary(text[:3000]))  # type: ignore[union-attr]
+    assert 2 * exact_prompt < prompts.bound(gpt) <= 2 * (exact_prompt + tokens.INPUT_ALLOWANCE) < 6000
     large = {"messages": [{"role": "user", "content": text * 3}], "max_tokens": 1}  # past TOKENIZE_MAX_BYTES
     assert req(large).prompt.bound(gpt) == req(large).prompt.bound(bytes_only)
 
