@@ -62,6 +62,13 @@ def estimate_tokens(text_chars: int, items: int = 0) -> int:
     return math.ceil(text_chars / 4) + 4 * items
 
 
+def _json(value: object, param: str) -> int:
+    try:
+        return json_bytes(value)
+    except TypeError:
+        raise _invalid(f"{param} is nested too deeply (at most 254 levels)", param) from None
+
+
 def _positive_int(body: dict[str, Any], name: str, low: int, high: int | None = None) -> int | None:
     value = body.get(name)
     if value is None:
@@ -110,7 +117,7 @@ def parse(route: Route, raw: bytes, header_power_level: str = "", selection_only
             needs.add("vision")
         prediction = body.get("prediction")
         if prediction is not None:
-            prompt.predicted_bytes = json_bytes(prediction)
+            prompt.predicted_bytes = _json(prediction, "prediction")
     elif route == "completion":
         n = _positive_int(body, "n", 1, MAX_N) or 1
         best_of = _positive_int(body, "best_of", 0, MAX_BEST_OF)
@@ -171,14 +178,14 @@ def _chat_prompt(body: dict[str, Any]) -> Prompt:
                 continue
             if key == "audio":  # an earlier audio reply, billed again as input: its size is not in the body
                 prompt.unbounded = True
-            prompt.other_bytes += utf8(value) if isinstance(value, str) else json_bytes(value)
+            prompt.other_bytes += utf8(value) if isinstance(value, str) else _json(value, "messages")
     for key in ("tools", "functions", "tool_choice"):
         value = body.get(key)
         if value is not None:
-            prompt.other_bytes += json_bytes(value)
+            prompt.other_bytes += _json(value, key)
     response_format = body.get("response_format")
     if response_format is not None:
-        prompt.other_bytes += json_bytes(response_format)
+        prompt.other_bytes += _json(response_format, "response_format")
     json_mode = isinstance(response_format, dict) and response_format.get("type") in ("json_object", "json_schema")
     if body.get("tools") or body.get("functions") or json_mode:
         prompt.fixed += TOOLS_ALLOWANCE
@@ -211,7 +218,7 @@ def _content(content: object, prompt: Prompt) -> None:
             file = part.get("file")
             _data(file.get("file_data") if isinstance(file, dict) else None, part, prompt)
         else:
-            prompt.other_bytes += json_bytes(part)
+            prompt.other_bytes += _json(part, "messages")
 
 
 def _image(part: dict[str, Any], prompt: Prompt) -> None:
@@ -227,7 +234,7 @@ def _image(part: dict[str, Any], prompt: Prompt) -> None:
 def _data(data: object, part: dict[str, Any], prompt: Prompt) -> None:
     """A file or audio part, bounded by the size of its inline data; one held elsewhere is not bounded."""
     if isinstance(data, str) and data:
-        prompt.other_bytes += json_bytes(part)
+        prompt.other_bytes += _json(part, "messages")
     else:
         prompt.unbounded = True
 

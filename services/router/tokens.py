@@ -50,11 +50,10 @@ IMAGE_LOW_TOKENS = IMAGE_BASE_TOKENS
 
 
 def json_bytes(value: object) -> int:
-    """Bytes of `value` as JSON with whitespace (never fewer than a template's `json.dumps` of it)."""
-    try:
-        return len(orjson.dumps(value, option=orjson.OPT_INDENT_2))
-    except (TypeError, orjson.JSONEncodeError):
-        return len(repr(value).encode())
+    """Bytes of `value` as JSON with whitespace (never fewer than a template's `json.dumps` of it).
+
+    Raises TypeError for a value nested too deeply to be sent on (orjson writes at most 254 levels)."""
+    return len(orjson.dumps(value, option=orjson.OPT_INDENT_2))
 
 
 def utf8(text: str) -> int:

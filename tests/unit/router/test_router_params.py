@@ -188,3 +188,16 @@ async def test_litellm_adapter_sets_url_key_and_options_from_the_catalog(
         "num_retries": 0,
         "max_retries": 0,
     }
+
+
+def test_a_body_nested_too_deeply_to_send_is_a_400_not_a_crash(upstream: Upstream) -> None:
+    deep = b"[" * 300 + b"]" * 300
+    for field in (b"tools", b"response_format", b"tool_choice"):
+        raw = b'{"messages": [{"role": "user", "content": "hi"}], "' + field + b'": ' + deep + b"}"
+        with pytest.raises(DomainError) as err:
+            parse_request("chat", raw)
+        assert (err.value.code, err.value.param) == ("invalid_request", field.decode())
+    unmeasured = orjson.loads(b'{"messages": [{"role": "user", "content": "hi"}], "logit_bias": ' + deep + b"}")
+    with pytest.raises(DomainError) as err:
+        OpenAIAdapter._request("chat", _model(upstream, "direct"), unmeasured, None, 5)
+    assert (err.value.code, err.value.param) == ("invalid_request", "body")
