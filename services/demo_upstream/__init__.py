@@ -21,9 +21,13 @@ non-JSON body), ``hang`` (never answers), ``cut-after-N`` (N content chunks, the
   that model answer ``status`` (``times`` -1: until reset, 0: clear the rule, default 1);
 * ``POST /_control`` ``{"model": "<name>|*", "require_key": "sk-..."}``: 401 unless ``Authorization: Bearer
   sk-...``; ``""`` lifts the requirement;
-* ``POST /_control`` ``{"reset": true}``: drop every rule and key requirement (not the stats);
+* ``POST /_control`` ``{"model": "<name>|*", "usage": "worst"}``: report the most a provider could bill
+  instead of the token rule: ``prompt_tokens`` = UTF-8 bytes of the same texts (plus the JSON of ``tools``),
+  ``completion_tokens`` = ``max_tokens`` (or the reply's words) x ``n``; ``"words"`` goes back to the rule;
+* ``POST /_control`` ``{"reset": true}``: drop every rule, key requirement and usage mode (not the stats);
 * ``GET /_stats``: ``{"requests": {"<path> <model>": n}, "total": n,
-  "last_authorization": {"<model>": "Bearer ..."}}``; ``POST /_stats/reset`` clears it.
+  "last_authorization": {"<model>": "Bearer ..."}, "last_fields": {"<model>": ["<body field>", ...]}}``;
+  ``POST /_stats/reset`` clears it.
 
 ``GET /health`` answers ``{"status": "ok"}``.
 

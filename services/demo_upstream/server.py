@@ -81,6 +81,10 @@ def _words(text: str) -> int:
     return len(text.split())
 
 
+def _bytes(text: str | bytes) -> int:
+    return len(text if isinstance(text, bytes) else text.encode())
+
+
 def _text(content: object) -> str:
     if isinstance(content, str):
         return content
@@ -113,6 +117,8 @@ class _App:
         self.keys: dict[str, str] = {}
         self.requests: Counter[str] = Counter()
         self.last_auth: dict[str, str] = {}
+        self.last_fields: dict[str, list[str]] = {}
+        self.usage_modes: dict[str, str] = {}  # model -> "worst"
         self.connections: set[_Connection] = set()
 
     def handle(self, req: _Request) -> _Reply:
@@ -135,6 +141,7 @@ class _App:
         if spec.get("reset") is True:
             self.rules.clear()
             self.keys.clear()
+            self.usage_modes.clear()
         model = spec.get("model", "*")
         if not isinstance(model, str) or not model:
             raise ValueError("model must be a non-empty string")
@@ -156,12 +163,21 @@ class _App:
                 self.keys[model] = key
             else:
                 self.keys.pop(model, None)
+        if "usage" in spec:
+            mode = spec["usage"]
+            if mode not in ("words", "worst"):
+                raise ValueError("usage must be 'words' or 'worst'")
+            if mode == "worst":
+                self.usage_modes[model] = mode
+            else:
+                self.usage_modes.pop(model, None)
 
     def stats(self) -> dict[str, Any]:
         return {
             "requests": dict(self.requests),
             "total": sum(self.requests.values()),
             "last_authorization": dict(self.last_auth),
+            "last_fields": dict(self.last_fields),
         }
 
     def _control(self, req: _Request) -> _Reply:
@@ -177,6 +193,7 @@ class _App:
     def reset_stats(self) -> None:
         self.requests.clear()
         self.last_auth.clear()
+        self.last_fields.clear()
 
     def _stats_reset(self, req: _Request) -> _Reply:
         self.reset_stats()
@@ -208,6 +225,7 @@ class _App:
         body = _json_body(req)
         model = body.get("model")
         name = model if isinstance(model, str) and model else "-"
+        self.last_fields[name] = sorted(body)
         self._gate(req, path, name)
         if name == "-":
             raise _Answer(_error(400, "model is required"))
@@ -233,6 +251,10 @@ class _App:
         texts = [_text(m.get("content")) for m in messages]
         user = [t for m, t in zip(messages, texts, strict=True) if m.get("role") == "user"]
         prompt_tokens = sum(_words(t) for t in texts)
+        if self._worst(model):
+            prompt_tokens = sum(_bytes(t) for t in texts) + (
+                _bytes(orjson.dumps(body["tools"])) if body.get("tools") else 0
+            )
         return self._complete(body, model, delay, "echo: " + (user[-1] if user else ""), prompt_tokens, True)
 
     def _completions(self, req: _Request) -> _Reply:
@@ -242,7 +264,8 @@ class _App:
             prompt = " ".join(prompt)
         if not isinstance(prompt, str):
             raise _Answer(_error(400, "prompt must be a string or a list of strings"))
-        return self._complete(body, model, delay, "echo: " + prompt, _words(prompt), False)
+        prompt_tokens = _bytes(prompt) if self._worst(model) else _words(prompt)
+        return self._complete(body, model, delay, "echo: " + prompt, prompt_tokens, False)
 
     def _complete(
         self, body: dict[str, Any], model: str, delay: float, reply: str, prompt_tokens: int, chat: bool
@@ -254,6 +277,9 @@ class _App:
             words = words[:limit]
             reply, finish = " ".join(words), "length"
         n = len(words)
+        if self._worst(model):  # every choice asked for, each at its limit
+            choices = body.get("n")
+            n = (limit if _is_int(limit) else n) * (choices if _is_int(choices) and choices > 1 else 1)
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n}
         head: dict[str, object] = {
             "id": ("chatcmpl-" if chat else "cmpl-") + os.urandom(12).hex(),
@@ -295,6 +321,9 @@ class _App:
             events[-1] += b"data: [DONE]\n\n"
         return _Reply(200, events, _SSE, b"cache-control: no-cache\r\n", delay, self.gap, cut=bool(cut))
 
+    def _worst(self, model: str) -> bool:
+        return self.usage_modes.get(model, self.usage_modes.get("*")) == "worst"
+
     def _embeddings(self, req: _Request) -> _Reply:
         body, model, delay = self._admit(req, "/v1/embeddings")
         inputs = body.get("input")
@@ -312,7 +341,7 @@ class _App:
             if body.get("encoding_format") == "base64":
                 embedding = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
             data.append({"object": "embedding", "index": i, "embedding": embedding})
-        tokens = sum(_words(t) for t in inputs)
+        tokens = sum((_bytes if self._worst(model) else _words)(t) for t in inputs)
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
         obj = {"object": "list", "data": data, "model": model, "usage": usage}
         return _Reply(200, orjson.dumps(obj), delay=delay)
@@ -488,9 +517,12 @@ class Upstream:
         status: int | None = None,
         times: int = 1,
         require_key: str | None = None,
+        usage: str | None = None,
         reset: bool = False,
     ) -> None:
         spec: dict[str, object] = {"model": model, "times": times, "reset": reset}
+        if usage is not None:
+            spec["usage"] = usage
         if status is not None:
             spec["status"] = status
         if require_key is not None:

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from services.router.tokens import IMAGE_HIGH_TOKENS, TOKENIZERS
+
 TIERS = ("FREE", "STARTER", "BALANCED", "PROFESSIONAL", "PREMIUM", "SPECIALIZED")
 CAPABILITIES = ("chat", "completion", "embeddings", "tools", "vision", "json")
 ADAPTERS = ("openai", "litellm")
@@ -55,6 +57,8 @@ _MODEL_KEYS = {
     "quality",
     "enabled",
     "fallbacks",
+    "tokenizer",
+    "image_tokens",
 }
 _TOP_KEYS = {"version", "providers", "models", "tier_fallbacks", "power_levels", "default_power_level"}
 _POLICY_KEYS = {"strategy", "tiers", "min_quality"}
@@ -92,6 +96,9 @@ class Model:
     quality: int
     enabled: bool
     fallbacks: tuple[str, ...]
+    tokenizer: str | None = None  # exact for this model's family: counts its message text instead of bytes
+    image_tokens_low: int = IMAGE_HIGH_TOKENS  # most an image at detail "low" can cost
+    image_tokens_high: int = IMAGE_HIGH_TOKENS  # most any other image can cost
 
     @property
     def free(self) -> bool:
@@ -314,6 +321,10 @@ class _Builder:
             input_micro = micro_per_1k(price_raw.get("input", 0), f"{where}: price.input")
             output_micro = micro_per_1k(price_raw.get("output", 0), f"{where}: price.output")
         max_output = raw.get("max_output_tokens")
+        tokenizer = raw.get("tokenizer")
+        if tokenizer is not None and (not isinstance(tokenizer, str) or tokenizer not in TOKENIZERS):
+            raise CatalogError(f"{where}: tokenizer {tokenizer!r} is not one of {', '.join(TOKENIZERS)}")
+        image_low, image_high = self._image_tokens(raw.get("image_tokens"), where)
         return Model(
             id=model_id,
             aliases=tuple(aliases),
@@ -331,7 +342,22 @@ class _Builder:
             quality=self._int(raw.get("quality", 50), f"{where}: quality", 0, 100),
             enabled=self._bool(raw.get("enabled", True), f"{where}: enabled"),
             fallbacks=tuple(self._strings(raw.get("fallbacks", []), f"{where}: fallbacks")),
+            tokenizer=tokenizer,
+            image_tokens_low=image_low,
+            image_tokens_high=image_high,
         )
+
+    def _image_tokens(self, value: object, where: str) -> tuple[int, int]:
+        """(low, high): what one image may cost at detail low and otherwise; low is high unless given."""
+        if value is None:
+            return IMAGE_HIGH_TOKENS, IMAGE_HIGH_TOKENS
+        raw = self._mapping(value, f"{where}: image_tokens")
+        self._keys(raw, {"low", "high"}, f"{where}: image_tokens")
+        high = self._int(raw.get("high", IMAGE_HIGH_TOKENS), f"{where}: image_tokens.high", 1)
+        low = self._int(raw.get("low", high), f"{where}: image_tokens.low", 1)
+        if low > high:
+            raise CatalogError(f"{where}: image_tokens.low must not exceed image_tokens.high")
+        return low, high
 
     def _resolved_fallbacks(self, model: Model, names: dict[str, str]) -> Model:
         resolved = []

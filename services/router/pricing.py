@@ -1,12 +1,18 @@
-"""What a request may cost (the hold) and what it did cost (the charge), in integer micro-credits."""
+"""What a request may cost (the hold) and what it did cost (the charge), in integer micro-credits.
+
+A hold is a true worst case: the most input the model can bill for the body (`tokens.Prompt.bound`,
+never beyond the context window) plus the most it may write: every choice (`n`, `best_of` and each
+completion prompt) at `max_tokens` / `max_completion_tokens` (reasoning tokens included), or at the
+model's `max_output_tokens` when the body sets no limit, or at its context window when the catalog
+names no limit either.
+"""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
 from services.router.catalog import Model
-
-DEFAULT_MAX_OUTPUT = 4096
+from services.router.request import Request
 
 
 def cost_micro(model: Model, prompt_tokens: int, completion_tokens: int) -> int:
@@ -17,13 +23,25 @@ def cost_micro(model: Model, prompt_tokens: int, completion_tokens: int) -> int:
     return -(-total // 1000)
 
 
-def worst_case_micro(model: Model, prompt_tokens: int, max_tokens: int | None, embedding: bool = False) -> int:
-    """The hold for one attempt: the prompt estimate plus the most the model may write."""
-    if embedding:
-        return cost_micro(model, prompt_tokens, 0)
-    room = max(1, model.context_window - prompt_tokens)
-    limit = max_tokens or model.max_output_tokens or DEFAULT_MAX_OUTPUT
-    return cost_micro(model, prompt_tokens, min(limit, room))
+def output_limit(model: Model, max_tokens: int | None) -> int:
+    """The most one choice may write: what the body allows, else the model's limit, never past its window."""
+    return min(max_tokens or model.max_output_tokens or model.context_window, model.context_window)
+
+
+def hold_tokens(model: Model, request: Request) -> tuple[int, int]:
+    """(input, output) tokens of the worst case of `request` on `model`."""
+    window = model.context_window
+    # Also at least the typical estimate: it is what is charged when a provider reports no usage.
+    prompt = max(request.prompt.bound(model), min(request.prompt_tokens, window))
+    if request.route == "embedding":
+        return prompt, 0
+    completion = output_limit(model, request.max_tokens) * request.choices + request.prompt.predicted_bytes
+    return prompt, completion
+
+
+def worst_case_micro(model: Model, request: Request) -> int:
+    """The hold for one attempt of `request` on `model`."""
+    return cost_micro(model, *hold_tokens(model, request))
 
 
 def credits(micro: int) -> str:

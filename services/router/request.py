@@ -1,23 +1,41 @@
 """A client's request body, checked and read once: route, model, power level, stream flags and needs.
 
-The body stays the client's JSON; this module only validates what the router relies on and derives what
-selection needs (capabilities, an estimate of the prompt's tokens).
+The body stays the client's JSON, cut down to the route's allow-list (`params`); this module validates
+what the router relies on and measures what holds and selection need: how many choices may be written,
+an upper bound of the input (`tokens.Prompt`) and a typical estimate of it (for context-window fit and
+for usage a provider does not report).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from services.router import params
 from services.router.adapters.base import Route
 from services.router.catalog import POWER_LEVELS
+from services.router.tokens import (
+    IMAGE_LOW_TOKENS,
+    INPUT_ALLOWANCE,
+    MESSAGE_ALLOWANCE,
+    PART_ALLOWANCE,
+    REQUEST_ALLOWANCE,
+    TOOLS_ALLOWANCE,
+    Prompt,
+    json_bytes,
+    utf8,
+)
 from services.runtime.errors import DomainError
 
 AUTO = ("", "auto")
 CAPABILITY_OF_ROUTE = {"chat": "chat", "completion": "completion", "embedding": "embeddings"}
+MAX_N = 128
+MAX_BEST_OF = 20
+_IMAGE_PARTS = ("image_url", "input_image", "image")
+_TEXT_PARTS = ("text", "input_text", "output_text")
 
 
 @dataclass(slots=True)
@@ -28,9 +46,11 @@ class Request:
     power_level: str | None  # None: the default
     stream: bool
     include_usage: bool
-    max_tokens: int | None
+    max_tokens: int | None  # per choice: the larger of max_tokens and max_completion_tokens
     needs: frozenset[str]
-    prompt_tokens: int  # estimate
+    prompt_tokens: int  # typical estimate
+    choices: int = 1  # how many completions may be written: n (x best_of, x prompts for completions)
+    prompt: Prompt = field(default_factory=Prompt)  # what bounds the input, per model
 
 
 def _invalid(message: str, param: str) -> DomainError:
@@ -38,27 +58,25 @@ def _invalid(message: str, param: str) -> DomainError:
 
 
 def estimate_tokens(text_chars: int, items: int = 0) -> int:
-    """A cautious token estimate from character counts (about four characters a token, plus framing)."""
+    """A typical token estimate from character counts (about four characters a token, plus framing)."""
     return math.ceil(text_chars / 4) + 4 * items
 
 
-def _content_chars(content: object, needs: set[str]) -> int:
-    if content is None:
-        return 0
-    if isinstance(content, str):
-        return len(content)
-    if isinstance(content, list):
-        total = 0
-        for part in content:
-            if not isinstance(part, dict):
-                raise _invalid("message content parts must be objects", "messages")
-            if part.get("type") in ("image_url", "input_image", "image"):
-                needs.add("vision")
-                total += 340  # what a low-detail image costs at OpenAI, a floor for the estimate
-            elif isinstance(part.get("text"), str):
-                total += len(part["text"])
-        return total
-    raise _invalid("message content must be a string, an array of parts or null", "messages")
+def _json(value: object, param: str) -> int:
+    try:
+        return json_bytes(value)
+    except TypeError:
+        raise _invalid(f"{param} is nested too deeply (at most 254 levels)", param) from None
+
+
+def _positive_int(body: dict[str, Any], name: str, low: int, high: int | None = None) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        bound = f"from {low} to {high}" if high is not None else f">= {low}"
+        raise _invalid(f"{name} must be an integer {bound}", name)
+    return value
 
 
 def parse(route: Route, raw: bytes, header_power_level: str = "", selection_only: bool = False) -> Request:
@@ -69,14 +87,17 @@ def parse(route: Route, raw: bytes, header_power_level: str = "", selection_only
     if not isinstance(body, dict):
         raise _invalid("the request body must be a JSON object", "body")
 
-    model = body.get("model")
-    if model is not None and not isinstance(model, str):
-        raise _invalid("model must be a string", "model")
     level = body.pop("power_level", None) or header_power_level or None
     if level is not None:
         if not isinstance(level, str) or level.upper() not in POWER_LEVELS:
             raise _invalid(f"power_level must be one of {', '.join(POWER_LEVELS)}", "power_level")
         level = level.upper()
+    task = body.get("task")
+    if not selection_only:
+        body = params.checked(route, body)
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise _invalid("model must be a string", "model")
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise _invalid("stream must be a boolean", "stream")
@@ -84,18 +105,29 @@ def parse(route: Route, raw: bytes, header_power_level: str = "", selection_only
     if options is not None and not isinstance(options, dict):
         raise _invalid("stream_options must be an object", "stream_options")
     include_usage = bool(options and options.get("include_usage") is True)
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
-        param = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
-        raise _invalid(f"{param} must be a positive integer", param)
+    limits = [v for v in (_positive_int(body, "max_tokens", 1), _positive_int(body, "max_completion_tokens", 1)) if v]
+    max_tokens = max(limits) if limits else None
 
     needs = {CAPABILITY_OF_ROUTE[route]}
+    choices = 0
     if route == "chat":
-        prompt_tokens = _chat_prompt(body, needs, selection_only)
+        choices = _positive_int(body, "n", 1, MAX_N) or 1
+        prompt = _task(task) if body.get("messages") is None and selection_only else _chat_prompt(body)
+        if prompt.images:
+            needs.add("vision")
+        prediction = body.get("prediction")
+        if prediction is not None:
+            prompt.predicted_bytes = _json(prediction, "prediction")
     elif route == "completion":
-        prompt_tokens = _completion_prompt(body)
+        n = _positive_int(body, "n", 1, MAX_N) or 1
+        best_of = _positive_int(body, "best_of", 0, MAX_BEST_OF)
+        if best_of and best_of < n:
+            raise _invalid("best_of must be greater than or equal to n", "best_of")
+        prompt = _completion_prompt(body)
+        assert prompt.units is not None
+        choices = len(prompt.units) * max(n, best_of or 1)  # best_of candidates are written, n returned
     else:
-        prompt_tokens = _embedding_input(body)
+        prompt = _embedding_input(body)
     if body.get("tools") or body.get("functions"):
         needs.add("tools")
     response_format = body.get("response_format")
@@ -110,45 +142,137 @@ def parse(route: Route, raw: bytes, header_power_level: str = "", selection_only
         include_usage=include_usage,
         max_tokens=max_tokens,
         needs=frozenset(needs),
-        prompt_tokens=prompt_tokens,
+        prompt_tokens=_estimate(prompt),
+        choices=choices,
+        prompt=prompt,
     )
 
 
-def _chat_prompt(body: dict[str, Any], needs: set[str], selection_only: bool) -> int:
+def _estimate(prompt: Prompt) -> int:
+    if prompt.units is not None:
+        return sum(estimate_tokens(len(text) if text is not None else 4 * size, 1) for size, text in prompt.units)
+    chars = sum(len(t) for t in prompt.texts) + prompt.other_bytes
+    return estimate_tokens(chars, prompt.messages) + IMAGE_LOW_TOKENS * prompt.images
+
+
+def _task(task: object) -> Prompt:
+    if not isinstance(task, str):
+        raise _invalid("task must be a string", "task")
+    size = utf8(task)
+    return Prompt(fixed=REQUEST_ALLOWANCE + MESSAGE_ALLOWANCE, texts=[task], text_bytes=size, messages=1)
+
+
+def _chat_prompt(body: dict[str, Any]) -> Prompt:
     messages = body.get("messages")
-    if messages is None and selection_only:
-        task = body.get("task", "")
-        if not isinstance(task, str):
-            raise _invalid("task must be a string", "task")
-        return estimate_tokens(len(task), 1)
     if not isinstance(messages, list) or not messages:
         raise _invalid("messages must be a non-empty array of message objects", "messages")
-    chars = 0
+    prompt = Prompt(fixed=REQUEST_ALLOWANCE)
     for message in messages:
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise _invalid("each message must be an object with a string role", "messages")
-        chars += _content_chars(message.get("content"), needs)
-    return estimate_tokens(chars, len(messages))
+        prompt.fixed += MESSAGE_ALLOWANCE
+        prompt.messages += 1
+        _content(message.get("content"), prompt)
+        for key, value in message.items():
+            if key == "content" or value is None:
+                continue
+            if key == "audio":  # an earlier audio reply, billed again as input: its size is not in the body
+                prompt.unbounded = True
+            prompt.other_bytes += utf8(value) if isinstance(value, str) else _json(value, "messages")
+    for key in ("tools", "functions", "tool_choice"):
+        value = body.get(key)
+        if value is not None:
+            prompt.other_bytes += _json(value, key)
+    response_format = body.get("response_format")
+    if response_format is not None:
+        prompt.other_bytes += _json(response_format, "response_format")
+    json_mode = isinstance(response_format, dict) and response_format.get("type") in ("json_object", "json_schema")
+    if body.get("tools") or body.get("functions") or json_mode:
+        prompt.fixed += TOOLS_ALLOWANCE
+    return prompt
 
 
-def _completion_prompt(body: dict[str, Any]) -> int:
+def _content(content: object, prompt: Prompt) -> None:
+    if content is None:
+        return
+    if isinstance(content, str):
+        prompt.texts.append(content)
+        prompt.text_bytes += utf8(content)
+        return
+    if not isinstance(content, list):
+        raise _invalid("message content must be a string, an array of parts or null", "messages")
+    for part in content:
+        if not isinstance(part, dict):
+            raise _invalid("message content parts must be objects", "messages")
+        kind = part.get("type")
+        if kind in _TEXT_PARTS and isinstance(part.get("text"), str):
+            prompt.texts.append(part["text"])
+            prompt.text_bytes += utf8(part["text"])
+            prompt.fixed += PART_ALLOWANCE
+        elif kind in _IMAGE_PARTS:
+            _image(part, prompt)
+        elif kind == "input_audio":
+            audio = part.get("input_audio")
+            _data(audio.get("data") if isinstance(audio, dict) else None, part, prompt)
+        elif kind == "file":
+            file = part.get("file")
+            _data(file.get("file_data") if isinstance(file, dict) else None, part, prompt)
+        else:
+            prompt.other_bytes += _json(part, "messages")
+
+
+def _image(part: dict[str, Any], prompt: Prompt) -> None:
+    image = part.get("image_url")
+    detail = image.get("detail") if isinstance(image, dict) else part.get("detail")
+    if detail == "low":
+        prompt.images_low += 1
+    else:  # high, auto (the provider may choose high) or anything else
+        prompt.images_high += 1
+    prompt.fixed += PART_ALLOWANCE
+
+
+def _data(data: object, part: dict[str, Any], prompt: Prompt) -> None:
+    """A file or audio part, bounded by the size of its inline data; one held elsewhere is not bounded."""
+    if isinstance(data, str) and data:
+        prompt.other_bytes += _json(part, "messages")
+    else:
+        prompt.unbounded = True
+
+
+def _completion_prompt(body: dict[str, Any]) -> Prompt:
     prompt = body.get("prompt")
+    suffix = body.get("suffix")
+    if suffix is not None and not isinstance(suffix, str):
+        raise _invalid("suffix must be a string", "suffix")
+    extra = INPUT_ALLOWANCE + (utf8(suffix) if suffix else 0)
     if isinstance(prompt, str):
-        return estimate_tokens(len(prompt), 1)
-    if isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
-        return estimate_tokens(sum(len(p) for p in prompt), len(prompt))
-    raise _invalid("prompt must be a string or a non-empty array of strings", "prompt")
+        texts = [prompt]
+    elif isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
+        texts = prompt
+    else:
+        raise _invalid("prompt must be a string or a non-empty array of strings", "prompt")
+    return _units(texts, extra)
 
 
-def _embedding_input(body: dict[str, Any]) -> int:
+def _units(texts: list[str], extra: int) -> Prompt:
+    units: list[tuple[int, str | None]] = []
+    total = 0
+    for text in texts:
+        size = utf8(text)
+        total += size
+        units.append((size + extra, text))
+    return Prompt(units=units, text_bytes=total)
+
+
+def _embedding_input(body: dict[str, Any]) -> Prompt:
     data = body.get("input")
     if isinstance(data, str) and data:
-        return estimate_tokens(len(data), 1)
+        return _units([data], INPUT_ALLOWANCE)
     if isinstance(data, list) and data:
         if all(isinstance(i, str) for i in data):
-            return estimate_tokens(sum(len(i) for i in data), len(data))
+            return _units(data, INPUT_ALLOWANCE)
         if all(isinstance(i, int) and not isinstance(i, bool) for i in data):
-            return len(data)
-        if all(isinstance(i, list) and all(isinstance(t, int) for t in i) for i in data):
-            return sum(len(i) for i in data)
+            return Prompt(units=[(len(data), None)])
+        if all(isinstance(i, list) and i and all(isinstance(t, int) for t in i) for i in data):
+            return Prompt(units=[(len(i), None) for i in data])
     raise _invalid("input must be a non-empty string or array of strings or token arrays", "input")

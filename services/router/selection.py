@@ -139,14 +139,13 @@ def select(catalog: Catalog, request: Request, default_level: str, health: Healt
     else:
         ordered = sorted(fit, key=lambda m: health.badness(m.provider.name))
         reason += "; every candidate's provider is down, trying the least-bad"
-    embedding = request.route == "embedding"
     candidates = [
         Choice(
             model=m,
             score=score(policy, m) if policy.strategy != "exact" else float(m.quality),
             reason="requested" if m is chain[0] and request.model is not None else ("chosen" if i == 0 else "fallback"),
             health=health.state(m.provider.name),
-            estimated_cost_micro=worst_case_micro(m, request.prompt_tokens, request.max_tokens, embedding),
+            estimated_cost_micro=worst_case_micro(m, request),
         )
         for i, m in enumerate(ordered)
     ]

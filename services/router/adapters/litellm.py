@@ -2,7 +2,8 @@
 
 `litellm` is imported on first use only, so a router whose catalog has no litellm provider never pays
 for the import. Replies and stream chunks come back as the same OpenAI-shaped objects the `openai`
-adapter yields.
+adapter yields. Only the route's documented parameters reach litellm (`params.outgoing`), never as
+one of its own call options; the model, URL, key, timeout and retries are set from the catalog here.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from services.router import params
 from services.router.adapters.base import Event, Reply, Route, UpstreamError, safe_message
 from services.router.catalog import Model
 
@@ -46,7 +48,7 @@ class LiteLLMAdapter:
     ) -> Any:
         lib = _litellm()
         provider = model.provider
-        kwargs = {k: v for k, v in payload.items() if k != "model"}
+        kwargs = params.outgoing(route, payload, litellm=True)
         kwargs.update(
             model=f"{provider.litellm_provider}/{model.upstream}",
             api_key=api_key or "no-key",

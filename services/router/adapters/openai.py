@@ -3,7 +3,8 @@
 One `aiohttp` session per provider keeps connections alive across requests (it costs a fraction of the
 CPU per call that httpx does, and this client is on every request's path). Streams are split into
 `data:` payloads on bytes, so a payload reaches the client exactly as the upstream wrote it unless the
-normalizer has to change it.
+normalizer has to change it. The URL is the catalog's and the only header beyond the fixed ones is the
+credential; the body carries only the route's documented parameters (`params.outgoing`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from typing import Any
 import aiohttp
 import orjson
 
+from services.router import params
 from services.router.adapters.base import PATHS, Event, Reply, Route, UpstreamError, safe_message
 from services.router.catalog import Model, Provider
+from services.runtime.errors import DomainError
 
 _HEADERS = {"content-type": "application/json", "accept-encoding": "identity"}
 
@@ -42,9 +45,13 @@ class OpenAIAdapter:
         route: Route, model: Model, payload: dict[str, Any], api_key: str | None, timeout: float
     ) -> dict[str, Any]:
         connect = min(model.provider.connect_timeout_s, timeout)
+        try:
+            data = orjson.dumps({**params.outgoing(route, payload), "model": model.upstream})
+        except TypeError:  # nested past orjson's 254 levels: the client's body, not the provider, is at fault
+            raise DomainError("invalid_request", "the request body is nested too deeply to send", "body") from None
         return {
             "url": model.provider.api_base.rstrip("/") + PATHS[route],
-            "data": orjson.dumps({**payload, "model": model.upstream}),
+            "data": data,
             "headers": {"authorization": f"Bearer {api_key}"} if api_key else None,
             # Like a read timeout: the longest wait for the next bytes, within the request's deadline.
             "timeout": aiohttp.ClientTimeout(total=None, sock_connect=connect, connect=connect, sock_read=timeout),

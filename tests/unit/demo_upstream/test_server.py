@@ -281,11 +281,32 @@ def test_require_key_and_stats_show_the_authorization(bg: _Background, http: htt
         "demo-echo": "Bearer sk-right",
         "demo-echo-large": "Bearer sk-wrong",
     }
+    assert stats["last_fields"] == {"demo-echo": ["messages", "model"], "demo-echo-large": ["messages", "model"]}
     http.post("/_stats/reset").raise_for_status()
-    assert http.get("/_stats").json() == {"requests": {}, "total": 0, "last_authorization": {}}
+    assert http.get("/_stats").json() == {"requests": {}, "total": 0, "last_authorization": {}, "last_fields": {}}
 
 
-@pytest.mark.parametrize("spec", [{"status": "x"}, {"status": 200}, {"status": 500, "times": -2}, {"model": 3}])
+def test_worst_usage_reports_the_most_a_provider_could_bill(client: openai.OpenAI, http: httpx.Client) -> None:
+    http.post("/_control", json={"model": "demo-echo", "usage": "worst"}).raise_for_status()
+    tools: Any = [{"type": "function", "function": {"name": "f"}}]
+    messages: Any = [{"role": "user", "content": "héllo there"}]
+    reply = client.chat.completions.create(model="demo-echo", messages=messages, max_tokens=7, n=3, tools=tools)
+    assert reply.usage is not None
+    assert reply.usage.prompt_tokens == len("héllo there".encode()) + len(orjson.dumps(tools))
+    assert reply.usage.completion_tokens == 7 * 3
+    text = client.completions.create(model="demo-echo", prompt="a b", max_tokens=2)
+    assert text.usage is not None and (text.usage.prompt_tokens, text.usage.completion_tokens) == (3, 2)
+    vectors = client.embeddings.create(model="demo-echo", input=["漢字"])
+    assert vectors.usage.prompt_tokens == 6
+    assert _chat(client, "demo-echo-large") == "echo: hello there"  # other models keep the word rule
+    http.post("/_control", json={"model": "demo-echo", "usage": "words"}).raise_for_status()
+    again = client.chat.completions.create(model="demo-echo", messages=messages, max_tokens=7, n=3)
+    assert again.usage is not None and (again.usage.prompt_tokens, again.usage.completion_tokens) == (2, 3)
+
+
+@pytest.mark.parametrize(
+    "spec", [{"status": "x"}, {"status": 200}, {"status": 500, "times": -2}, {"model": 3}, {"usage": "max"}]
+)
 def test_control_rejects_bad_specs(http: httpx.Client, spec: dict[str, Any]) -> None:
     assert http.post("/_control", json=spec).status_code == 400
 

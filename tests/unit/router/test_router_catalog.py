@@ -76,6 +76,15 @@ def test_default_catalog_has_47_models_9_providers_6_tiers() -> None:
         (("{input: 0.001,", "{input: 0.0000001,"), "model b: price.input: 1e-07 is finer than one micro-credit"),
         (("aliases: [alpha]}", "aliases: [alpha], fallbacks: [zzz]}"), "model a: fallback 'zzz' is not a model"),
         (("p1: {api_base", "p1: {api_base: x}\n  p1: {api_base"), "duplicate key 'p1'"),
+        (("tier: STARTER,", "tier: STARTER, tokenizer: gpt2,"), "model b: tokenizer 'gpt2' is not one of o200k_base"),
+        (("tier: STARTER,", "tier: STARTER, tokenizer: [a],"), "model b: tokenizer ['a'] is not one of"),
+        (("tier: STARTER,", "tier: STARTER, image_tokens: 5,"), "model b: image_tokens: must be a mapping"),
+        (("tier: STARTER,", "tier: STARTER, image_tokens: {tiles: 2},"), "model b: image_tokens: unknown key tiles"),
+        (("tier: STARTER,", "tier: STARTER, image_tokens: {low: 0},"), "model b: image_tokens.low: must be an integer"),
+        (
+            ("tier: STARTER,", "tier: STARTER, image_tokens: {low: 90, high: 80},"),
+            "model b: image_tokens.low must not exceed image_tokens.high",
+        ),
     ],
 )
 def test_invalid_catalog_names_the_entry(change: tuple[str, str], message: str) -> None:
@@ -84,6 +93,16 @@ def test_invalid_catalog_names_the_entry(change: tuple[str, str], message: str) 
     with pytest.raises(CatalogError) as err:
         parse(text, env={})
     assert message in str(err.value)
+
+
+def test_hold_settings_of_a_model() -> None:
+    text = BASE.replace("tier: STARTER,", "tier: STARTER, tokenizer: o200k_base, image_tokens: {low: 85, high: 1445},")
+    cat = parse(text, env={})
+    b, a = cat.models["b"], cat.models["a"]
+    assert (b.tokenizer, b.image_tokens_low, b.image_tokens_high) == ("o200k_base", 85, 1445)
+    assert (a.tokenizer, a.image_tokens_low, a.image_tokens_high) == (None, 1445, 1445)  # low only where said
+    only_high = parse(BASE.replace("tier: STARTER,", "tier: STARTER, image_tokens: {high: 1600},"), env={})
+    assert (only_high.models["b"].image_tokens_low, only_high.models["b"].image_tokens_high) == (1600, 1600)
 
 
 def test_fallback_cycle_refuses_to_load() -> None:
