@@ -30,7 +30,7 @@ from services.router.adapters.openai import OpenAIAdapter
 from services.router.catalog import Catalog, Model
 from services.router.clients import Funds, Hold, Ledger, Vault
 from services.router.health_view import HealthView
-from services.router.pricing import cost_micro, credits
+from services.router.pricing import cost_micro, credits, hold_tokens, worst_case_micro
 from services.router.request import Request, estimate_tokens
 from services.router.selection import Decision, select
 from services.runtime.channels import Deadline
@@ -224,7 +224,7 @@ class Router:
         if reported is not None:
             prompt, completion, estimated = reported[0], reported[1], False
         else:
-            prompt, completion, estimated = request.prompt_tokens, estimate_tokens(_reply_chars(body)), True
+            prompt, completion, estimated = request.prompt_tokens, _written(model, request, _reply_chars(body)), True
         cost = cost_micro(model, prompt, completion) if _paid(model, credential) else 0
         funds = await self._account(trace, model, credential, hold, attempt, prompt, completion, cost, estimated, "ok")
         if request.route == "embedding":
@@ -322,7 +322,7 @@ class Router:
             if reported is not None:
                 prompt, completion, estimated = reported[0], reported[1], False
             else:
-                prompt, completion, estimated = request.prompt_tokens, estimate_tokens(chars), True
+                prompt, completion, estimated = request.prompt_tokens, _written(model, request, chars), True
             cost = cost_micro(model, prompt, completion) if _paid(model, credential) else 0
             result = {"ok": "ok", "partial": "cut", "cancelled": "cancelled"}[status]
             trace.attempts.append(
@@ -384,7 +384,10 @@ class Router:
     async def _reserve(self, trace: _Trace, model: Model, credential: Credential, attempt: int) -> Hold:
         """The attempt's hold: its worst case, or nothing when it is not charged (it still records the call)."""
         caller = trace.caller
-        estimate = next((c.estimated_cost_micro for c in trace.decision.candidates if c.model is model), 0)
+        found = (c.estimated_cost_micro for c in trace.decision.candidates if c.model is model)
+        estimate = next(found, None)
+        if estimate is None:
+            estimate = worst_case_micro(model, trace.request)
         return await self.ledger.reserve(
             caller.user_id,
             max(1, estimate) if _paid(model, credential) else 0,
@@ -527,6 +530,11 @@ class Router:
         task = asyncio.ensure_future(work)
         self._keep(task)
         return await asyncio.shield(task)
+
+
+def _written(model: Model, request: Request, chars: int) -> int:
+    """The tokens a reply of `chars` characters is charged when its provider reported none: never past the hold."""
+    return min(estimate_tokens(chars), hold_tokens(model, request)[1])
 
 
 def _paid(model: Model, credential: Credential) -> bool:

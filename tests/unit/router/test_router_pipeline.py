@@ -303,3 +303,14 @@ async def test_client_leaving_mid_stream_settles_what_was_delivered(router: Rout
     assert usage.status == "cancelled" and usage.usage_estimated
     assert usage.completion_tokens == 1  # "echo", the first of six chunks, is all that went out
     assert ledger(router).charged() == [cost_micro(router.catalog.models["echo"], usage.prompt_tokens, 1)]
+
+
+async def test_an_estimated_reply_is_never_charged_past_its_hold(router: Router) -> None:
+    """A provider that reports no usage: the estimate of its reply stays within max_tokens × n."""
+    _, outcome = await router.complete(parse("chat", chat("quiet", max_tokens=1)), caller())
+    assert outcome.usage_estimated and outcome.completion_tokens == 1
+    events = await collect(router, chat("quiet", stream=True, max_tokens=1))
+    assert events[-1].outcome.usage_estimated and events[-1].outcome.completion_tokens == 1
+    reserved = [amount for kind, _, amount in ledger(router).calls if kind == "reserve"]
+    assert ledger(router).charged() == [outcome.cost_micro, events[-1].outcome.cost_micro]
+    assert all(c <= r for c, r in zip(ledger(router).charged(), reserved, strict=True))
