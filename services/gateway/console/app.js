@@ -149,13 +149,17 @@ async function route() {
   target.append(h("h1", { id: "page-title", text: page.title }));
   clear($("page"), target);
   const mine = ++rendering;
+  const focused = document.activeElement;
   try {
     await page.render(target, session);
   } catch (err) {
     if (mine !== rendering || !session) return;
     target.append(h("p", { class: "error", role: "alert", text: err instanceof ApiError ? err.message : "This page failed to load." }));
   }
-  if (mine === rendering) $("main").focus({ preventScroll: true });
+  if (mine !== rendering) return;
+  target.dataset.ready = "true";
+  // Move to the new page for screen readers, unless the user has moved on meanwhile.
+  if (document.activeElement === focused) $("main").focus({ preventScroll: true });
 }
 
 window.addEventListener("hashchange", route);
