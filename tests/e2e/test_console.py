@@ -279,6 +279,11 @@ def test_a_user_and_an_admin_walk_the_console(
 
     for seen in (page, admin):
         assert_no_leak(seen, watch, canaries, created_once)
+    assert not [line for line in watch.console if "Content Security Policy" in line or "pageerror" in line]
+    assert suite.log_dir is not None
+    logs = "".join(p.read_text(errors="replace") for p in suite.log_dir.glob("*.log"))
+    assert logs, "the services wrote no log to search"
+    assert not [c for c in canaries if c in logs], "a key is in a service log"
     context.close()
     admin_context.close()
     print(f"\nconsole walk-through: {time.monotonic() - began:.1f} s")

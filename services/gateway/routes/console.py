@@ -8,6 +8,7 @@ the `X-CSRF-Token` header (see `sessions.py`). Signing in exchanges a `tg-` key 
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 from starlette.requests import Request
@@ -21,6 +22,7 @@ from services.runtime.errors import DomainError
 from tollgate.keyvault.v1 import keyvault_pb2
 
 ASSETS = Path(__file__).resolve().parents[1] / "console"
+_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,100}")
 _TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -54,10 +56,10 @@ NOT_ACCEPTED = "That key was not accepted: it is wrong, revoked or expired"
 
 
 def _asset(name: str, request: Request) -> Response:
-    path = (ASSETS / name).resolve()
+    path = ASSETS / name
     kind = _TYPES.get(path.suffix)
-    if kind is None or name.startswith(".") or path.parent != ASSETS or not path.is_file():
-        raise DomainError("not_found", f"The console has no file '{name}'")
+    if kind is None or not _NAME.fullmatch(name) or not path.is_file():
+        raise DomainError("not_found", "The console has no such file")
     body = path.read_bytes()
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
     headers = {"etag": etag, "cache-control": "no-cache", **_SECURITY}
@@ -114,7 +116,8 @@ async def sign_in(request: Request) -> Response:
         path="/",
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        # Behind a proxy that ends TLS the gateway sees http; the proxy's header still marks the cookie Secure.
+        secure="https" in (request.url.scheme, request.headers.get("x-forwarded-proto", "")),
     )
     return response
 
