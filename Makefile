@@ -14,7 +14,7 @@ PROTOS := $(shell find proto -name '*.proto')
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS := True
 
-.PHONY: help install lock upgrade test-oldest proto proto-check run test test-unit test-integration test-e2e fuzz bench bench-litellm bench-credits soak lint fmt clean
+.PHONY: help install browser lock upgrade test-oldest proto proto-check run test test-unit test-integration test-e2e fuzz bench bench-litellm bench-credits soak lint fmt clean
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,6 +32,13 @@ $(VENV)/.installed: pyproject.toml uv.lock $(UV)
 	touch $@
 
 install: $(VENV)/.installed ## Create the virtualenv from uv.lock (tollgate, its dependencies and dev tools)
+
+# The console's browser tests drive Debian's Chromium through Playwright (its own browser download is not used).
+CHROMIUM ?= /usr/bin/chromium
+
+browser: ## Install Debian's Chromium for the console's browser tests (when /usr/bin/chromium is missing)
+	@test -x $(CHROMIUM) || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
 
 lock: $(UV) ## Bring uv.lock (and bench/litellm/uv.lock) in line with pyproject.toml, changing as little as it can
 	$(UV) lock
@@ -55,7 +62,7 @@ proto-check: proto ## Fail when the generated code in git is stale
 run: $(VENV)/.installed ## Start the whole suite (PROFILE=embedded: SQLite, no Redis; PROFILE=prod: local PostgreSQL + Redis)
 	$(PY) -m services.launcher --profile $(PROFILE)
 
-test: $(VENV)/.installed ## Run every test: unit, integration (PostgreSQL, Redis) and end-to-end (openai SDK)
+test: $(VENV)/.installed browser ## Run every test: unit, integration (PostgreSQL, Redis) and end-to-end (openai SDK, the console in Chromium)
 	$(BIN)/pytest -q
 
 # The SDK lower bound claimed in pyproject.toml, tested in a second virtualenv: the lock, then that one release.
@@ -73,7 +80,7 @@ test-unit: $(VENV)/.installed ## Unit tests only
 test-integration: $(VENV)/.installed ## Integration tests (real PostgreSQL and Redis)
 	$(BIN)/pytest -q tests/integration
 
-test-e2e: $(VENV)/.installed ## End-to-end tests: the suite as real processes, the openai SDK as client
+test-e2e: $(VENV)/.installed browser ## End-to-end tests: the suite as real processes, the openai SDK (and a browser) as client
 	$(BIN)/pytest -q tests/e2e
 
 fuzz: $(VENV)/.installed ## Fuzz every route from /openapi.json (about 10,000 cases): no 5xx, OpenAI-shaped errors

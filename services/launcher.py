@@ -269,6 +269,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, request_stop)
     with running(suite):
         print(f"\ntollgate is up: {suite.base_url}")
+        print(f"  console       : http://{suite.host}:{suite.ports.gateway}/console (sign in with a key)")
         if args.profile == "embedded":
             keys = suite.bootstrap_keys()
             print(f"  demo user key : {keys['demo_key']}")

@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.gateway import metrics
+from services.gateway import metrics, sessions
 from services.gateway.clients import Clients
 from services.gateway.limits import Limiter
 from services.gateway.replay import Idempotency, ResponseCache
@@ -61,12 +61,17 @@ class Edge:
             raise from_rpc_error(exc, service) from None
 
     async def principal(self, request: Request) -> keyvault_pb2.Principal:
-        """The caller behind the request's bearer key, cached for `auth_cache_ttl` seconds."""
+        """The caller behind the request's bearer key (or console session), cached for `auth_cache_ttl` seconds."""
+        if sessions.presented(request):
+            return await sessions.principal(self, request)
         header = request.headers.get("authorization", "")
         scheme, _, key = header.partition(" ")
         key = key.strip()
         if scheme.lower() != "bearer" or not key:
             raise DomainError("invalid_api_key", "Missing API key: send it as 'Authorization: Bearer <key>'")
+        return await self.authenticate(key)
+
+    async def authenticate(self, key: str) -> keyvault_pb2.Principal:
         digest = hashlib.sha256(key.encode()).digest()
         now = time.monotonic()
         cached = self._auth.get(digest)

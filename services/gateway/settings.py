@@ -14,6 +14,8 @@ class GatewaySettings(CommonSettings):
     request_timeout: float = 600.0
     models_cache_ttl: float = 5.0
     cors_origins: str = ""  # comma-separated allow-list; empty: no CORS headers
+    # A console session ends after this many idle seconds (and 12 hours after sign-in in any case).
+    console_session_ttl: float = 1800.0
 
     # Shared state of the gateway replicas (rate-limit windows, idempotency records, response cache).
     # Empty: in-process state, right for one gateway process (the embedded default).

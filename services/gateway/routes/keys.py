@@ -1,4 +1,4 @@
-"""Gateway API keys over HTTP, for admins: create (the key is shown once), list (masked), revoke.
+"""Gateway API keys over HTTP: admins create (the key is shown once), list (masked), revoke; users list their own.
 
 keyvault owns the keys; these routes check the caller is an admin and relay. A revoked key keeps
 working for at most the gateway's authentication cache TTL (`TOLLGATE_AUTH_CACHE_TTL`, 5 s by default).
@@ -90,6 +90,17 @@ async def list_keys(request: Request) -> Response:
     return json_response({"object": "list", "data": [key_json(k) for k in reply.keys]})
 
 
+async def own_keys(request: Request) -> Response:
+    """The caller's own keys, masked: any key may see its user's keys, and no one else's."""
+    gateway = edge(request)
+    principal = await gateway.principal(request)
+    reply: keyvault_pb2.ListApiKeysReply = await gateway.call(
+        gateway.clients.keyvault.ListApiKeys, keyvault_pb2.ListApiKeysRequest(user_id=principal.user_id), "keyvault"
+    )
+    data = [{**key_json(k), "current": k.key_id == principal.key_id} for k in reply.keys]
+    return json_response({"object": "list", "data": data})
+
+
 async def revoke_key(request: Request) -> Response:
     gateway = edge(request)
     principal = await gateway.principal(request)
@@ -110,9 +121,11 @@ extend(
         "get": operation("List gateway API keys, masked (admin)", params=[query("user", "only this user's keys")]),
     },
 )
+extend("/v1/keys", False, {"get": operation("Your own gateway API keys, masked; `current` marks the calling key")})
 extend("/v1/admin/keys/{key_id}", False, {"delete": operation("Revoke a key (admin)", params=[path_param("key_id")])})
 
 ROUTES = [
+    Route("/v1/keys", own_keys, methods=["GET"]),
     Route("/v1/admin/keys", create_key, methods=["POST"]),
     Route("/v1/admin/keys", list_keys, methods=["GET"]),
     Route("/v1/admin/keys/{key_id}", revoke_key, methods=["DELETE"]),
