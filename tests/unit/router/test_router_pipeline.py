@@ -306,7 +306,7 @@ async def test_client_leaving_mid_stream_settles_what_was_delivered(router: Rout
 
 
 async def test_an_estimated_reply_is_never_charged_past_its_hold(router: Router) -> None:
-    """A provider that reports no usage: the estimate of its reply stays within max_tokens × n."""
+    """A provider that reports no usage: the estimate of its reply stays within max_tokens times n."""
     _, outcome = await router.complete(parse("chat", chat("quiet", max_tokens=1)), caller())
     assert outcome.usage_estimated and outcome.completion_tokens == 1
     events = await collect(router, chat("quiet", stream=True, max_tokens=1))
