@@ -19,6 +19,7 @@ from services.gateway import routes
 from services.gateway.clients import Clients
 from services.gateway.edge import Edge, EdgeMiddleware, error_response
 from services.gateway.settings import GatewaySettings
+from services.runtime import identity
 from services.runtime.channels import close_all
 from services.runtime.errors import DomainError
 
@@ -39,6 +40,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(settings: GatewaySettings) -> Starlette:
+    # Every call to the services is signed as the gateway; a missing key stops start-up here, before serving.
+    identity.use(identity.signer_for(settings, identity.GATEWAY, settings.gateway_identity_key))
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.edge = gateway = Edge(settings, Clients.connect(settings))
