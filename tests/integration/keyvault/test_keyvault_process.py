@@ -138,7 +138,7 @@ def test_embedded_master_key_file_is_0600_and_reused_across_restarts(tmp_path: P
     key_file = tmp_path / KEY_FILE
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / BOOTSTRAP_FILE).stat().st_mode) == 0o600
-    for private in ("identity/gateway.key", "identity/router.pub", "identity/operator.key"):
+    for private in ("keyvault.db", "identity/gateway.key", "identity/router.pub", "identity/operator.key"):
         assert stat.S_IMODE((tmp_path / private).stat().st_mode) == 0o600, private
     assert stat.S_IMODE((tmp_path / "identity").stat().st_mode) == 0o700
     first_key, first_bootstrap = key_file.read_text(), (tmp_path / BOOTSTRAP_FILE).read_text()
