@@ -139,7 +139,9 @@ class Suite:
         env = {
             k: v
             for k, v in self.environment().items()
-            if OWNED.get(k, service) == service and not k.endswith(("_IDENTITY_KEY", "_IDENTITY_PUBLIC_KEY"))
+            if OWNED.get(k, service) == service
+            and not k.endswith(("_IDENTITY_KEY", "_IDENTITY_PUBLIC_KEY"))
+            and k != "TOLLGATE_ROUTER_TOKEN"  # the router's former secret, an alias of its identity key
         }
         if service in SIGNS:
             name = SIGNS[service]

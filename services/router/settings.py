@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import AliasChoices, Field
+
 from services.runtime.settings import EdgeSettings
 
 DEMO_CATALOG = Path(__file__).resolve().parents[2] / "catalog" / "demo.yaml"
@@ -13,7 +15,10 @@ class RouterSettings(EdgeSettings):
     router_port: int = 50051
     catalog: Path = DEMO_CATALOG
     # The router's identity towards the services (runtime/identity.py); embedded mode keeps one on disk.
-    router_identity_key: str = ""
+    # TOLLGATE_ROUTER_TOKEN, the shared secret it replaces, is still accepted as the router's secret.
+    router_identity_key: str = Field(
+        default="", validation_alias=AliasChoices("TOLLGATE_ROUTER_IDENTITY_KEY", "TOLLGATE_ROUTER_TOKEN")
+    )
     default_power_level: str = ""  # empty: the catalog's default_power_level
     max_attempts: int = 3
     request_timeout_seconds: float = 300.0  # total deadline when the caller sets none

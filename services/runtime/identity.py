@@ -415,6 +415,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{PREFIX}{key_setting(name)}={secret}")
         else:
             secret = os.environ.get(f"{PREFIX}{key_setting(name)}", "").strip()
+            if not secret and name == ROUTER:
+                secret = os.environ.get(f"{PREFIX}ROUTER_TOKEN", "").strip()  # the router's former shared secret
             if len(secret) < MIN_SECRET_CHARS:
                 print(f"tollgate: {PREFIX}{key_setting(name)} is not set (or shorter than 32 characters)")
                 return 1

@@ -152,3 +152,14 @@ def test_the_command_prints_keys_and_public_keys(capsys: pytest.CaptureFixture[s
     lines = dict(line.split("=", 1) for line in capsys.readouterr().out.splitlines())
     secret = lines["TOLLGATE_ROUTER_IDENTITY_KEY"]
     assert lines["TOLLGATE_ROUTER_IDENTITY_PUBLIC_KEY"] == public_key(secret)
+
+
+def test_the_routers_former_token_is_accepted_as_its_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.router.settings import RouterSettings
+
+    monkeypatch.setenv("TOLLGATE_ROUTER_TOKEN", ROUTER)
+    assert RouterSettings().router_identity_key == ROUTER
+    monkeypatch.setenv("TOLLGATE_ROUTER_IDENTITY_KEY", GATEWAY)
+    assert RouterSettings().router_identity_key == GATEWAY
+    monkeypatch.delenv("TOLLGATE_ROUTER_IDENTITY_KEY")
+    assert identity.main(["public", "router"]) == 0
