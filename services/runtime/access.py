@@ -119,18 +119,24 @@ class Guard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self.verifier = verifier
         self.users = users
         self.on_refused = on_refused
+        self._wrapped: dict[str, tuple[Any, Any]] = {}  # method -> (its handler, the guarded handler)
 
     async def intercept_service(self, continuation: Any, details: Any) -> Any:
         handler = await continuation(details)
         method: str = details.method
         if handler is None:
             return None
+        known = self._wrapped.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
         rule = self.rules.get(method)
         if rule is None:
             if identity.audience_of(method) is None:
                 return handler  # grpc.health.v1, reflection
             rule = Rule(frozenset())
-        return self._guarded(handler, method, rule)
+        guarded = self._guarded(handler, method, rule)
+        self._wrapped[method] = (handler, guarded)
+        return guarded
 
     async def identify(self, metadata: Mapping[str, str], rule: Rule) -> Peer:
         """The caller: a service by its token, or (where the rule admits users) the owner of a tg- key."""

@@ -1,9 +1,11 @@
 """Rate limits per API key and per user (requests and tokens per minute), for every service that takes keys.
 
-The same fixed windows, keys and Redis script as the gateway's limiter (`services/gateway/limits.py` and
-`store.py`): with one Redis and one `TOLLGATE_REDIS_PREFIX`, a key's minute is counted once whether its
-requests come over HTTP or over the router's native gRPC API. Requests are counted when they arrive, tokens
-when the provider has reported them. Without Redis (or while it fails) the windows live in process memory.
+One limiter for the gateway (HTTP, counting in its own store) and the router (its native gRPC API, counting
+in `SharedCounters`): the same windows, keys and Redis script, so with one Redis and one
+`TOLLGATE_REDIS_PREFIX` a key's minute is counted once whether its requests come over HTTP or gRPC. Requests
+are counted when they arrive, tokens when the provider has reported them. The limits of a key come from the
+key itself (set when it was created) or from the defaults; a user's limits cover all of their keys. Without
+Redis (or while it fails) the windows live in process memory.
 """
 
 from __future__ import annotations
@@ -200,9 +202,12 @@ class RateLimited(DomainError):
 
 
 class Limiter:
-    def __init__(self, settings: EdgeSettings, counters: Counters) -> None:
+    """The limits of a principal's key and user, counted in `counters`; refusals counted in `refused`."""
+
+    def __init__(self, settings: EdgeSettings, counters: Counters, refused: Counter = LIMITED) -> None:
         self.settings = settings
         self.counters = counters
+        self.refused = refused
 
     def _windows(self, principal: keyvault_pb2.Principal) -> tuple[Window, ...]:
         s, slot = self.settings, int(time.time() // WINDOW)
@@ -224,12 +229,11 @@ class Limiter:
             blocked = windows[verdict.blocked]
             scope = "key" if blocked.key.startswith("rl:key:") else "user"
             kind = "requests" if blocked.requests else "tokens"
-            LIMITED.labels(scope, kind).inc()
-            retry = max(1, math.ceil(verdict.retry_after))
+            self.refused.labels(scope, kind).inc()
             raise RateLimited(
                 f"Rate limit reached for {kind} per minute on this {'API key' if scope == 'key' else 'user'}: "
-                f"limit {blocked.limit}. Retry after {retry}s.",
-                {**admission.headers(), "retry-after": str(retry)},
+                f"limit {blocked.limit}. Retry after {math.ceil(verdict.retry_after)}s.",
+                {**admission.headers(), "retry-after": str(max(1, math.ceil(verdict.retry_after)))},
             )
         return admission
 
