@@ -67,14 +67,16 @@ class ActingChannel:
         return getattr(self._channel, name)
 
 
-def aio_channel(address: str, name: str | None = identity.OPERATOR) -> SignedChannel:
-    """An aio channel to `address` signed as `name` (None: unsigned)."""
-    return SignedChannel(grpc.aio.insecure_channel(address), signer(name) if name else None)
+def aio_channel(address: str, name: str | None = identity.OPERATOR) -> Any:
+    """An aio channel to `address` signed as `name` (None: a plain channel, whatever this process signs as)."""
+    raw = grpc.aio.insecure_channel(address)
+    return SignedChannel(raw, signer(name)) if name else raw
 
 
-def channel(address: str, name: str | None = identity.OPERATOR) -> SignedChannel:
-    """A blocking channel to `address` signed as `name` (None: unsigned)."""
-    return SignedChannel(grpc.insecure_channel(address), signer(name) if name else None)
+def channel(address: str, name: str | None = identity.OPERATOR) -> Any:
+    """A blocking channel to `address` signed as `name` (None: a plain channel)."""
+    raw = grpc.insecure_channel(address)
+    return SignedChannel(raw, signer(name)) if name else raw
 
 
 def admin_gateway(channel: Any) -> ActingChannel:

@@ -40,11 +40,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(settings: GatewaySettings) -> Starlette:
-    # Every call to the services is signed as the gateway; a missing key stops start-up here, before serving.
-    identity.use(identity.signer_for(settings, identity.GATEWAY, settings.gateway_identity_key))
-
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Every call to the services is signed as the gateway (`__main__` checked the setting before binding).
+        identity.use(identity.signer_for(settings, identity.GATEWAY, settings.gateway_identity_key))
         app.state.edge = gateway = Edge(settings, Clients.connect(settings))
         yield
         await gateway.store.close()

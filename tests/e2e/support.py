@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -59,12 +60,12 @@ def signer(suite: Suite, name: str = "operator") -> Signer:
     return Signer(name, suite.identity_key(name))
 
 
-def grpc_channel(suite: Suite, service: str, name: str | None = "operator") -> SignedChannel:
-    """A blocking channel to one of the suite's gRPC services, signed as `name` (None: unsigned)."""
+def grpc_channel(suite: Suite, service: str, name: str | None = "operator") -> Any:
+    """A blocking channel to one of the suite's gRPC services, signed as `name` (None: a plain channel)."""
     import grpc
 
-    address = f"{suite.host}:{getattr(suite.ports, service)}"
-    return SignedChannel(grpc.insecure_channel(address), signer(suite, name) if name else None)
+    raw = grpc.insecure_channel(f"{suite.host}:{getattr(suite.ports, service)}")
+    return SignedChannel(raw, signer(suite, name)) if name else raw
 
 
 def create_key(suite: Suite, user: str, rpm: int = 0, tpm: int = 0, scopes: tuple[str, ...] = ("user",)) -> str:

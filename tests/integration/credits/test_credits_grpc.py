@@ -332,6 +332,7 @@ async def http(credits_service: Running, monkeypatch: pytest.MonkeyPatch) -> Asy
     settings = GatewaySettings(credits_addr=address, gateway_identity_key=identities.SECRETS["gateway"])
     app = create_app(settings)
     app.state.edge = Edge(settings, Clients.connect(settings))
+    identity.use(identity.signer_for(settings, identity.GATEWAY, settings.gateway_identity_key))  # as the lifespan does
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
         yield client
     await close_all()

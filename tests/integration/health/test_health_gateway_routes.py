@@ -51,6 +51,7 @@ async def http(
     )
     app = create_app(settings)
     app.state.edge = Edge(settings, Clients.connect(settings))
+    identity.use(identity.signer_for(settings, identity.GATEWAY, settings.gateway_identity_key))  # as the lifespan does
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
         yield client
     await app.state.edge.store.close()

@@ -69,6 +69,7 @@ async def http(keyvault: Any) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str
     )
     app = create_app(settings)
     app.state.edge = Edge(settings, Clients.connect(settings))
+    identity.use(identity.signer_for(settings, identity.GATEWAY, settings.gateway_identity_key))  # as the lifespan does
     keys = json.loads((keyvault.settings.data_dir / BOOTSTRAP_FILE).read_text())
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
