@@ -14,7 +14,7 @@ PROTOS := $(shell find proto -name '*.proto')
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS := True
 
-.PHONY: help install browser lock upgrade test-oldest proto proto-check run test test-unit test-integration test-e2e fuzz bench bench-litellm bench-credits soak lint fmt clean
+.PHONY: help install browser lock upgrade test-oldest proto proto-check run test test-unit test-integration test-e2e test-security fuzz bench bench-litellm bench-credits soak lint fmt clean
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -82,6 +82,9 @@ test-integration: $(VENV)/.installed ## Integration tests (real PostgreSQL and R
 
 test-e2e: $(VENV)/.installed browser ## End-to-end tests: the suite as real processes, the openai SDK (and a browser) as client
 	$(BIN)/pytest -q tests/e2e
+
+test-security: $(VENV)/.installed ## Black-box checks of internal identities and access rules against the running suite
+	$(BIN)/pytest -q tests/security
 
 fuzz: $(VENV)/.installed ## Fuzz every route from /openapi.json (about 10,000 cases): no 5xx, OpenAI-shaped errors
 	TOLLGATE_FUZZ_EXAMPLES=210 $(BIN)/pytest -q -s tests/e2e/test_fuzz.py

@@ -44,6 +44,7 @@ from bench.loadgen import AUTH_ENV, wrk_available
 from bench.procstat import Meter, spent
 from bench.profile import record
 from services.launcher import ROOT, Ports, Suite, free_port, production_env
+from services.runtime.identity import SignedChannel, Signer
 from tollgate.credits.v1 import credits_pb2, credits_pb2_grpc
 from tollgate.keyvault.v1 import keyvault_pb2, keyvault_pb2_grpc
 
@@ -255,7 +256,7 @@ def tollgate(data_dir: Path, upstream_urls: Mapping[int, str], settings: Setting
     print("starting the suite (production profile) …", flush=True)
     suite.start()
     try:
-        key = provision(suite, env.get("TOLLGATE_INTERNAL_TOKEN", ""))
+        key = provision(suite)
         target = Target(
             name="tollgate",
             chat_url=f"{suite.base_url}/chat/completions",
@@ -268,16 +269,15 @@ def tollgate(data_dir: Path, upstream_urls: Mapping[int, str], settings: Setting
         suite.stop()
 
 
-def provision(suite: Suite, internal_token: str) -> str:
-    """A user key (KeyVault.CreateApiKey) and plenty of credits (Credits.Grant) for the benchmark's user."""
-    meta = (("x-tollgate-internal", internal_token),) if internal_token else ()
-    with grpc.insecure_channel(f"{suite.host}:{suite.ports.keyvault}") as chan:
+def provision(suite: Suite) -> str:
+    """A user key (KeyVault.CreateApiKey) and plenty of credits (Credits.Grant), as the suite's operator."""
+    operator = Signer("operator", suite.identity_key("operator"))
+    with SignedChannel(grpc.insecure_channel(f"{suite.host}:{suite.ports.keyvault}"), operator) as chan:
         created = keyvault_pb2_grpc.KeyVaultStub(chan).CreateApiKey(
             keyvault_pb2.CreateApiKeyRequest(user_id=USER, scopes=["user"], name="benchmark", actor="bench"),
             timeout=10,
-            metadata=meta,
         )
-    with grpc.insecure_channel(f"{suite.host}:{suite.ports.credits}") as chan:
+    with SignedChannel(grpc.insecure_channel(f"{suite.host}:{suite.ports.credits}"), operator) as chan:
         credits_pb2_grpc.CreditsStub(chan).Grant(
             credits_pb2.GrantRequest(
                 user_id=USER,
@@ -288,7 +288,6 @@ def provision(suite: Suite, internal_token: str) -> str:
                 actor="bench",
             ),
             timeout=10,
-            metadata=meta,
         )
     return str(created.api_key)
 

@@ -24,13 +24,23 @@ DEPLOY = Path(__file__).resolve().parent
 ROOT = DEPLOY.parent
 SERVICES = ("gateway", "router", "credits", "keyvault", "health")
 GRPC_SERVICES = ("router", "credits", "keyvault", "health")
-# Who calls whom (DESIGN.md): each gRPC service must be reachable from exactly these.
-CALLERS = {
-    "router": {"gateway"},
-    "credits": {"gateway", "router"},
-    "keyvault": {"gateway", "router"},
-    "health": {"gateway", "router"},
-}
+
+
+def _callers() -> dict[str, set[str]]:
+    """Who calls whom, from each service's access rules (`services/<name>/access.py`); the operator's CLI is no pod."""
+    tables = {name: importlib.import_module(f"services.{name}.access").ACCESS for name in GRPC_SERVICES}
+    return {name: table.callers() - {"operator"} for name, table in tables.items()}
+
+
+# Each gRPC service must be reachable from exactly these, and each pod may reach exactly the services it calls.
+CALLERS = _callers()
+CALLS = {pod: {service for service, callers in CALLERS.items() if pod in callers} for pod in (*SERVICES, "migrate")}
+# Datastore ports a pod may reach anywhere outside the link-local range, and who reaches the public internet.
+DATASTORES = {"gateway": {6379}, "router": {6379}, "credits": {5432}, "keyvault": {5432}, "health": {5432}}
+DATASTORES["migrate"] = {5432}
+# Only the router calls providers; health's active probes are the one, documented exception (HTTPS only).
+INTERNET = {"router": None, "health": {443}}
+METADATA = "169.254.169.254"
 # Read by litellm, not by tollgate; the images and manifests set them on purpose.
 FOREIGN_ENV = {"LITELLM_LOCAL_MODEL_COST_MAP", "LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS"}
 SETTING_NAME = re.compile(r"\bTOLLGATE_[A-Z0-9_]*[A-Z0-9]\b")
@@ -66,8 +76,16 @@ def launcher_names() -> set[str]:
     return set(re.findall(r"environ\.get\(\s*\"(TOLLGATE_[A-Z0-9_]+)\"", source))
 
 
+def cli_names() -> set[str]:
+    """Names the operator's CLI reads besides the common ones (its identity)."""
+    from services.cli.common import OperatorSettings
+
+    prefix = OperatorSettings.model_config.get("env_prefix", "")
+    return {_env_name(prefix, name, field) for name, field in OperatorSettings.model_fields.items()}
+
+
 def all_setting_names() -> set[str]:
-    names = launcher_names()
+    names = launcher_names() | cli_names()
     for service in SERVICES:
         names |= set(setting_names(service))
     return names
@@ -90,11 +108,16 @@ def unknown_tollgate_names() -> list[str]:
 
 
 def missing_from_env_example() -> list[str]:
-    """`.env.example` lists every setting of every service, and every provider key of the full catalog."""
-    text = (DEPLOY / ".env.example").read_text()
-    listed = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", text, re.MULTILINE))
-    wanted = {name for service in SERVICES for name in setting_names(service)} | set(catalog_key_envs())
-    return [f"deploy/.env.example: {name} is missing" for name in sorted(wanted - listed)]
+    """`.env.example` (secrets) and `tollgate.env.example` (tuning) list every setting of every service between
+    them, and `.env.example` every provider key of the full catalog (compose hands them to the router)."""
+    secrets = (DEPLOY / ".env.example").read_text()
+    tuning = (DEPLOY / "tollgate.env.example").read_text()
+    listed = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", secrets + "\n" + tuning, re.MULTILINE))
+    wanted = {name for service in SERVICES for name in setting_names(service)}
+    problems = [f"deploy/.env.example or tollgate.env.example: {name} is missing" for name in sorted(wanted - listed)]
+    in_secrets = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", secrets, re.MULTILINE))
+    problems += [f"deploy/.env.example: {name} is missing" for name in catalog_key_envs() if name not in in_secrets]
+    return problems
 
 
 def catalog_key_envs() -> list[str]:
@@ -230,7 +253,7 @@ def network_problems(resources: list[Resource]) -> list[str]:
         problems.append("NetworkPolicy/default-deny-ingress must select every pod and admit nothing")
     for name, spec in policies.items():
         target = spec.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
-        if name == "gateway" or target not in CALLERS:
+        if name == "gateway" or target not in CALLERS or "Ingress" not in spec.get("policyTypes", []):
             continue
         sources = {
             peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name", "<other>")
@@ -244,6 +267,61 @@ def network_problems(resources: list[Resource]) -> list[str]:
     for service in CALLERS:
         if service not in policies:
             problems.append(f"NetworkPolicy/{service} is missing")
+    return problems
+
+
+def _covers(cidr: str, address: str) -> bool:
+    import ipaddress
+
+    net = ipaddress.ip_network(cidr)
+    addr = ipaddress.ip_address(address)
+    return addr.version == net.version and addr in net
+
+
+def _reaches_metadata(block: dict[str, Any]) -> bool:
+    return _covers(block["cidr"], METADATA) and not any(_covers(c, METADATA) for c in block.get("except", []))
+
+
+def _peer_problem(policy: str, pod: str | None, peer: dict[str, Any], ports: set[Any]) -> str | None:
+    """What is wrong with one egress destination of `pod` (None: a rule for every pod)."""
+    block = peer.get("ipBlock")
+    if block is not None and _reaches_metadata(block):
+        return f"NetworkPolicy/{policy}: {block['cidr']} reaches the metadata address {METADATA}"
+    if pod is None:
+        return None if peer.get("namespaceSelector") and ports <= {53} else f"NetworkPolicy/{policy}: more than DNS"
+    if block is None or (ports and ports <= DATASTORES.get(pod, set())):
+        return None
+    if pod in INTERNET:
+        allowed = INTERNET[pod]
+        if allowed is None or (ports and ports <= allowed):
+            return None
+    return f"NetworkPolicy/{policy}: {pod} may reach {block['cidr']} on {sorted(ports) or 'every port'}"
+
+
+def egress_problems(resources: list[Resource]) -> list[str]:
+    """Egress is denied by default; each pod reaches DNS, the services it calls, its datastores and, for the
+    router (and health's probes), the public internet; no rule reaches the metadata address."""
+    problems = []
+    policies = {r["metadata"]["name"]: r["spec"] for r in resources if r["kind"] == "NetworkPolicy"}
+    deny = policies.get("default-deny-egress")
+    if deny is None or deny.get("podSelector") != {} or deny.get("egress") or deny.get("policyTypes") != ["Egress"]:
+        problems.append("NetworkPolicy/default-deny-egress must select every pod and allow nothing")
+    reached: dict[str, set[str]] = {pod: set() for pod in CALLS}
+    for name, spec in policies.items():
+        if "Egress" not in spec.get("policyTypes", []):
+            continue
+        pod = spec.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
+        for rule in spec.get("egress", []):
+            ports = {p.get("port") for p in rule.get("ports", [])}
+            for peer in rule.get("to", [{"ipBlock": {"cidr": "0.0.0.0/0"}}]):
+                if problem := _peer_problem(name, pod, peer, ports):
+                    problems.append(problem)
+                target = peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
+                if pod in reached and target in CALLERS:
+                    reached[pod].add(target)
+    for pod, services in reached.items():
+        if services != CALLS[pod]:
+            problems.append(f"egress of {pod}: reaches {sorted(services)}, calls {sorted(CALLS[pod])}")
     return problems
 
 

@@ -28,7 +28,8 @@ from deploy.kustomize import Resource, build
 DEPLOY = Path(__file__).resolve().parent
 ROOT = DEPLOY.parent
 COMPOSE_FILE = DEPLOY / "compose.yaml"
-ENV_EXAMPLE = DEPLOY / ".env.example"
+ENV_EXAMPLE = DEPLOY / ".env.example"  # what compose interpolates: secrets and deployment choices
+TUNING_EXAMPLE = DEPLOY / "tollgate.env.example"  # non-secret settings every container reads
 OVERLAYS = DEPLOY / "k8s" / "overlays"
 KUBERNETES_VERSION = "1.35.0"
 
@@ -58,13 +59,19 @@ def generated_secrets() -> dict[str, str]:
     import base64
     import os
 
-    return {
+    from services.runtime import identity
+
+    values = {
         "POSTGRES_PASSWORD": secrets.token_hex(16),
         "TOLLGATE_ADMIN_KEY": "tg-" + secrets.token_urlsafe(32),
         "TOLLGATE_KEY_PEPPER": secrets.token_urlsafe(32),
         "TOLLGATE_VAULT_KEYS": "v1:" + base64.urlsafe_b64encode(os.urandom(32)).decode(),
-        "TOLLGATE_ROUTER_TOKEN": secrets.token_urlsafe(32),
     }
+    for name in identity.CALLERS:
+        secret = secrets.token_urlsafe(32)
+        values[f"TOLLGATE_{identity.key_setting(name)}"] = secret
+        values[f"TOLLGATE_{identity.public_setting(name)}"] = identity.public_key(secret)
+    return values
 
 
 def env_file_with(values: Mapping[str, str], directory: Path) -> Path:
@@ -134,7 +141,7 @@ def check_drift() -> None:
     for name in overlays():
         resources = render(name)
         problems += drift.manifest_problems(resources) + drift.address_problems(resources)
-        problems += drift.network_problems(resources)
+        problems += drift.network_problems(resources) + drift.egress_problems(resources)
     if problems:
         raise Invalid("\n".join(problems))
 

@@ -3,6 +3,9 @@
 Profiles: `embedded` (SQLite files in the data folder, no Redis, the demo catalog and its demo upstream)
 and `prod` (production mode against the local PostgreSQL and Redis). The same `Suite` starts the services
 for the end-to-end tests and the benchmark, on free ports.
+
+Each service gets only what it needs: its own identity key (made once into `<data>/identity/`, 0600), the
+public keys of the callers its access rules name, and no other service's secrets.
 """
 
 from __future__ import annotations
@@ -27,9 +30,35 @@ from typing import IO
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.credits.access import ACCESS as CREDITS_ACCESS
+from services.health.access import ACCESS as HEALTH_ACCESS
+from services.keyvault.access import ACCESS as KEYVAULT_ACCESS
+from services.router.access import ACCESS as ROUTER_ACCESS
+from services.runtime import identity
+
 ROOT = Path(__file__).resolve().parent.parent
 GRPC_SERVICES = ("keyvault", "credits", "health", "router")
 LITELLM_OFFLINE = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS": "True"}
+# The callers whose public keys each service verifies, from its access rules.
+VERIFIES = {
+    "router": ROUTER_ACCESS.callers(),
+    "credits": CREDITS_ACCESS.callers(),
+    "keyvault": KEYVAULT_ACCESS.callers(),
+    "health": HEALTH_ACCESS.callers(),
+}
+# Processes that call other services, each with its own identity.
+SIGNS = {"gateway": identity.GATEWAY, "router": identity.ROUTER}
+# Secrets of one service alone.
+OWNED = {
+    "TOLLGATE_ADMIN_KEY": "keyvault",
+    "TOLLGATE_KEY_PEPPER": "keyvault",
+    "TOLLGATE_VAULT_KEYS": "keyvault",
+    "BYOK_ENCRYPTION_KEY": "keyvault",
+    "TOLLGATE_KEYVAULT_DATABASE_URL": "keyvault",
+    "TOLLGATE_CREDITS_DATABASE_URL": "credits",
+    "TOLLGATE_CREDITS_BILLING_API_KEY": "credits",
+    "TOLLGATE_HEALTH_DATABASE_URL": "health",
+}
 
 
 def free_port() -> int:
@@ -97,6 +126,31 @@ class Suite:
         env.update(self.env)
         return env
 
+    def identity_key(self, name: str) -> str:
+        """The secret of caller `name` (gateway, router, operator): `TOLLGATE_<NAME>_IDENTITY_KEY`."""
+        return self.env.get(f"TOLLGATE_{identity.key_setting(name)}") or identity.provision(self.data_dir, name)
+
+    def operator_env(self) -> dict[str, str]:
+        """What the `tollgate` CLI needs to act as this suite's operator."""
+        return {f"TOLLGATE_{identity.key_setting(identity.OPERATOR)}": self.identity_key(identity.OPERATOR)}
+
+    def environment_for(self, service: str) -> dict[str, str]:
+        """The environment of one service: the shared settings, its own secrets and identity, public keys."""
+        env = {
+            k: v
+            for k, v in self.environment().items()
+            if OWNED.get(k, service) == service
+            and not k.endswith(("_IDENTITY_KEY", "_IDENTITY_PUBLIC_KEY"))
+            and k != "TOLLGATE_ROUTER_TOKEN"  # the router's former secret, an alias of its identity key
+        }
+        if service in SIGNS:
+            name = SIGNS[service]
+            env[f"TOLLGATE_{identity.key_setting(name)}"] = self.identity_key(name)
+        for name in VERIFIES.get(service, ()):
+            setting = f"TOLLGATE_{identity.public_setting(name)}"
+            env[setting] = self.env.get(setting) or identity.public_key(self.identity_key(name))
+        return env
+
     def _spawn(self, name: str, module: str, env: dict[str, str], *args: str) -> None:
         out: IO[bytes] | None = None
         if self.log_dir is not None:
@@ -113,13 +167,12 @@ class Suite:
         )
 
     def start(self, timeout: float = 90.0) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = self.environment()
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         if self.demo_upstream:
             self._spawn(
                 "demo_upstream",
                 "services.demo_upstream",
-                env,
+                self.environment_for("demo_upstream"),
                 "--host",
                 self.host,
                 "--port",
@@ -127,7 +180,7 @@ class Suite:
                 *self.upstream_args,
             )
         for name in (*GRPC_SERVICES, "gateway"):
-            self._spawn(name, f"services.{name}", env)
+            self._spawn(name, f"services.{name}", self.environment_for(name))
         try:
             self.wait_ready(timeout)
         except BaseException:
@@ -203,7 +256,6 @@ def _secret_env(path: Path) -> dict[str, str]:
             "TOLLGATE_ADMIN_KEY": "tg-" + secrets.token_urlsafe(32),
             "TOLLGATE_KEY_PEPPER": secrets.token_urlsafe(32),
             "TOLLGATE_VAULT_KEYS": "v1:" + secrets.token_urlsafe(32),
-            "TOLLGATE_ROUTER_TOKEN": secrets.token_urlsafe(32),
         }
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:

@@ -26,6 +26,15 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def _unsigned_process() -> Iterator[None]:
+    """A test that makes this process sign its calls (as the gateway's app does) leaves it unsigned again."""
+    yield
+    from services.runtime import identity
+
+    identity.use(None)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -1,4 +1,8 @@
-"""What every command group shares: a gRPC runner with one-line errors, connection options, output."""
+"""What every command group shares: a gRPC runner with one-line errors, connection options, output.
+
+Every call is signed as the operator (`TOLLGATE_OPERATOR_IDENTITY_KEY`; embedded mode reads the key the
+launcher keeps in the data folder), which the services accept for admin operations.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,22 @@ from typing import Any
 import grpc
 import orjson
 
+from services.runtime import identity
 from services.runtime.errors import from_rpc_error
+from services.runtime.identity import SignedChannel
 from services.runtime.settings import CommonSettings, load
+
+
+class OperatorSettings(CommonSettings):
+    # The operator's identity towards the services: admin operations (grants, keys, vault, probes).
+    operator_identity_key: str = ""
+
+
+def operator_channel(address: str) -> SignedChannel:
+    """A channel to `address` whose calls are signed as the operator."""
+    settings = load(OperatorSettings)
+    signer = identity.signer_for(settings, identity.OPERATOR, settings.operator_identity_key, create=False)
+    return SignedChannel(grpc.aio.insecure_channel(address), signer)
 
 
 def actor() -> str:
@@ -58,7 +76,7 @@ def runner(
         address = getattr(args, f"{service}_addr", None) or getattr(load(CommonSettings), f"{service}_addr")
 
         async def go() -> int:
-            async with grpc.aio.insecure_channel(address) as chan:
+            async with operator_channel(address) as chan:
                 try:
                     return await command(stub(chan), args)
                 except grpc.aio.AioRpcError as exc:

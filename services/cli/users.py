@@ -8,7 +8,7 @@ from typing import Any
 
 import grpc
 
-from services.cli.common import actor, add_connection, print_json, print_table, runner
+from services.cli.common import actor, add_connection, operator_channel, print_json, print_table, runner
 from services.credits.settings import to_credits, to_micro
 from services.runtime.settings import CommonSettings, load
 from tollgate.credits.v1 import credits_pb2, credits_pb2_grpc
@@ -20,7 +20,7 @@ class Both:
 
     def __init__(self, keyvault: grpc.aio.Channel) -> None:
         self.keys = keyvault_pb2_grpc.KeyVaultStub(keyvault)
-        self.credits_channel = grpc.aio.insecure_channel(load(CommonSettings).credits_addr)
+        self.credits_channel = operator_channel(load(CommonSettings).credits_addr)
         self.credits = credits_pb2_grpc.CreditsStub(self.credits_channel)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.credits.access import ACCESS
 from services.credits.holds import sweep
 from services.credits.ledger import Ledger, Policy
 from services.credits.outbox import Destination, Dispatcher
@@ -70,6 +71,7 @@ def check(settings: CreditsSettings) -> None:
 
 
 async def build(settings: CreditsSettings) -> server.Service:
+    verifier = server.verifier("credits", settings, [ACCESS])
     engine = create_engine(settings.database_url(), settings.credits_pool_size)
     await migrate(engine, MIGRATIONS, VERSION_TABLE)
     ledger = Ledger(engine, policy_of(settings))
@@ -84,6 +86,8 @@ async def build(settings: CreditsSettings) -> server.Service:
         settings=settings,
         port=settings.credits_port,
         register=register,
+        access=[ACCESS],
+        verifier=verifier,
         readiness=partial(ping, engine),
         background=[
             partial(sweep, ledger, settings.credits_sweep_interval_seconds, settings.credits_sweep_batch),

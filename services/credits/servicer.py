@@ -1,6 +1,7 @@
 """The gRPC adapter of the ledger: unpack the request, call one domain function, pack the reply.
 
-Internal callers only (router and gateway, on the private network); the gateway authorizes users.
+Who may call each method is in `access.py` (the router moves money, the gateway reads for users, admins
+grant); the gateway authorizes the user it speaks for.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import grpc
 from services.credits import holds, usage
 from services.credits.ledger import Balance, Ledger, Transaction
 from services.credits.usage import UsageEntry
+from services.runtime import identity
 from services.runtime.errors import DomainError, rpc
 from tollgate.credits.v1 import credits_pb2, credits_pb2_grpc
 
@@ -152,7 +154,11 @@ class CreditsServicer(credits_pb2_grpc.CreditsServicer):
     async def RecordUsage(
         self, request: credits_pb2.RecordUsageRequest, context: Context
     ) -> credits_pb2.RecordUsageReply:
-        await usage.record_usage(self.ledger, usage_entry(request.usage), request.idempotency_key)
+        entry = usage_entry(request.usage)
+        peer = identity.current()
+        if peer is not None and peer.service == identity.GATEWAY:
+            usage.require_free_cache_hit(entry)
+        await usage.record_usage(self.ledger, entry, request.idempotency_key)
         return credits_pb2.RecordUsageReply()
 
     @rpc

@@ -74,6 +74,12 @@ class UsageGroup:
 _ENTRY_FIELDS = tuple(f.name for f in fields(UsageEntry))
 
 
+def require_free_cache_hit(entry: UsageEntry) -> None:
+    """What the gateway may log itself: a response it served from its cache, free. Everything else is the router's."""
+    if not entry.cache_hit or entry.cost_micro or entry.prompt_tokens or entry.completion_tokens:
+        raise DomainError("permission_denied", "the gateway may record only free cache hits", "usage")
+
+
 def billable(entry: UsageEntry) -> bool:
     return entry.cost_micro > 0 and not entry.byok
 

@@ -8,7 +8,7 @@ import uvicorn
 
 from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
-from services.runtime import tracing
+from services.runtime import identity, tracing
 from services.runtime.logging import configure
 from services.runtime.settings import load
 
@@ -17,6 +17,8 @@ def main() -> None:
     settings = load(GatewaySettings)
     configure("gateway", settings.log_level, settings.log_format)
     tracing.setup("gateway", settings)
+    # The workers resolve the identity again; resolving it here first stops a bad setting before any binds.
+    identity.signer_for(settings, identity.GATEWAY, settings.gateway_identity_key)
     # Several workers share one port; their rate-limit windows, idempotency records and cache are shared
     # only through Redis (TOLLGATE_REDIS_URL).
     app: Any = create_app(settings) if settings.gateway_workers <= 1 else "services.gateway.app:create_app_from_env"

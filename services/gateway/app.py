@@ -19,6 +19,7 @@ from services.gateway import routes
 from services.gateway.clients import Clients
 from services.gateway.edge import Edge, EdgeMiddleware, error_response
 from services.gateway.settings import GatewaySettings
+from services.runtime import identity
 from services.runtime.channels import close_all
 from services.runtime.errors import DomainError
 
@@ -41,6 +42,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 def create_app(settings: GatewaySettings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Every call to the services is signed as the gateway (`__main__` checked the setting before binding).
+        identity.use(identity.signer_for(settings, identity.GATEWAY, settings.gateway_identity_key))
         app.state.edge = gateway = Edge(settings, Clients.connect(settings))
         yield
         await gateway.store.close()

@@ -1,113 +1,41 @@
 """Rate limits per API key and per user: requests and tokens per minute, with OpenAI's headers.
 
-Requests are counted when they arrive; tokens when the provider has reported them, so a request is
-refused for tokens once the minute's tokens are spent. The limits of a key come from the key itself
-(set when it was created) or from the gateway's defaults; a user's limits cover all of their keys.
+The limiter is the runtime's (`services/runtime/ratelimit.py`), the one the router applies to its native
+gRPC API; here it counts in the gateway's store (Redis when configured, memory while Redis fails).
 """
 
 from __future__ import annotations
 
-import math
-import time
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 from prometheus_client import Counter
 
 from services.gateway.settings import GatewaySettings
-from services.gateway.store import Store, Verdict, Window
-from services.runtime.errors import DomainError
-from tollgate.keyvault.v1 import keyvault_pb2
+from services.gateway.store import Store
+from services.gateway.store import Window as StoreWindow
+from services.runtime import ratelimit
+from services.runtime.ratelimit import WINDOW, Admission, RateLimited, Verdict, Window
+
+__all__ = ["LIMITED", "WINDOW", "Admission", "Limiter", "RateLimited"]
 
 LIMITED = Counter("tollgate_rate_limited_total", "Requests refused by a rate limit", ["scope", "kind"])
-WINDOW = 60
 
 
-def _reset(seconds: float) -> str:
-    """OpenAI's reset format: `1s`, `6m0s`."""
-    whole = max(1, math.ceil(seconds))
-    return f"{whole // 60}m{whole % 60}s" if whole >= 60 else f"{whole}s"
+class StoreCounters:
+    """The gateway store's windows, as the runtime's limiter counts them."""
 
-
-@dataclass(frozen=True)
-class Admission:
-    windows: tuple[Window, ...]
-    verdict: Verdict
-
-    def headers(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        left = WINDOW - (time.time() % WINDOW)
-        for kind, requests in (("requests", True), ("tokens", False)):
-            # The key's own window when it has a limit, else the user's.
-            pairs = [
-                (w, used)
-                for w, used in zip(self.windows, self.verdict.used, strict=True)
-                if w.requests is requests and w.limit > 0
-            ]
-            if not pairs:
-                continue
-            window, used = min(pairs, key=lambda p: p[0].limit - p[1])
-            out[f"x-ratelimit-limit-{kind}"] = str(window.limit)
-            out[f"x-ratelimit-remaining-{kind}"] = str(max(0, window.limit - used))
-            out[f"x-ratelimit-reset-{kind}"] = _reset(left)
-        return out
-
-
-class Limiter:
-    def __init__(self, settings: GatewaySettings, store: Store) -> None:
-        self.settings = settings
+    def __init__(self, store: Store) -> None:
         self.store = store
 
-    def _windows(self, principal: keyvault_pb2.Principal) -> tuple[Window, ...]:
-        s, slot = self.settings, int(time.time() // WINDOW)
-        key_rpm = principal.rpm_limit or s.rate_limit_key_rpm
-        key_tpm = principal.tpm_limit or s.rate_limit_key_tpm
-        return (
-            Window(f"rl:key:{principal.key_id}:r:{slot}", key_rpm, True),
-            Window(f"rl:user:{principal.user_id}:r:{slot}", s.rate_limit_user_rpm, True),
-            Window(f"rl:key:{principal.key_id}:t:{slot}", key_tpm, False),
-            Window(f"rl:user:{principal.user_id}:t:{slot}", s.rate_limit_user_tpm, False),
-        )
+    async def check(self, windows: Sequence[Window], window_seconds: int) -> Verdict:
+        found = await self.store.check([StoreWindow(w.key, w.limit, w.requests) for w in windows], window_seconds)
+        return Verdict(found.allowed, found.used, found.blocked, found.retry_after)
 
-    def active(self, principal: keyvault_pb2.Principal) -> bool:
-        s = self.settings
-        return bool(
-            principal.rpm_limit
-            or principal.tpm_limit
-            or s.rate_limit_key_rpm
-            or s.rate_limit_key_tpm
-            or s.rate_limit_user_rpm
-            or s.rate_limit_user_tpm
-        )
-
-    async def admit(self, principal: keyvault_pb2.Principal) -> Admission | None:
-        """Count this request, or refuse it with a 429 carrying `Retry-After` and the limit headers."""
-        if not self.active(principal):
-            return None
-        windows = self._windows(principal)
-        verdict = await self.store.check(windows, WINDOW)
-        admission = Admission(windows, verdict)
-        if not verdict.allowed:
-            blocked = windows[verdict.blocked]
-            scope = "key" if blocked.key.startswith("rl:key:") else "user"
-            kind = "requests" if blocked.requests else "tokens"
-            LIMITED.labels(scope, kind).inc()
-            raise RateLimited(
-                f"Rate limit reached for {kind} per minute on this {'API key' if scope == 'key' else 'user'}: "
-                f"limit {blocked.limit}. Retry after {math.ceil(verdict.retry_after)}s.",
-                {**admission.headers(), "retry-after": str(max(1, math.ceil(verdict.retry_after)))},
-            )
-        return admission
-
-    async def spend(self, admission: Admission | None, tokens: int) -> None:
-        """Count the tokens a finished request used."""
-        if admission is None or tokens <= 0:
-            return
-        for window in admission.windows:
-            if not window.requests and window.limit > 0:
-                await self.store.add(window.key, tokens, WINDOW)
+    async def add(self, key: str, amount: int, window_seconds: int) -> int:
+        return await self.store.add(key, amount, window_seconds)
 
 
-class RateLimited(DomainError):
-    def __init__(self, message: str, headers: dict[str, str]) -> None:
-        super().__init__("rate_limit_exceeded", message)
-        self.headers = headers
+class Limiter(ratelimit.Limiter):
+    def __init__(self, settings: GatewaySettings, store: Store) -> None:
+        super().__init__(settings, StoreCounters(store), LIMITED)
+        self.store = store

@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-from services.runtime.settings import CommonSettings
+from services.runtime.settings import EdgeSettings
 
 
-class GatewaySettings(CommonSettings):
+class GatewaySettings(EdgeSettings):
     gateway_port: int = 8080
     gateway_workers: int = 1
-    # How long a successful authentication is reused: the delay before a revoked key is refused.
-    auth_cache_ttl: float = 5.0
+    # The gateway's identity towards the services (runtime/identity.py); embedded mode keeps one on disk.
+    gateway_identity_key: str = ""
     max_body_bytes: int = 10 * 1024 * 1024
     request_timeout: float = 600.0
     models_cache_ttl: float = 5.0
     cors_origins: str = ""  # comma-separated allow-list; empty: no CORS headers
     # A console session ends after this many idle seconds (and 12 hours after sign-in in any case).
     console_session_ttl: float = 1800.0
-
-    # Shared state of the gateway replicas (rate-limit windows, idempotency records, response cache).
-    # Empty: in-process state, right for one gateway process (the embedded default).
-    redis_url: str = ""
-    redis_prefix: str = "tollgate:"
-
-    # Rate limits per minute; 0 is unlimited. A key's own limits (set when it was created) win over the key defaults.
-    rate_limit_key_rpm: int = 0
-    rate_limit_key_tpm: int = 0
-    rate_limit_user_rpm: int = 0
-    rate_limit_user_tpm: int = 0
 
     idempotency_ttl: float = 24 * 3600.0
     cache_enabled: bool = True

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import grpc
 
+from services.health.access import ACCESS
 from services.health.monitor import HealthMonitor
 from services.health.probes import Prober
 from services.health.servicer import ProviderHealthServicer
 from services.health.settings import HealthSettings, load_settings
 from services.health.store import HealthStore
 from services.health.targets import CatalogError, load_targets
+from services.runtime import server
 from services.runtime.db import create_engine, migrate, ping
 from services.runtime.logging import configure
 from services.runtime.server import Service, main
@@ -25,6 +27,7 @@ VERSION_TABLE = "health_alembic_version"
 
 
 async def build_service(settings: HealthSettings) -> Service:
+    verifier = server.verifier("health", settings, [ACCESS])
     try:
         targets = load_targets(settings.catalog)
     except CatalogError as exc:
@@ -51,6 +54,8 @@ async def build_service(settings: HealthSettings) -> Service:
         settings=settings,
         port=settings.health_port,
         register=register,
+        access=[ACCESS],
+        verifier=verifier,
         readiness=ready,
         background=[monitor.run],
         on_drain=[end_streams],

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from services.keyvault.access import ACCESS
 from services.keyvault.bootstrap import MIGRATIONS, VERSION_TABLE, open_keyvault
 from services.keyvault.settings import KeyvaultSettings
-from services.runtime import db
+from services.runtime import db, server
 from services.runtime.logging import configure
 from services.runtime.server import Service, main
 from services.runtime.settings import load
@@ -17,6 +18,7 @@ from tollgate.keyvault.v1 import keyvault_pb2, keyvault_pb2_grpc
 async def build() -> Service:
     settings = load(KeyvaultSettings)
     configure("keyvault", settings.log_level, settings.log_format)
+    verifier = server.verifier("keyvault", settings, [ACCESS])
     vault = await open_keyvault(settings)
 
     def register(server: object) -> list[str]:
@@ -36,6 +38,9 @@ async def build() -> Service:
         settings=settings,
         port=settings.keyvault_port,
         register=register,
+        access=[ACCESS],
+        verifier=verifier,
+        on_refused=vault.servicer.refused,
         readiness=readiness,
         background=[recorder.run for recorder in vault.last_used],
         on_stop=[stop],

@@ -42,7 +42,6 @@ DEMO_USER = "demo"
 class Secrets:
     ring: KeyRing
     pepper: str
-    router_token: str
     admin_key: str
 
 
@@ -78,8 +77,7 @@ def resolve_secrets(settings: KeyvaultSettings) -> Secrets:
     if settings.production and not settings.keyvault_database_url:
         fail("KEYVAULT_DATABASE_URL", "required in production (a postgresql:// URL)")
     pepper = persistent_secret(settings, settings.key_pepper, "KEY_PEPPER", "key-pepper")
-    router_token = persistent_secret(settings, settings.router_token, "ROUTER_TOKEN", "router-token")
-    return Secrets(ring=ring, pepper=pepper, router_token=router_token, admin_key=admin_key)
+    return Secrets(ring=ring, pepper=pepper, admin_key=admin_key)
 
 
 def write_bootstrap_file(path: Path, admin_key: str, demo_key: str) -> None:
@@ -129,7 +127,6 @@ async def open_keyvault(settings: KeyvaultSettings, secrets: Secrets | None = No
         ring=secrets.ring,
         api_keys=keys,
         provider_keys=ProviderKeys(engine, secrets.ring, secrets.pepper, provider_last_used),
-        router_token=secrets.router_token,
         rotate_batch=settings.rotate_batch,
     )
     return Keyvault(engine=engine, servicer=servicer, last_used=[api_last_used, provider_last_used])

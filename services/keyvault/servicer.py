@@ -1,8 +1,7 @@
-"""The KeyVault gRPC servicer: unpack, call the domain, pack. Only `GetProviderKey` checks its caller."""
+"""The KeyVault gRPC servicer: unpack, call the domain, pack. Who may call what is in `access.py`."""
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -14,10 +13,9 @@ from services.keyvault.apikeys import ApiKeyInfo, ApiKeys
 from services.keyvault.byok import ProviderKeyInfo, ProviderKeys
 from services.keyvault.masterkeys import KeyRing
 from services.runtime.errors import DomainError, rpc
+from services.runtime.identity import Peer
 from tollgate.keyvault.v1 import keyvault_pb2 as pb
 from tollgate.keyvault.v1 import keyvault_pb2_grpc
-
-ROUTER_TOKEN_METADATA = "x-tollgate-router-token"  # noqa: S105 - a header name
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
@@ -62,21 +60,25 @@ def _version(status: rotation.VersionStatus) -> pb.MasterKeyVersion:
     )
 
 
-def _metadata(context: Context, key: str) -> str:
-    for name, value in context.invocation_metadata() or ():
-        if name == key and isinstance(value, str):
-            return value
-    return ""
-
-
 @dataclass
 class KeyVaultServicer(keyvault_pb2_grpc.KeyVaultServicer):
     engine: AsyncEngine
     ring: KeyRing
     api_keys: ApiKeys
     provider_keys: ProviderKeys
-    router_token: str
     rotate_batch: int = 500
+
+    async def refused(self, method: str, request: object, peer: Peer | None, err: DomainError) -> None:
+        """A refused attempt to read a provider key is written to the audit log (the guard refused it)."""
+        if method == "GetProviderKey" and isinstance(request, pb.GetProviderKeyRequest):
+            await audit.record_alone(
+                self.engine,
+                actor=peer.describe() if peer else "unknown caller",
+                action="provider_key.reveal",
+                outcome="denied",
+                user_id=request.user_id,
+                detail=f"provider={request.provider}",
+            )
 
     @rpc
     async def Authenticate(self, request: pb.AuthenticateRequest, context: Context) -> pb.Principal:
@@ -129,17 +131,6 @@ class KeyVaultServicer(keyvault_pb2_grpc.KeyVaultServicer):
 
     @rpc
     async def GetProviderKey(self, request: pb.GetProviderKeyRequest, context: Context) -> pb.ProviderKeySecret:
-        presented = _metadata(context, ROUTER_TOKEN_METADATA)
-        if not presented or not hmac.compare_digest(presented.encode(), self.router_token.encode()):
-            await audit.record_alone(
-                self.engine,
-                actor="unknown caller",
-                action="provider_key.reveal",
-                outcome="denied",
-                user_id=request.user_id,
-                detail=f"provider={request.provider}",
-            )
-            raise DomainError("permission_denied", "only the router may read provider keys")
         secret = await self.provider_keys.reveal(request.user_id, request.provider)
         if secret is None:
             return pb.ProviderKeySecret(found=False)

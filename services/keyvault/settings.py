@@ -22,8 +22,6 @@ class KeyvaultSettings(CommonSettings):
     key_pepper: str = ""
     # Production's bootstrap admin key (tg-…), ensured at every start.
     admin_key: str = ""
-    # What the router presents in `x-tollgate-router-token` to read plaintext provider keys.
-    router_token: str = ""
 
     # `last_used` of a key is written at most this often (per key), off the request path.
     last_used_interval_seconds: float = 60.0

@@ -7,16 +7,19 @@ from collections.abc import Sequence
 
 import grpc
 
+from services.router.access import ACCESS
 from services.router.adapters.openai import OpenAIAdapter
+from services.router.callers import Callers
 from services.router.catalog import CatalogError, load
 from services.router.clients import GrpcLedger, GrpcVault
 from services.router.health_view import HealthView
 from services.router.pipeline import Router, Settings
 from services.router.servicer import RouterServicer
 from services.router.settings import RouterSettings
-from services.runtime import channels
+from services.runtime import channels, identity, server
+from services.runtime.authentication import Authenticator
 from services.runtime.logging import configure
-from services.runtime.secrets import persistent_secret
+from services.runtime.ratelimit import Limiter, SharedCounters
 from services.runtime.server import Service, main
 from services.runtime.settings import fail
 from services.runtime.settings import load as load_settings
@@ -36,7 +39,8 @@ async def build() -> Service:
         fail("DEFAULT_POWER_LEVEL", f"{level!r} is not one of {', '.join(catalog.policies)}")
     if settings.max_attempts < 1:
         fail("MAX_ATTEMPTS", "must be at least 1")
-    token = persistent_secret(settings, settings.router_token, "ROUTER_TOKEN", "router-token")
+    identity.use(identity.signer_for(settings, identity.ROUTER, settings.router_identity_key))
+    verifier = server.verifier("router", settings, [ACCESS])
     health = HealthView(lambda: channels.channel(settings.health_addr), settings.rpc_timeout_seconds)
     router = Router(
         catalog,
@@ -48,7 +52,7 @@ async def build() -> Service:
             byok_fallback_to_platform=settings.byok_fallback_to_platform,
         ),
         GrpcLedger(lambda: channels.channel(settings.credits_addr)),
-        GrpcVault(lambda: channels.channel(settings.keyvault_addr), token, settings.byok_cache_ttl),
+        GrpcVault(lambda: channels.channel(settings.keyvault_addr), settings.byok_cache_ttl),
         health,
         adapters={"openai": OpenAIAdapter(settings.upstream_max_connections)},
     )
@@ -60,12 +64,20 @@ async def build() -> Service:
         level,
     )
 
+    # Callers with their own tg- key (the native gRPC API): checked by keyvault, limited like HTTP clients.
+    keys = Authenticator(
+        lambda: channels.channel(settings.keyvault_addr), settings.auth_cache_ttl, settings.rpc_timeout_seconds
+    )
+    counters = SharedCounters(settings.redis_url, settings.redis_prefix)
+    callers = Callers(Limiter(settings, counters), settings.request_timeout_seconds)
+
     def register(server: grpc.aio.Server) -> Sequence[str]:
-        router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(router, settings.request_timeout_seconds), server)
+        router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(router, callers), server)
         return [router_pb2.DESCRIPTOR.services_by_name["Router"].full_name]
 
     async def close() -> None:
         await router.close()
+        await counters.close()
         await channels.close_all()
 
     return Service(
@@ -73,6 +85,9 @@ async def build() -> Service:
         settings=settings,
         port=settings.router_port,
         register=register,
+        access=[ACCESS],
+        verifier=verifier,
+        users=keys.principal,
         background=(health.watch, health.send_reports),
         on_stop=(close,),
     )

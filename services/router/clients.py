@@ -2,7 +2,8 @@
 
 `Ledger` and `Vault` are the interfaces the pipeline needs; the gRPC implementations here are the real
 ones. Provider-key answers (found and not found) are cached for a few seconds so that the hot path does
-not ask keyvault on every request.
+not ask keyvault on every request. Keyvault gives plaintext provider keys to the router's identity alone,
+which every call on the runtime's channels carries.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from services.runtime.channels import metadata
 from services.runtime.errors import from_rpc_error
 from tollgate.credits.v1 import credits_pb2, credits_pb2_grpc
 from tollgate.keyvault.v1 import keyvault_pb2, keyvault_pb2_grpc
-
-ROUTER_TOKEN_HEADER = "x-tollgate-router-token"  # noqa: S105 - a header name, not a secret
 
 
 @dataclass(slots=True)
@@ -126,9 +125,8 @@ class GrpcLedger:
 class GrpcVault:
     """Users' own provider keys from keyvault, answers cached for `ttl` seconds."""
 
-    def __init__(self, channel: Callable[[], grpc.aio.Channel], token: str, ttl: float) -> None:
+    def __init__(self, channel: Callable[[], grpc.aio.Channel], ttl: float) -> None:
         self._channel = channel
-        self._token = token
         self._ttl = ttl
         self._cache: dict[tuple[str, str], tuple[float, str | None]] = {}
 
@@ -142,7 +140,7 @@ class GrpcVault:
             reply = await stub.GetProviderKey(
                 keyvault_pb2.GetProviderKeyRequest(user_id=user_id, provider=provider),
                 timeout=timeout,
-                metadata=metadata(((ROUTER_TOKEN_HEADER, self._token),)),
+                metadata=metadata(),
             )
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc, "keyvault") from None

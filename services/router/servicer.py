@@ -1,4 +1,8 @@
-"""The Router gRPC servicer: unpack the request, hand it to the pipeline, pack the reply."""
+"""The Router gRPC servicer: unpack the request, hand it to the pipeline, pack the reply.
+
+Who may call is in `access.py`; whom a call is for (the gateway's user, or the owner of the caller's own
+tg- key) is decided in `callers.py`.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,9 @@ from typing import Any
 
 from services.router import request as requests
 from services.router.adapters.base import Route
+from services.router.callers import Callers
 from services.router.models import list_models
-from services.router.pipeline import Caller, Router
-from services.runtime.channels import Deadline
+from services.router.pipeline import Router
 from services.runtime.errors import rpc
 from services.runtime.logging import request_id
 from tollgate.router.v1 import router_pb2, router_pb2_grpc
@@ -18,35 +22,27 @@ Context = Any  # grpc.aio.ServicerContext; grpc ships no type information
 
 
 class RouterServicer(router_pb2_grpc.RouterServicer):
-    def __init__(self, router: Router, default_timeout: float) -> None:
+    def __init__(self, router: Router, callers: Callers) -> None:
         self.router = router
-        self.default_timeout = default_timeout
-
-    def _caller(self, req: router_pb2.CompletionRequest, context: Context) -> Caller:
-        request_id.set(req.request_id)
-        return Caller(
-            request_id=req.request_id,
-            user_id=req.caller.user_id,
-            key_id=req.caller.key_id,
-            deadline=Deadline.of(context, self.default_timeout),
-            inline_provider=req.inline_key.provider,
-            inline_key=req.inline_key.api_key,
-        )
+        self.callers = callers
 
     async def _unary(
         self, route: Route, req: router_pb2.CompletionRequest, context: Context
     ) -> router_pb2.CompletionReply:
-        caller = self._caller(req, context)
+        caller, admission = await self.callers.admit(req, context)
         parsed = requests.parse(route, req.body, req.power_level)
         body, outcome = await self.router.complete(parsed, caller)
+        await self.callers.spend(admission, outcome)
         return router_pb2.CompletionReply(body=body, outcome=outcome)
 
     async def _stream(
         self, route: Route, req: router_pb2.CompletionRequest, context: Context
     ) -> AsyncIterator[router_pb2.StreamEvent]:
-        caller = self._caller(req, context)
+        caller, admission = await self.callers.admit(req, context)
         parsed = requests.parse(route, req.body, req.power_level)
         async for event in self.router.stream(parsed, caller):
+            if event.HasField("outcome"):
+                await self.callers.spend(admission, event.outcome)
             yield event
 
     @rpc

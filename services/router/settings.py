@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.runtime.settings import CommonSettings
+from pydantic import AliasChoices, Field
+
+from services.runtime.settings import EdgeSettings
 
 DEMO_CATALOG = Path(__file__).resolve().parents[2] / "catalog" / "demo.yaml"
 
 
-class RouterSettings(CommonSettings):
+class RouterSettings(EdgeSettings):
     router_port: int = 50051
     catalog: Path = DEMO_CATALOG
-    # Presented to keyvault as `x-tollgate-router-token` on GetProviderKey; embedded mode keeps one on disk.
-    router_token: str = ""
+    # The router's identity towards the services (runtime/identity.py); embedded mode keeps one on disk.
+    # TOLLGATE_ROUTER_TOKEN, the shared secret it replaces, is still accepted as the router's secret.
+    router_identity_key: str = Field(
+        default="", validation_alias=AliasChoices("TOLLGATE_ROUTER_IDENTITY_KEY", "TOLLGATE_ROUTER_TOKEN")
+    )
     default_power_level: str = ""  # empty: the catalog's default_power_level
     max_attempts: int = 3
     request_timeout_seconds: float = 300.0  # total deadline when the caller sets none

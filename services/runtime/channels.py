@@ -1,5 +1,7 @@
 """Client channels to the other services: one persistent channel per address, deadlines on every call.
 
+Every call on these channels carries this process's identity (`identity.use`), signed for its callee.
+
 Addresses may name several replicas (`dns:///router:50051` resolves to every pod of a headless
 Service); the `round_robin` policy then spreads calls over all of them instead of pinning one.
 """
@@ -13,6 +15,7 @@ import grpc
 import orjson
 
 from services.runtime import tracing
+from services.runtime.identity import SignedChannel
 from services.runtime.logging import request_id
 
 # No retry policy: a call that reached a service is never repeated behind the caller's back (a repeated
@@ -31,10 +34,10 @@ _channels: dict[str, grpc.aio.Channel] = {}
 
 
 def channel(address: str) -> grpc.aio.Channel:
-    """The process-wide channel to `address`, created on first use."""
+    """The process-wide channel to `address`, created on first use; its calls are signed."""
     chan = _channels.get(address)
     if chan is None:
-        chan = _channels[address] = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        chan = _channels[address] = SignedChannel(grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS))
     return chan
 
 

@@ -2,12 +2,15 @@
 
 PostgreSQL (asyncpg) in production, SQLite (aiosqlite, WAL) in the embedded default. Each service keeps
 its Alembic scripts in its own `migrations/` folder and its own version table, so two services can even
-share one database without touching each other's tables.
+share one database without touching each other's tables. SQLite files are readable by their owner only
+(0600, in a 0700 folder when tollgate creates it); SQLite gives its -wal and -shm files the same mode.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,16 @@ def normalize_url(url: str) -> str:
     return url
 
 
+def private_file(path: Path) -> None:
+    """Create `path` empty with mode 0600 if it does not exist, or take away others' access if it does."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for found in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if found.exists() and found.stat().st_mode & 0o077:
+            os.chmod(found, 0o600)
+
+
 def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
 
@@ -36,7 +49,7 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            private_file(Path(parsed.database))
         engine = create_async_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine.sync_engine, "connect")

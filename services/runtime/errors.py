@@ -33,6 +33,8 @@ class ErrorKind(NamedTuple):
 ERRORS: dict[str, ErrorKind] = {
     "invalid_request": ErrorKind(grpc.StatusCode.INVALID_ARGUMENT, 400, "invalid_request_error"),
     "invalid_api_key": ErrorKind(grpc.StatusCode.UNAUTHENTICATED, 401, "authentication_error"),
+    # An internal call without a valid service identity: a deployment fault, never the client's.
+    "unauthenticated": ErrorKind(grpc.StatusCode.UNAUTHENTICATED, 500, "api_error"),
     "insufficient_credits": ErrorKind(grpc.StatusCode.FAILED_PRECONDITION, 402, "insufficient_quota"),
     "permission_denied": ErrorKind(grpc.StatusCode.PERMISSION_DENIED, 403, "permission_error"),
     "model_not_found": ErrorKind(grpc.StatusCode.NOT_FOUND, 404, "invalid_request_error"),
@@ -107,6 +109,8 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], err: DomainError) -
     metadata = [(CODE_KEY, err.code)]
     if err.param:
         metadata.append((PARAM_KEY, err.param))
+    # Headers an error carries (a rate limit's `retry-after` and `x-ratelimit-*`) travel as trailing metadata.
+    metadata += [(k.lower(), str(v)) for k, v in getattr(err, "headers", {}).items()]
     await context.abort(err.kind.grpc_status, err.message, trailing_metadata=tuple(metadata))
 
 

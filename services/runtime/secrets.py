@@ -29,21 +29,29 @@ def persistent_secret(settings: CommonSettings, value: str, setting: str, filena
             f"required in production; generate one with: python -c 'import secrets; "
             f"print(secrets.token_urlsafe({nbytes}))'",
         )
-    path = Path(settings.data_dir) / filename
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        stored = _read_when_written(path)
-    else:
-        stored = secrets.token_urlsafe(nbytes)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(stored + "\n")
+    stored, created = stored_secret(Path(settings.data_dir) / filename, nbytes)
+    if created:
         log.warning(
-            "generated %s into %s (embedded mode); set TOLLGATE_%s in production", setting.lower(), path, setting
+            "generated %s into %s (embedded mode); set TOLLGATE_%s in production",
+            setting.lower(),
+            Path(settings.data_dir) / filename,
+            setting,
         )
     register_secret(stored)
     return stored
+
+
+def stored_secret(path: Path, nbytes: int = 32) -> tuple[str, bool]:
+    """The secret kept in `path` (0600, its folder 0700 when new), made now if absent; and whether it was."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _read_when_written(path), False
+    stored = secrets.token_urlsafe(nbytes)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(stored + "\n")
+    return stored, True
 
 
 def _read_when_written(path: Path) -> str:

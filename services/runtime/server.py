@@ -1,5 +1,8 @@
 """The gRPC server every service runs: its servicers plus `grpc.health.v1`, reflection and a clean stop.
 
+Every call passes the service's access rules first (`access.Guard`): its caller must prove who it is
+and be allowed by the method's rule; health and reflection stay open.
+
 Health is truthful: the service reports NOT_SERVING until its readiness check passes and whenever it
 fails afterwards (a database that stops answering), and again from the moment SIGTERM arrives, so
 load balancers move traffic away while in-flight calls finish within the grace period.
@@ -18,7 +21,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.runtime import metrics, tracing
+from services.runtime import identity, metrics, tracing
+from services.runtime.access import Access, Authenticate, Guard, Refusal
 from services.runtime.settings import CommonSettings
 
 log = logging.getLogger("tollgate.server")
@@ -47,6 +51,10 @@ class Service:
     settings: CommonSettings
     port: int
     register: Callable[[grpc.aio.Server], Sequence[str]]
+    access: Sequence[Access] = ()  # who may call each method of the registered services
+    verifier: identity.Verifier | None = None  # made from settings when not given
+    users: Authenticate | None = None  # checks callers' own tg- keys, for rules that admit users
+    on_refused: Refusal | None = None
     readiness: Readiness | None = None
     background: Sequence[Task] = ()
     on_drain: Sequence[Task] = ()  # at SIGTERM, before draining: end long-lived streams
@@ -77,10 +85,26 @@ async def _watch_readiness(service: Service, names: Sequence[str]) -> None:
         await asyncio.sleep(service.readiness_interval)
 
 
+def verifier(name: str, settings: CommonSettings, tables: Sequence[Access]) -> identity.Verifier:
+    """The verifier of service `name`: the public keys of every caller its rules name.
+
+    A service builds it first thing, so that a missing key stops start-up before any other work.
+    """
+    return identity.verifier_for(settings, name, {caller for table in tables for caller in table.callers()})
+
+
+def guard(service: Service) -> Guard:
+    """The access check of `service`."""
+    if any(table.accepts_users() for table in service.access) and service.users is None:
+        raise ValueError(f"{service.name}: a rule admits users' own keys but the service checks none")
+    checker = service.verifier or verifier(service.name, service.settings, service.access)
+    return Guard(service.access, checker, service.users, service.on_refused)
+
+
 async def run(service: Service) -> None:
     """Serve until SIGTERM or SIGINT, then drain for `grace_seconds` and stop."""
     tracing.setup(service.name, service.settings)
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[guard(service)])
     names = list(service.register(server))
     health_pb2_grpc.add_HealthServicer_to_server(service.health, server)
     reflection.enable_server_reflection(

@@ -48,9 +48,31 @@ class CommonSettings(BaseSettings):
     grace_seconds: float = 10.0
     rpc_timeout_seconds: float = 5.0
 
+    # Public keys of the callers a service verifies (runtime/identity.py); not secret. Several, comma-separated,
+    # while rotating. Empty in embedded mode: read from the data folder.
+    gateway_identity_public_key: str = ""
+    router_identity_public_key: str = ""
+    operator_identity_public_key: str = ""
+
     @property
     def production(self) -> bool:
         return self.mode is Mode.PRODUCTION
+
+
+class EdgeSettings(CommonSettings):
+    """Settings of the services that take callers' own API keys: the gateway (HTTP) and the router (gRPC)."""
+
+    # How long a successful authentication is reused: the delay before a revoked key is refused.
+    auth_cache_ttl: float = 5.0
+    # Shared state of the replicas (rate-limit windows; the gateway's idempotency records and response cache).
+    # Empty: in-process state, right for one process (the embedded default).
+    redis_url: str = ""
+    redis_prefix: str = "tollgate:"
+    # Rate limits per minute; 0 is unlimited. A key's own limits (set when it was created) win over the key defaults.
+    rate_limit_key_rpm: int = 0
+    rate_limit_key_tpm: int = 0
+    rate_limit_user_rpm: int = 0
+    rate_limit_user_tpm: int = 0
 
 
 S = TypeVar("S", bound=BaseSettings)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from services.launcher import Ports, Suite
+from services.runtime.identity import SignedChannel, Signer
 
 CATALOG = Path(__file__).with_name("catalog.yaml")
 # Canaries: planted at start-up; they must never appear anywhere but in their masked form.
@@ -53,13 +55,24 @@ def cost_micro(prompt_tokens: int, completion_tokens: int, input_per_1k: float, 
     return -(-(prompt_tokens * inp + completion_tokens * out) // 1000)
 
 
-def create_key(suite: Suite, user: str, rpm: int = 0, tpm: int = 0, scopes: tuple[str, ...] = ("user",)) -> str:
-    """A new API key, made over keyvault's gRPC API as an internal caller would."""
+def signer(suite: Suite, name: str = "operator") -> Signer:
+    """The identity of one of the suite's callers (gateway, router, operator), to sign raw gRPC calls with."""
+    return Signer(name, suite.identity_key(name))
+
+
+def grpc_channel(suite: Suite, service: str, name: str | None = "operator") -> Any:
+    """A blocking channel to one of the suite's gRPC services, signed as `name` (None: a plain channel)."""
     import grpc
 
+    raw = grpc.insecure_channel(f"{suite.host}:{getattr(suite.ports, service)}")
+    return SignedChannel(raw, signer(suite, name)) if name else raw
+
+
+def create_key(suite: Suite, user: str, rpm: int = 0, tpm: int = 0, scopes: tuple[str, ...] = ("user",)) -> str:
+    """A new API key, made over keyvault's gRPC API as the operator's CLI would."""
     from tollgate.keyvault.v1 import keyvault_pb2, keyvault_pb2_grpc
 
-    with grpc.insecure_channel(f"{suite.host}:{suite.ports.keyvault}") as chan:
+    with grpc_channel(suite, "keyvault") as chan:
         reply = keyvault_pb2_grpc.KeyVaultStub(chan).CreateApiKey(
             keyvault_pb2.CreateApiKeyRequest(
                 user_id=user, scopes=list(scopes), rpm_limit=rpm, tpm_limit=tpm, actor="e2e"

@@ -21,6 +21,7 @@ def tollgate(suite: Suite, *args: str) -> subprocess.CompletedProcess[str]:
         "TOLLGATE_KEYVAULT_ADDR": f"{suite.host}:{suite.ports.keyvault}",
         "TOLLGATE_CREDITS_ADDR": f"{suite.host}:{suite.ports.credits}",
         "TOLLGATE_HEALTH_ADDR": f"{suite.host}:{suite.ports.health}",
+        **suite.operator_env(),
     }
     return subprocess.run(
         [sys.executable, "-m", "services.cli", *args], env=env, capture_output=True, text=True, timeout=60, check=False

@@ -77,7 +77,7 @@ def replicas(
     _, port = private_redis
     tmp = Path(tmp_path_factory.mktemp("replicas"))
     suite = start_suite(tmp, TOLLGATE_REDIS_URL=f"redis://127.0.0.1:{port}/0")
-    env = suite.environment()
+    env = suite.environment_for("gateway")
     second_port = free_port()
     env["TOLLGATE_GATEWAY_PORT"] = str(second_port)
     with open(tmp / "logs" / "gateway-2.log", "ab") as log:

@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -23,8 +24,10 @@ from services.gateway.app import create_app
 from services.gateway.clients import Clients
 from services.gateway.edge import Edge
 from services.gateway.settings import GatewaySettings
+from services.runtime import identity
 from services.runtime.channels import close_all
 from services.runtime.errors import from_rpc_error
+from tests import identities
 from tollgate.credits.v1 import credits_pb2, credits_pb2_grpc
 from tollgate.keyvault.v1 import keyvault_pb2
 
@@ -56,6 +59,7 @@ def _start(database_url: str, data_dir: Path) -> Iterator[Running]:
         "TOLLGATE_CREDITS_SWEEP_INTERVAL_SECONDS": "0.2",
         "TOLLGATE_GRACE_SECONDS": "1",
         "TOLLGATE_LOG_FORMAT": "text",
+        **identities.env(),
     }
     log = open(data_dir / "credits.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([sys.executable, "-m", "services.credits"], cwd=ROOT, env=env, stdout=log, stderr=log)
@@ -103,8 +107,12 @@ async def credits_service(service_url: str, tmp_path: Path) -> AsyncIterator[Run
 
 
 async def test_contract_over_grpc(credits_service: Running) -> None:
-    async with grpc.aio.insecure_channel(credits_service.address) as chan:
+    async with (
+        identities.aio_channel(credits_service.address, "router") as chan,
+        identities.aio_channel(credits_service.address, "operator") as operator_chan,
+    ):
         stub = credits_pb2_grpc.CreditsStub(chan)
+        operator = credits_pb2_grpc.CreditsStub(operator_chan)
         balance = await stub.GetBalance(credits_pb2.GetBalanceRequest(user_id="ann"))
         assert (balance.balance_micro, balance.available_micro, balance.low) == (10 * MICRO, 10 * MICRO, False)
         reserved = await stub.Reserve(
@@ -154,27 +162,74 @@ async def test_contract_over_grpc(credits_service: Running) -> None:
                 idempotency_key="q3:usage",
             )
         )
-        granted = await stub.Grant(
+        granted = await operator.Grant(
             credits_pb2.GrantRequest(
                 user_id="ann", amount_micro=5 * MICRO, idempotency_key="topup", reason="invoice", actor="admin"
             )
         )
         assert granted.balance.available_micro == 5 * MICRO and not granted.balance.low
-        txs = await stub.ListTransactions(credits_pb2.ListTransactionsRequest(user_id="ann", limit=10))
+        txs = await operator.ListTransactions(credits_pb2.ListTransactionsRequest(user_id="ann", limit=10))
         assert [(t.kind, t.amount_micro, t.overdraft_micro) for t in txs.transactions] == [
             ("top-up", 5 * MICRO, 0),
             ("overdraft", 0, MICRO),
             ("settle", -10 * MICRO, 0),
             ("grant", 10 * MICRO, 0),
         ]
-        rows = await stub.ListUsage(credits_pb2.ListUsageRequest(user_id="ann"))
+        rows = await operator.ListUsage(credits_pb2.ListUsageRequest(user_id="ann"))
         assert [(r.usage.request_id, r.usage.cost_micro) for r in rows.rows] == [("q3", 0), ("q1", 11 * MICRO)]
-        summary = await stub.UsageSummary(credits_pb2.UsageSummaryRequest(user_id="ann", group_by="model"))
+        summary = await operator.UsageSummary(credits_pb2.UsageSummaryRequest(user_id="ann", group_by="model"))
         assert [(g.key, g.requests, g.completion_tokens) for g in summary.groups] == [("demo", 1, 30), ("free", 1, 0)]
 
 
+@pytest.mark.parametrize("service_url", ["sqlite"], indirect=True)
+async def test_only_the_router_moves_money_and_only_admins_grant(credits_service: Running) -> None:
+    address = credits_service.address
+    reserve = credits_pb2.ReserveRequest(user_id="ivy", amount_micro=MICRO, idempotency_key="r:0:reserve")
+    settle = credits_pb2.SettleRequest(hold_id="h_x", amount_micro=1, idempotency_key="r:0:settle")
+    grant = credits_pb2.GrantRequest(user_id="ivy", amount_micro=MICRO, idempotency_key="g-1")
+    async with identities.aio_channel(address, None) as chan:
+        anonymous = credits_pb2_grpc.CreditsStub(chan)
+        asks: list[tuple[Any, Any]] = [
+            (anonymous.Grant, grant),
+            (anonymous.Reserve, reserve),
+            (anonymous.GetBalance, credits_pb2.GetBalanceRequest(user_id="ivy")),
+        ]
+        for call, request in asks:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await call(request)
+            assert err.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    async with identities.aio_channel(address, "gateway") as chan:
+        gateway = credits_pb2_grpc.CreditsStub(chan)
+        as_user = credits_pb2_grpc.CreditsStub(identities.ActingChannel(chan, "ivy", ["user"]))
+        refused: list[tuple[Any, Any]] = [(gateway.Reserve, reserve), (gateway.Settle, settle), (as_user.Grant, grant)]
+        for call, request in refused:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await call(request)
+            assert err.value.code() is grpc.StatusCode.PERMISSION_DENIED
+        # The gateway logs its own free cache hits, and nothing that costs.
+        costly = credits_pb2.UsageRecord(request_id="c", user_id="ivy", cost_micro=5, cache_hit=True)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await gateway.RecordUsage(credits_pb2.RecordUsageRequest(usage=costly, idempotency_key="c:usage"))
+        assert err.value.code() is grpc.StatusCode.PERMISSION_DENIED
+        free = credits_pb2.UsageRecord(request_id="f", user_id="ivy", cache_hit=True, status="ok")
+        await gateway.RecordUsage(credits_pb2.RecordUsageRequest(usage=free, idempotency_key="f:usage"))
+        admin = credits_pb2_grpc.CreditsStub(identities.admin_gateway(chan))
+        assert (await admin.Grant(grant)).balance.balance_micro == 11 * MICRO
+        assert (await gateway.GetBalance(credits_pb2.GetBalanceRequest(user_id="ivy"))).balance_micro == 11 * MICRO
+    # A token signed for another service is refused here, even from a real caller.
+    stolen = identities.signer("router").token("keyvault")
+    async with identities.aio_channel(address, None) as chan:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await credits_pb2_grpc.CreditsStub(chan).Reserve(reserve, metadata=((identity.TOKEN_HEADER, stolen),))
+        assert err.value.code() is grpc.StatusCode.UNAUTHENTICATED
+        assert "for keyvault, not credits" in (err.value.details() or "")
+    async with identities.aio_channel(address, None) as chan:
+        reply = await health_pb2_grpc.HealthStub(chan).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
 async def test_router_dying_between_reserve_and_settle_gets_money_back(credits_service: Running) -> None:
-    async with grpc.aio.insecure_channel(credits_service.address) as chan:
+    async with identities.aio_channel(credits_service.address, "router") as chan:
         stub = credits_pb2_grpc.CreditsStub(chan)
         held = await stub.Reserve(
             credits_pb2.ReserveRequest(
@@ -193,7 +248,8 @@ async def test_router_dying_between_reserve_and_settle_gets_money_back(credits_s
             0,
             10 * MICRO,
         )
-        rows = await stub.ListUsage(credits_pb2.ListUsageRequest(user_id="bo"))
+    async with identities.aio_channel(credits_service.address, "operator") as chan:
+        rows = await credits_pb2_grpc.CreditsStub(chan).ListUsage(credits_pb2.ListUsageRequest(user_id="bo"))
         assert [r.usage.status for r in rows.rows] == ["expired"]
 
 
@@ -224,6 +280,7 @@ async def _cli(address: str, *args: str) -> tuple[int, str]:
         "--credits-addr",
         address,
         cwd=ROOT,
+        env={**os.environ, "TOLLGATE_OPERATOR_IDENTITY_KEY": identities.SECRETS["operator"]},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
@@ -242,7 +299,7 @@ async def test_cli_grant_show_and_usage(credits_service: Running) -> None:
     assert code == 2
     code, out = await _cli(address, "credits", "show", "cy")
     assert code == 0 and '"kind": "top-up"' in out and '"reason": "promo"' in out
-    async with grpc.aio.insecure_channel(address) as chan:
+    async with identities.aio_channel(address, "router") as chan:
         stub = credits_pb2_grpc.CreditsStub(chan)
         held = await stub.Reserve(
             credits_pb2.ReserveRequest(user_id="cy", amount_micro=MICRO, idempotency_key="u:0:reserve", request_id="u")
@@ -272,12 +329,14 @@ async def http(credits_service: Running, monkeypatch: pytest.MonkeyPatch) -> Asy
         return keyvault_pb2.Principal(user_id=who, scopes=["admin"] if who == "root" else ["user"])
 
     monkeypatch.setattr(Edge, "principal", principal)
-    settings = GatewaySettings(credits_addr=address)
+    settings = GatewaySettings(credits_addr=address, gateway_identity_key=identities.SECRETS["gateway"])
     app = create_app(settings)
     app.state.edge = Edge(settings, Clients.connect(settings))
+    identity.use(identity.signer_for(settings, identity.GATEWAY, settings.gateway_identity_key))  # as the lifespan does
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
         yield client
     await close_all()
+    identity.use(None)
 
 
 @pytest.mark.parametrize("service_url", ["sqlite"], indirect=True)

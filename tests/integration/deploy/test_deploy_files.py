@@ -8,6 +8,7 @@ periods, network policies and dashboard metrics against the services' own code.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -136,22 +137,133 @@ def test_migration_job_runs_every_migration(rendered: list[Resource]) -> None:
 
 
 def test_prod_overlay_ships_no_placeholder_secret() -> None:
-    assert not [r for r in validate.render("prod") if r["kind"] == "Secret"]
+    rendered = validate.render("prod")
+    assert not [r for r in rendered if r["kind"] == "Secret"]
+    assert not [r for r in rendered if r["metadata"]["name"] == "tollgate-identity"]
 
 
 def test_dev_overlay_secrets_are_well_formed() -> None:
-    from services.keyvault.apikeys import well_formed
-    from services.keyvault.masterkeys import parse_vault_keys
-
-    secret = next(
-        r for r in validate.render("dev") if r["kind"] == "Secret" and r["metadata"]["name"] == "tollgate-secrets"
-    )
     import base64
 
-    values = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
-    assert well_formed(values["TOLLGATE_ADMIN_KEY"])
-    parse_vault_keys(values["TOLLGATE_VAULT_KEYS"])
-    assert "REPLACE_ME" not in "".join(values.values())
+    from services.keyvault.apikeys import well_formed
+    from services.keyvault.masterkeys import parse_vault_keys
+    from services.runtime import identity
+
+    rendered = validate.render("dev")
+    secrets = {
+        r["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in r["data"].items()}
+        for r in rendered
+        if r["kind"] == "Secret"
+    }
+    keyvault = secrets["tollgate-keyvault"]
+    assert well_formed(keyvault["TOLLGATE_ADMIN_KEY"])
+    parse_vault_keys(keyvault["TOLLGATE_VAULT_KEYS"])
+    assert "REPLACE_ME" not in "".join(v for values in secrets.values() for v in values.values())
+    # The dev public keys are those of the dev secrets (the operator's is written next to them).
+    public = next(r for r in rendered if r["kind"] == "ConfigMap" and r["metadata"]["name"] == "tollgate-identity")
+    for name in ("gateway", "router"):
+        secret = secrets[f"tollgate-{name}"][f"TOLLGATE_{identity.key_setting(name)}"]
+        assert public["data"][f"TOLLGATE_{identity.public_setting(name)}"] == identity.public_key(secret)
+    operator = "dev-only-operator-identity-key-not-a-secret-0000"
+    assert operator in (validate.OVERLAYS / "dev" / "kustomization.yaml").read_text()
+    assert public["data"]["TOLLGATE_OPERATOR_IDENTITY_PUBLIC_KEY"] == identity.public_key(operator)
+
+
+def _secret_keys(container: dict[str, Any]) -> dict[str, str]:
+    """The Secret each of a container's secret variables comes from."""
+    return {
+        var["name"]: var["valueFrom"]["secretKeyRef"]["name"]
+        for var in container.get("env", [])
+        if "secretKeyRef" in var.get("valueFrom", {})
+    }
+
+
+def test_each_pod_reads_only_its_own_secret(rendered: list[Resource]) -> None:
+    deployments = {r["metadata"]["name"]: r for r in rendered if r["kind"] == "Deployment"}
+    for name in drift.SERVICES:
+        (container,) = deployments[name]["spec"]["template"]["spec"]["containers"]
+        assert set(_secret_keys(container).values()) == {f"tollgate-{name}"}, name
+        sources = container.get("envFrom", [])
+        secret_refs = {s["secretRef"]["name"] for s in sources if "secretRef" in s}
+        assert secret_refs == ({"tollgate-provider-keys"} if name == "router" else set()), name
+    keys = {
+        name: set(_secret_keys(deployments[name]["spec"]["template"]["spec"]["containers"][0]))
+        for name in drift.SERVICES
+    }
+    assert keys["gateway"] == {"TOLLGATE_GATEWAY_IDENTITY_KEY", "TOLLGATE_REDIS_URL"}
+    assert keys["router"] == {"TOLLGATE_ROUTER_IDENTITY_KEY", "TOLLGATE_REDIS_URL"}
+    assert {"TOLLGATE_ADMIN_KEY", "TOLLGATE_KEY_PEPPER", "TOLLGATE_VAULT_KEYS"} <= keys["keyvault"]
+    job = next(r for r in rendered if r["kind"] == "Job")
+    pod = job["spec"]["template"]["spec"]
+    for container in (*pod["initContainers"], *pod["containers"]):
+        (service,) = drift.module_of(container["command"])
+        assert _secret_keys(container) == {f"TOLLGATE_{service.upper()}_DATABASE_URL": f"tollgate-{service}"}
+
+
+def test_egress_is_denied_but_for_what_each_pod_needs(rendered: list[Resource]) -> None:
+    assert drift.egress_problems(rendered) == []
+    policies = {r["metadata"]["name"]: r for r in rendered if r["kind"] == "NetworkPolicy"}
+    router = policies["router-egress"]["spec"]["egress"]
+    internet = [p["ipBlock"] for rule in router for p in rule["to"] if "ipBlock" in p and not rule.get("ports")]
+    v4 = next(b for b in internet if b["cidr"] == "0.0.0.0/0")
+    assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"} <= set(v4["except"])
+    for name in ("gateway", "credits", "keyvault", "migrate"):
+        for rule in policies[f"{name}-egress"]["spec"]["egress"]:
+            assert rule.get("ports"), f"{name} may reach some address on every port"
+
+
+def test_egress_checks_catch_a_leak(rendered: list[Resource]) -> None:
+    import copy
+
+    def policy(resources: list[Resource], name: str) -> dict[str, Any]:
+        return next(r for r in resources if r["kind"] == "NetworkPolicy" and r["metadata"]["name"] == name)
+
+    metadata = copy.deepcopy(rendered)
+    for rule in policy(metadata, "router-egress")["spec"]["egress"]:
+        for peer in rule["to"]:
+            if "ipBlock" in peer:
+                peer["ipBlock"]["except"] = [c for c in peer["ipBlock"].get("except", []) if c != "169.254.0.0/16"]
+    assert any("metadata address" in p for p in drift.egress_problems(metadata))
+
+    internet = copy.deepcopy(rendered)
+    public = {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16"]}}
+    policy(internet, "keyvault-egress")["spec"]["egress"].append({"to": [public]})
+    assert any("keyvault may reach 0.0.0.0/0" in p for p in drift.egress_problems(internet))
+
+    missing = copy.deepcopy(rendered)
+    rules = policy(missing, "gateway-egress")["spec"]["egress"]
+    rules[:] = [
+        r for r in rules if r["to"][0].get("podSelector", {}).get("matchLabels") != {"app.kubernetes.io/name": "health"}
+    ]
+    assert any("egress of gateway" in p for p in drift.egress_problems(missing))
+
+    lateral = copy.deepcopy(rendered)
+    policy(lateral, "credits-egress")["spec"]["egress"].append(
+        {"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "keyvault"}}}]}
+    )
+    assert any("egress of credits" in p for p in drift.egress_problems(lateral))
+
+
+def test_compose_gives_each_service_only_its_secrets(compose_model: dict[str, Any]) -> None:
+    services = compose_model["services"]
+    env = {name: set(services[name].get("environment") or {}) for name in drift.SERVICES}
+    owned = {
+        "TOLLGATE_ADMIN_KEY": "keyvault",
+        "TOLLGATE_KEY_PEPPER": "keyvault",
+        "TOLLGATE_VAULT_KEYS": "keyvault",
+        "BYOK_ENCRYPTION_KEY": "keyvault",
+        "TOLLGATE_GATEWAY_IDENTITY_KEY": "gateway",
+        "TOLLGATE_ROUTER_IDENTITY_KEY": "router",
+        "TOLLGATE_CREDITS_BILLING_API_KEY": "credits",
+        **{key: "router" for key in drift.catalog_key_envs()},
+    }
+    for name, names in env.items():
+        assert {k for k in names if k in owned} == {k for k, v in owned.items() if v == name}, name
+        assert "TOLLGATE_OPERATOR_IDENTITY_KEY" not in names
+        assert not [f for f in services[name].get("env_file", []) if Path(f["path"]).name == ".env"], name
+    for name in ("credits", "keyvault", "health"):
+        assert {f"TOLLGATE_{c.upper()}_IDENTITY_PUBLIC_KEY" for c in ("gateway", "router", "operator")} <= env[name]
+    assert "TOLLGATE_ROUTER_IDENTITY_PUBLIC_KEY" not in env["router"]
 
 
 def test_deploy_files_name_only_real_settings() -> None:
@@ -227,8 +339,18 @@ def test_env_example_secrets_are_placeholders() -> None:
     assert lines and all(ln.endswith("=") for ln in lines), lines
     text = validate.ENV_EXAMPLE.read_text()
     for name in [ln.rstrip("=") for ln in lines]:
-        before = text.split(f"\n{name}=")[0].splitlines()
-        assert "python -c" in "\n".join(before[-3:]), f"{name} has no generate command above it"
+        above = "\n".join(text.split(f"\n{name}=")[0].splitlines()[-3:])
+        assert "python -c" in above or "python -m services.runtime.identity" in above, f"{name}: no generate command"
+
+
+def test_tuning_example_holds_no_secret() -> None:
+    """Every container reads tollgate.env: the secrets must live in .env, handed out one service at a time."""
+    tuning = validate.TUNING_EXAMPLE.read_text()
+    assert not [ln for ln in tuning.splitlines() if ln and not ln.startswith("#")]
+    listed = set(re.findall(r"^#\s*([A-Z][A-Z0-9_]*)=", tuning, re.MULTILINE))
+    secrets = {"TOLLGATE_ADMIN_KEY", "TOLLGATE_KEY_PEPPER", "TOLLGATE_VAULT_KEYS", "TOLLGATE_CREDITS_BILLING_API_KEY"}
+    secrets |= {f"TOLLGATE_{name.upper()}_IDENTITY_KEY" for name in ("gateway", "router", "operator")}
+    assert listed and not listed & secrets
 
 
 def test_k8s_yaml_files_parse() -> None:

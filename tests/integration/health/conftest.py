@@ -24,6 +24,7 @@ from services.health.settings import HealthSettings
 from services.health.store import HealthStore
 from services.health.targets import Target
 from services.runtime.db import create_engine, migrate
+from tests import identities
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -75,7 +76,8 @@ class HealthProcess:
         self.process = process
         self.address = address
         self.log = log
-        self.channel = grpc.aio.insecure_channel(address)
+        self.channel = identities.aio_channel(address, "router")  # follows and feeds provider state
+        self.operator = identities.aio_channel(address, "operator")  # reads it and probes on demand
 
     async def serving(self, timeout: float = 30.0) -> None:
         stub = grpc_health_pb2_grpc.HealthStub(self.channel)
@@ -128,6 +130,7 @@ async def start_health(tmp_path: Path) -> AsyncIterator[StartHealth]:
             "TOLLGATE_HEALTH_JITTER": "0",
             "TOLLGATE_GRACE_SECONDS": "1",
             "TOLLGATE_LOG_FORMAT": "text",
+            **identities.env(),
         }
         log = tmp_path / f"health-{port}.log"
         with log.open("wb") as sink:
@@ -142,6 +145,7 @@ async def start_health(tmp_path: Path) -> AsyncIterator[StartHealth]:
     yield start
     for health in started:
         await health.channel.close()
+        await health.operator.close()
         if health.process.returncode is None:
             health.process.send_signal(signal.SIGTERM)
             try:

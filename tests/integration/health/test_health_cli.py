@@ -13,8 +13,10 @@ import pytest
 
 from services.cli import health as cli
 from services.demo_upstream.server import Upstream
+from services.health.access import ACCESS
 from services.health.servicer import ProviderHealthServicer
 from services.health.targets import Target
+from tests import identities
 from tollgate.health.v1 import health_pb2_grpc
 
 from .conftest import FakeClock, MakeMonitor
@@ -24,11 +26,11 @@ from .conftest import FakeClock, MakeMonitor
 async def stub(tmp_path: Path, upstream: Upstream, make_monitor: MakeMonitor) -> AsyncIterator[cli.Stub]:
     targets = [Target("demo", upstream.base_url), Target("gone", "http://127.0.0.1:9/v1")]
     monitor = await make_monitor(targets, f"sqlite:///{tmp_path}/health.db", FakeClock())
-    server = grpc.aio.server()
+    server = grpc.aio.server(interceptors=[identities.guard(ACCESS)])
     health_pb2_grpc.add_ProviderHealthServicer_to_server(ProviderHealthServicer(monitor), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    async with identities.aio_channel(f"127.0.0.1:{port}", "operator") as channel:
         yield cast(cli.Stub, health_pb2_grpc.ProviderHealthStub(channel))
     await server.stop(None)
 

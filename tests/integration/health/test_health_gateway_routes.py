@@ -15,10 +15,13 @@ from services.gateway.app import create_app
 from services.gateway.clients import Clients
 from services.gateway.edge import Edge
 from services.gateway.settings import GatewaySettings
+from services.health.access import ACCESS
 from services.health.servicer import ProviderHealthServicer
 from services.health.targets import Target
+from services.runtime import identity
 from services.runtime.channels import close_all
 from services.runtime.errors import DomainError
+from tests import identities
 from tollgate.health.v1 import health_pb2_grpc
 from tollgate.keyvault.v1 import keyvault_pb2
 
@@ -38,18 +41,22 @@ async def http(
 ) -> AsyncIterator[httpx.AsyncClient]:
     targets = [Target("demo", upstream.base_url), Target("gone", "http://127.0.0.1:9/v1")]
     monitor = await make_monitor(targets, f"sqlite:///{tmp_path}/health.db", FakeClock())
-    server = grpc.aio.server()
+    server = grpc.aio.server(interceptors=[identities.guard(ACCESS)])
     health_pb2_grpc.add_ProviderHealthServicer_to_server(ProviderHealthServicer(monitor), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     monkeypatch.setattr(Edge, "principal", _principal)
-    settings = GatewaySettings(health_addr=f"127.0.0.1:{port}", data_dir=tmp_path)
+    settings = GatewaySettings(
+        health_addr=f"127.0.0.1:{port}", data_dir=tmp_path, gateway_identity_key=identities.SECRETS["gateway"]
+    )
     app = create_app(settings)
     app.state.edge = Edge(settings, Clients.connect(settings))
+    identity.use(identity.signer_for(settings, identity.GATEWAY, settings.gateway_identity_key))  # as the lifespan does
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
         yield client
     await app.state.edge.store.close()
     await close_all()
+    identity.use(None)
     await server.stop(None)
 
 

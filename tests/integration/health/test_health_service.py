@@ -67,10 +67,14 @@ async def test_outcomes_eject_and_check_now_probes(
     postgres_url: str, upstream: Upstream, start_health: StartHealth
 ) -> None:
     health = await start_health(postgres_url, upstream.base_url, interval=300)
-    stub = health_pb2_grpc.ProviderHealthStub(health.channel)
+    router = health_pb2_grpc.ProviderHealthStub(health.channel)
     for _ in range(5):
         report = health_pb2.OutcomeReport(provider="demo", success=False, http_status=500, error="boom")
+        await router.ReportOutcome(report, timeout=5)
+    stub = health_pb2_grpc.ProviderHealthStub(health.operator)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
         await stub.ReportOutcome(report, timeout=5)
+    assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED
     (state,) = (await stub.ListProviders(health_pb2.ListProvidersRequest(), timeout=5)).providers
     assert state.ejected and state.state == State.STATE_DOWN and state.ejections == 1
     assert state.consecutive_failures == 5 and state.last_error == "HTTP 500: boom"

@@ -1,4 +1,8 @@
-"""A keyvault served over real gRPC on a free port, on SQLite and on PostgreSQL."""
+"""A keyvault served over real gRPC on a free port, on SQLite and on PostgreSQL, behind its access rules.
+
+`stub` calls as the gateway acting for an admin (everything but plaintext provider keys); `router` as the
+router, the one caller of `GetProviderKey`.
+"""
 
 from __future__ import annotations
 
@@ -12,21 +16,21 @@ from typing import Any, cast
 import grpc
 import pytest
 
+from services.keyvault.access import ACCESS
 from services.keyvault.bootstrap import Keyvault, open_keyvault
 from services.keyvault.settings import KeyvaultSettings
+from tests import identities
 from tests.conftest import free_port
 from tollgate.keyvault.v1 import keyvault_pb2_grpc
-
-ROUTER_TOKEN = "router-token-for-tests-0123456789"
 
 
 @dataclass
 class RunningKeyvault:
     address: str
     stub: keyvault_pb2_grpc.KeyVaultAsyncStub
+    router: keyvault_pb2_grpc.KeyVaultAsyncStub
     vault: Keyvault
     settings: KeyvaultSettings
-    router_metadata: tuple[tuple[str, str], ...] = (("x-tollgate-router-token", ROUTER_TOKEN),)
 
 
 def vault_keys(*versions: int) -> str:
@@ -42,13 +46,12 @@ def keyvault_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Keyvaul
         keyvault_port=free_port(),
         vault_keys=vault_keys(1),
         key_pepper="pepper-for-tests-0123456789",
-        router_token=ROUTER_TOKEN,
     )
 
 
 async def serve(settings: KeyvaultSettings) -> tuple[grpc.aio.Server, Keyvault]:
     vault = await open_keyvault(settings)
-    server = grpc.aio.server()
+    server = grpc.aio.server(interceptors=[identities.guard(ACCESS, on_refused=vault.servicer.refused)])
     keyvault_pb2_grpc.add_KeyVaultServicer_to_server(vault.servicer, server)
     server.add_insecure_port(f"127.0.0.1:{settings.keyvault_port}")
     await server.start()
@@ -61,21 +64,25 @@ StartKeyvault = Callable[..., Awaitable[RunningKeyvault]]
 @pytest.fixture
 async def start_keyvault(keyvault_settings: KeyvaultSettings) -> AsyncIterator[StartKeyvault]:
     """Start a keyvault on the test's database; keyword arguments override settings (a restart with new keys)."""
-    running: list[tuple[grpc.aio.Server, grpc.aio.Channel, Keyvault]] = []
+    running: list[tuple[grpc.aio.Server, list[Any], Keyvault]] = []
 
     async def start(**overrides: Any) -> RunningKeyvault:
         fields = keyvault_settings.model_dump(exclude={"byok_encryption_key"})
         settings = KeyvaultSettings(**{**fields, "keyvault_port": free_port(), **overrides})
         server, vault = await serve(settings)
         address = f"127.0.0.1:{settings.keyvault_port}"
-        chan = grpc.aio.insecure_channel(address)
-        running.append((server, chan, vault))
-        stub = cast("keyvault_pb2_grpc.KeyVaultAsyncStub", keyvault_pb2_grpc.KeyVaultStub(chan))
-        return RunningKeyvault(address, stub, vault, settings)
+        gateway, router = identities.aio_channel(address, "gateway"), identities.aio_channel(address, "router")
+        running.append((server, [gateway, router], vault))
+        stub = cast(
+            "keyvault_pb2_grpc.KeyVaultAsyncStub", keyvault_pb2_grpc.KeyVaultStub(identities.admin_gateway(gateway))
+        )
+        as_router = cast("keyvault_pb2_grpc.KeyVaultAsyncStub", keyvault_pb2_grpc.KeyVaultStub(router))
+        return RunningKeyvault(address, stub, as_router, vault, settings)
 
     yield start
-    for server, chan, vault in reversed(running):
-        await chan.close()
+    for server, channels, vault in reversed(running):
+        for chan in channels:
+            await chan.close()
         await server.stop(None)
         await vault.engine.dispose()
 

@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 
 from services.cli import keys, vault
+from tests import identities
 from tollgate.keyvault.v1 import keyvault_pb2 as pb
+
+
+@pytest.fixture(autouse=True)
+def operator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI signs its calls as the operator, as `tollgate` does with TOLLGATE_OPERATOR_IDENTITY_KEY."""
+    monkeypatch.setenv("TOLLGATE_OPERATOR_IDENTITY_KEY", identities.SECRETS["operator"])
 
 
 def parser() -> argparse.ArgumentParser:

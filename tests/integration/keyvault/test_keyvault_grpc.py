@@ -12,7 +12,9 @@ import pytest
 
 from services.keyvault.bootstrap import BOOTSTRAP_FILE
 from services.runtime.errors import CODE_KEY
+from tests import identities
 from tollgate.keyvault.v1 import keyvault_pb2 as pb
+from tollgate.keyvault.v1 import keyvault_pb2_grpc
 
 ALICE_OPENAI = "sk-alice-openai-0123456789abcdefghij"
 BOB_OPENAI = "sk-bob-openai-0123456789abcdefghijkl"
@@ -67,9 +69,7 @@ async def test_user_a_cannot_touch_user_b_keys(keyvault: RunningKeyvault) -> Non
     assert deleted.deleted
     again = await stub.DeleteProviderKey(pb.DeleteProviderKeyRequest(user_id="alice", provider="openai"))
     assert not again.deleted
-    bob = await stub.GetProviderKey(
-        pb.GetProviderKeyRequest(user_id="bob", provider="openai"), metadata=keyvault.router_metadata
-    )
+    bob = await keyvault.router.GetProviderKey(pb.GetProviderKeyRequest(user_id="bob", provider="openai"))
     assert (bob.found, bob.api_key) == (True, BOB_OPENAI)
 
     with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -83,22 +83,51 @@ async def test_get_provider_key_is_for_the_router_only(keyvault: RunningKeyvault
     stub = keyvault.stub
     await stub.PutProviderKey(pb.PutProviderKeyRequest(user_id="alice", provider="openai", api_key=ALICE_OPENAI))
     request = pb.GetProviderKeyRequest(user_id="alice", provider="openai")
-    for metadata in ((), (("x-tollgate-router-token", "wrong"),), (("x-tollgate-router-token", ""),)):
-        with pytest.raises(grpc.aio.AioRpcError) as err:
-            await stub.GetProviderKey(request, metadata=metadata)
+    forged = "tgid1." + "e30" + ".c2ln"  # a token shape with no valid signature
+    for metadata in ((), (("x-tollgate-identity", forged),), (("x-tollgate-router-token", "anything"),)):
+        async with identities.aio_channel(keyvault.address, None) as chan:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await keyvault_pb2_grpc.KeyVaultStub(chan).GetProviderKey(request, metadata=metadata)
+        assert err.value.code() is grpc.StatusCode.UNAUTHENTICATED
+        assert code_of(err.value) == "unauthenticated"
+    for caller in ("gateway", "operator"):
+        async with identities.aio_channel(keyvault.address, caller) as chan:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await keyvault_pb2_grpc.KeyVaultStub(chan).GetProviderKey(request)
         assert err.value.code() is grpc.StatusCode.PERMISSION_DENIED
         assert code_of(err.value) == "permission_denied"
-    secret = await stub.GetProviderKey(request, metadata=keyvault.router_metadata)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.GetProviderKey(request)  # the gateway, even acting for an admin
+    assert err.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    secret = await keyvault.router.GetProviderKey(request)
     assert (secret.found, secret.api_key) == (True, ALICE_OPENAI)
-    none = await stub.GetProviderKey(
-        pb.GetProviderKeyRequest(user_id="alice", provider="groq"), metadata=keyvault.router_metadata
-    )
+    none = await keyvault.router.GetProviderKey(pb.GetProviderKeyRequest(user_id="alice", provider="groq"))
     assert not none.found and not none.api_key
 
     events = (await stub.ListAuditEvents(pb.ListAuditEventsRequest(user_id="alice"))).events
-    assert ("provider_key.reveal", "denied") in {(e.action, e.outcome) for e in events}
+    refused = [e for e in events if (e.action, e.outcome) == ("provider_key.reveal", "denied")]
+    assert {e.actor for e in refused} >= {"unknown caller", "the gateway", "the operator"}
     assert ("provider_key.put", "ok") in {(e.action, e.outcome) for e in events}
     assert ALICE_OPENAI not in str(events)
+
+
+async def test_admin_calls_need_an_admin_principal(keyvault: RunningKeyvault) -> None:
+    create = pb.CreateApiKeyRequest(user_id="mallory", scopes=["admin", "user"])
+    async with identities.aio_channel(keyvault.address, "gateway") as chan:
+        plain = keyvault_pb2_grpc.KeyVaultStub(identities.ActingChannel(chan, "mallory", ["user"]))
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await plain.CreateApiKey(create)
+        assert err.value.code() is grpc.StatusCode.PERMISSION_DENIED
+        assert "the gateway acting for mallory may not call CreateApiKey" in (err.value.details() or "")
+    for caller in ("router", None):
+        async with identities.aio_channel(keyvault.address, caller) as chan:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await keyvault_pb2_grpc.KeyVaultStub(chan).CreateApiKey(create)
+        expected = grpc.StatusCode.PERMISSION_DENIED if caller else grpc.StatusCode.UNAUTHENTICATED
+        assert err.value.code() is expected
+    async with identities.aio_channel(keyvault.address, "operator") as chan:
+        made = await keyvault_pb2_grpc.KeyVaultStub(chan).CreateApiKey(create)
+    assert made.api_key.startswith("tg-")
 
 
 async def test_bad_input_is_invalid_argument_naming_the_parameter(keyvault: RunningKeyvault) -> None:

@@ -1,5 +1,5 @@
 """The gateway's key routes (`/v1/admin/keys`, `/v1/byok/keys`) against a real keyvault over gRPC and a small
-fake router that reads BYOK keys the way the real one does (GetProviderKey with the router token)."""
+fake router that reads BYOK keys the way the real one does (GetProviderKey, signed as the router)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ from services.gateway.clients import Clients
 from services.gateway.edge import Edge
 from services.gateway.settings import GatewaySettings
 from services.keyvault.bootstrap import BOOTSTRAP_FILE
+from services.runtime import identity
 from services.runtime.channels import close_all
 from services.runtime.errors import DomainError, rpc
+from tests import identities
 from tests.conftest import free_port
 from tollgate.keyvault.v1 import keyvault_pb2, keyvault_pb2_grpc
 from tollgate.router.v1 import router_pb2, router_pb2_grpc
@@ -27,10 +29,9 @@ BAD = "sk-bad-0123456789abcdefghijk"
 
 
 class FakeRouter(router_pb2_grpc.RouterServicer):
-    def __init__(self, keyvault_address: str, router_token: str) -> None:
-        self.channel = grpc.aio.insecure_channel(keyvault_address)
+    def __init__(self, keyvault_address: str) -> None:
+        self.channel = identities.aio_channel(keyvault_address, "router")
         self.keyvault = cast("keyvault_pb2_grpc.KeyVaultAsyncStub", keyvault_pb2_grpc.KeyVaultStub(self.channel))
-        self.token = router_token
         self.bodies: list[dict[str, Any]] = []
 
     @rpc
@@ -46,8 +47,7 @@ class FakeRouter(router_pb2_grpc.RouterServicer):
         body = json.loads(request.body)
         self.bodies.append(body)
         secret = await self.keyvault.GetProviderKey(
-            keyvault_pb2.GetProviderKeyRequest(user_id=request.caller.user_id, provider="openai"),
-            metadata=(("x-tollgate-router-token", self.token),),
+            keyvault_pb2.GetProviderKeyRequest(user_id=request.caller.user_id, provider="openai")
         )
         if secret.api_key != GOOD:
             raise DomainError("provider_auth_failed", "openai rejected the API key (401)")
@@ -57,20 +57,26 @@ class FakeRouter(router_pb2_grpc.RouterServicer):
 @pytest.fixture
 async def http(keyvault: Any) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str], FakeRouter]]:
     router_port = free_port()
-    fake = FakeRouter(keyvault.address, keyvault.settings.router_token)  # type: ignore[abstract]
+    fake = FakeRouter(keyvault.address)  # type: ignore[abstract]
     server = grpc.aio.server()
     router_pb2_grpc.add_RouterServicer_to_server(fake, server)
     server.add_insecure_port(f"127.0.0.1:{router_port}")
     await server.start()
-    settings = GatewaySettings(keyvault_addr=keyvault.address, router_addr=f"127.0.0.1:{router_port}")
+    settings = GatewaySettings(
+        keyvault_addr=keyvault.address,
+        router_addr=f"127.0.0.1:{router_port}",
+        gateway_identity_key=identities.SECRETS["gateway"],
+    )
     app = create_app(settings)
     app.state.edge = Edge(settings, Clients.connect(settings))
+    identity.use(identity.signer_for(settings, identity.GATEWAY, settings.gateway_identity_key))  # as the lifespan does
     keys = json.loads((keyvault.settings.data_dir / BOOTSTRAP_FILE).read_text())
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
         yield client, keys, fake
     await app.state.edge.store.close()
     await close_all()
+    identity.use(None)
     await fake.channel.close()
     await server.stop(None)
 

@@ -19,6 +19,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.keyvault.bootstrap import BOOTSTRAP_FILE
 from services.keyvault.masterkeys import KEY_FILE
+from services.runtime import identity
+from services.runtime.identity import SignedChannel, Signer
+from tests import identities
 from tests.conftest import ROOT, free_port
 from tollgate.keyvault.v1 import keyvault_pb2 as pb
 from tollgate.keyvault.v1 import keyvault_pb2_grpc
@@ -38,8 +41,8 @@ def production(tmp_path: Path, **values: str) -> dict[str, str]:
         "TOLLGATE_VAULT_KEYS": VAULT_KEYS,
         "TOLLGATE_ADMIN_KEY": ADMIN_KEY,
         "TOLLGATE_KEY_PEPPER": "pepper-0123456789",
-        "TOLLGATE_ROUTER_TOKEN": "router-0123456789",
         "TOLLGATE_KEYVAULT_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none",
+        **identities.env(),
     }
     return clean_env(tmp_path, **{k: v for k, v in (complete | values).items() if v})
 
@@ -60,6 +63,20 @@ def test_production_refuses_to_start_without_a_secret(tmp_path: Path, missing: s
     assert "generate one with: python -c" in stderr
     assert ADMIN_KEY not in stderr and VAULT_KEYS[3:] not in stderr
     assert not (tmp_path / KEY_FILE).exists()
+
+
+@pytest.mark.parametrize("caller", ["gateway", "router", "operator"])
+def test_production_refuses_to_start_without_a_callers_public_key(tmp_path: Path, caller: str) -> None:
+    missing = f"TOLLGATE_{caller.upper()}_IDENTITY_PUBLIC_KEY"
+    stderr = start_refused(production(tmp_path, **{missing: ""}))
+    assert stderr.count("\n") == 0, stderr
+    assert stderr.startswith("tollgate: invalid configuration: " + missing)
+    assert not (tmp_path / "identity").exists()
+
+
+def test_production_refuses_a_malformed_public_key(tmp_path: Path) -> None:
+    stderr = start_refused(production(tmp_path, TOLLGATE_ROUTER_IDENTITY_PUBLIC_KEY="not-a-key"))
+    assert stderr.startswith("tollgate: invalid configuration: TOLLGATE_ROUTER_IDENTITY_PUBLIC_KEY")
 
 
 def test_production_refuses_a_malformed_admin_key(tmp_path: Path) -> None:
@@ -91,17 +108,19 @@ def run_once(env: dict[str, str], provider_key: str | None) -> str:
     )
     try:
         wait_serving(address, proc)
-        token = (Path(env["TOLLGATE_DATA_DIR"]) / "router-token").read_text().strip()
-        with grpc.insecure_channel(address) as chan:
+        # Embedded mode: the callers' identities are the ones kept in the data folder.
+        data = Path(env["TOLLGATE_DATA_DIR"])
+        gateway, router = (Signer(n, identity.provision(data, n)) for n in ("gateway", "router"))
+        with SignedChannel(grpc.insecure_channel(address), gateway) as chan:
             stub = keyvault_pb2_grpc.KeyVaultStub(chan)
             if provider_key:
                 stub.PutProviderKey(pb.PutProviderKeyRequest(user_id="demo", provider="openai", api_key=provider_key))
-            secret = stub.GetProviderKey(
-                pb.GetProviderKeyRequest(user_id="demo", provider="openai"),
-                metadata=[("x-tollgate-router-token", token)],
-            )
-            demo = json.loads((Path(env["TOLLGATE_DATA_DIR"]) / BOOTSTRAP_FILE).read_text())["demo_key"]
+            demo = json.loads((data / BOOTSTRAP_FILE).read_text())["demo_key"]
             assert stub.Authenticate(pb.AuthenticateRequest(api_key=demo)).user_id == "demo"
+        with SignedChannel(grpc.insecure_channel(address), router) as chan:
+            secret = keyvault_pb2_grpc.KeyVaultStub(chan).GetProviderKey(
+                pb.GetProviderKeyRequest(user_id="demo", provider="openai")
+            )
         return str(secret.api_key)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -119,6 +138,9 @@ def test_embedded_master_key_file_is_0600_and_reused_across_restarts(tmp_path: P
     key_file = tmp_path / KEY_FILE
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / BOOTSTRAP_FILE).stat().st_mode) == 0o600
+    for private in ("keyvault.db", "identity/gateway.key", "identity/router.pub", "identity/operator.key"):
+        assert stat.S_IMODE((tmp_path / private).stat().st_mode) == 0o600, private
+    assert stat.S_IMODE((tmp_path / "identity").stat().st_mode) == 0o700
     first_key, first_bootstrap = key_file.read_text(), (tmp_path / BOOTSTRAP_FILE).read_text()
 
     assert run_once(clean_env(tmp_path), None) == stored

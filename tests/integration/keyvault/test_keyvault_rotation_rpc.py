@@ -55,8 +55,8 @@ async def test_rotate_interrupt_resume_retire(start_keyvault: Any) -> None:
 
     # Traffic keeps flowing through a replica not yet restarted for step 2: it reads both versions.
     for i in (0, N - 1):
-        old_read = await old_replica.stub.GetProviderKey(
-            pb.GetProviderKeyRequest(user_id=f"user{i}", provider="openai"), metadata=old_replica.router_metadata
+        old_read = await old_replica.router.GetProviderKey(
+            pb.GetProviderKeyRequest(user_id=f"user{i}", provider="openai")
         )
         assert old_read.api_key == f"{SECRET}{i}"
     await old_replica.stub.PutProviderKey(
@@ -76,9 +76,7 @@ async def test_rotate_interrupt_resume_retire(start_keyvault: Any) -> None:
 
     third = await start_keyvault(vault_keys=new_key)
     for i in range(N):
-        secret = await third.stub.GetProviderKey(
-            pb.GetProviderKeyRequest(user_id=f"user{i}", provider="openai"), metadata=third.router_metadata
-        )
+        secret = await third.router.GetProviderKey(pb.GetProviderKeyRequest(user_id=f"user{i}", provider="openai"))
         assert secret.api_key == f"{SECRET}{i}"
     status = await third.stub.VaultStatus(pb.VaultStatusRequest())
     assert [(v.version, v.rows, v.configured, v.retired_unix_ms > 0) for v in status.versions] == [

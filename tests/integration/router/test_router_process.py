@@ -21,7 +21,9 @@ import orjson
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.runtime import identity
 from services.runtime.errors import CODE_KEY
+from services.runtime.identity import SignedChannel, Signer
 from tests.conftest import ROOT, free_port
 from tollgate.credits.v1 import credits_pb2, credits_pb2_grpc
 from tollgate.keyvault.v1 import keyvault_pb2, keyvault_pb2_grpc
@@ -76,13 +78,18 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
     try:
         upstream = start("services.demo_upstream", "--port", str(ports["upstream"]))
         keyvault = start("services.keyvault")
-        _wait(f"127.0.0.1:{ports['keyvault']}", keyvault, "keyvault")  # creates the shared router token
+        _wait(f"127.0.0.1:{ports['keyvault']}", keyvault, "keyvault")
         credits = start("services.credits")
         router = start("services.router")
         _wait(f"127.0.0.1:{ports['credits']}", credits, "credits")
         _wait(f"127.0.0.1:{ports['router']}", router, "router")
         assert upstream.poll() is None
-        channels = [grpc.insecure_channel(f"127.0.0.1:{ports[n]}") for n in ("router", "credits", "keyvault")]
+        # No identity settings: every process finds the callers' keys in the shared data folder (embedded mode).
+        gateway = Signer("gateway", identity.provision(data, "gateway"))
+        channels = [
+            SignedChannel(grpc.insecure_channel(f"127.0.0.1:{ports[n]}"), gateway)
+            for n in ("router", "credits", "keyvault")
+        ]
         yield Suite(
             router_pb2_grpc.RouterStub(channels[0]),
             credits_pb2_grpc.CreditsStub(channels[1]),

@@ -17,6 +17,7 @@ from services.runtime.channels import metadata
 from services.runtime.errors import rpc
 from services.runtime.logging import request_id
 from services.runtime.settings import CommonSettings
+from tests import identities
 from tests.conftest import free_port
 from tollgate.health.v1 import health_pb2, health_pb2_grpc
 
@@ -63,7 +64,7 @@ async def test_grpc_hop_continues_the_trace_and_the_request_id(spans: InMemorySp
 
 async def test_gateway_span_joins_the_callers_trace(spans: InMemorySpanExporter) -> None:
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
-    app = create_app(GatewaySettings())
+    app = create_app(GatewaySettings(gateway_identity_key=identities.SECRETS["gateway"]))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
         reply = await client.get("/health", headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
     assert reply.status_code == 200

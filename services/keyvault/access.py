@@ -1,0 +1,27 @@
+"""Who may call keyvault: the gateway for users' keys, the router alone for plaintext provider keys, admins
+for API keys, master keys and the audit log."""
+
+from __future__ import annotations
+
+from services.runtime.access import Access, Grant
+from tollgate.keyvault.v1 import keyvault_pb2
+
+G, R, ADMIN = Grant.GATEWAY, Grant.ROUTER, Grant.ADMIN
+
+ACCESS = Access.of(
+    keyvault_pb2.DESCRIPTOR.services_by_name["KeyVault"],
+    {
+        "Authenticate": {G, R},
+        "CreateApiKey": {ADMIN},
+        "ListApiKeys": {ADMIN},
+        "RevokeApiKey": {ADMIN},
+        "PutProviderKey": {G},
+        "ListProviderKeys": {G},
+        "DeleteProviderKey": {G},
+        "GetProviderKey": {R},
+        "RotateMasterKey": {ADMIN},
+        "VaultStatus": {ADMIN},
+        "RetireMasterKey": {ADMIN},
+        "ListAuditEvents": {ADMIN},
+    },
+)

@@ -1,0 +1,51 @@
+"""Whom a completion is for: the user the gateway names, or the owner of the tg- key the call carries itself.
+
+The gateway authenticated its users and is believed about them. A caller of the native gRPC API presents
+its own tg- key (checked by the guard through keyvault): every caller field of its request is replaced by
+that key's owner, so a user can never speak for another; its request id is made here, because ledger keys
+derive from it; and the key's rate limits apply as they do at the HTTP edge.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from services.router.pipeline import Caller
+from services.runtime import identity
+from services.runtime.channels import Deadline
+from services.runtime.logging import request_id
+from services.runtime.ratelimit import Admission, Limiter
+from tollgate.router.v1 import router_pb2
+
+
+@dataclass
+class Callers:
+    limiter: Limiter
+    default_timeout: float
+
+    async def admit(self, req: router_pb2.CompletionRequest, context: Any) -> tuple[Caller, Admission | None]:
+        """The caller of this completion, counted against its key's limits when it came with its own key."""
+        peer = identity.current()
+        user = peer.user if peer is not None else None
+        admission = None
+        if user is None:
+            rid, user_id, key_id = req.request_id, req.caller.user_id, req.caller.key_id
+        else:
+            rid, user_id, key_id = f"grpc-{uuid.uuid4().hex}", user.user_id, user.key_id
+            admission = await self.limiter.admit(user)
+        request_id.set(rid)
+        caller = Caller(
+            request_id=rid,
+            user_id=user_id,
+            key_id=key_id,
+            deadline=Deadline.of(context, self.default_timeout),
+            inline_provider=req.inline_key.provider,
+            inline_key=req.inline_key.api_key,
+        )
+        return caller, admission
+
+    async def spend(self, admission: Admission | None, outcome: router_pb2.Outcome) -> None:
+        """Count a finished completion's tokens against the key's token windows."""
+        await self.limiter.spend(admission, outcome.prompt_tokens + outcome.completion_tokens)
