@@ -28,7 +28,7 @@ from services.gateway.limits import Limiter
 from services.gateway.replay import Idempotency, ResponseCache
 from services.gateway.settings import GatewaySettings
 from services.gateway.store import Store
-from services.runtime import tracing
+from services.runtime import identity, tracing
 from services.runtime.channels import metadata
 from services.runtime.errors import DomainError, from_rpc_error
 from services.runtime.logging import request_id
@@ -95,8 +95,10 @@ def is_admin(principal: keyvault_pb2.Principal) -> bool:
 
 
 def require_admin(principal: keyvault_pb2.Principal) -> None:
+    """Refuse a caller without the admin scope; from here on the request's internal calls act for this admin."""
     if not is_admin(principal):
         raise DomainError("permission_denied", "This route needs an admin API key")
+    identity.act_for(principal.user_id, principal.scopes)
 
 
 def target_user(request: Request, principal: keyvault_pb2.Principal, param: str = "user") -> str:

@@ -13,7 +13,7 @@ ACCESS = Access.of(
     {
         "Authenticate": {G, R},
         "CreateApiKey": {ADMIN},
-        "ListApiKeys": {ADMIN},
+        "ListApiKeys": {G, ADMIN},  # the gateway lists a user's own keys (masked) for that user
         "RevokeApiKey": {ADMIN},
         "PutProviderKey": {G},
         "ListProviderKeys": {G},

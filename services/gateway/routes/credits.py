@@ -16,7 +16,6 @@ from starlette.routing import Route
 
 from services.gateway.edge import aliased, edge, json_response, read_json, require_admin, target_user
 from services.gateway.openapi import extend, operation, query
-from services.runtime import identity
 from services.runtime.errors import DomainError
 from services.runtime.logging import request_id
 from tollgate.credits.v1 import credits_pb2
@@ -102,7 +101,6 @@ async def grant(request: Request) -> Response:
     gateway = edge(request)
     principal = await gateway.principal(request)
     require_admin(principal)
-    identity.act_for(principal.user_id, principal.scopes)
     _body, payload = await read_json(request)
     user = payload.get("user_id") or payload.get("user")
     if not isinstance(user, str) or not user:

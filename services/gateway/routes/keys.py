@@ -16,7 +16,6 @@ from starlette.routing import Route
 
 from services.gateway.edge import edge, json_response, read_json, require_admin
 from services.gateway.openapi import extend, operation, path_param, query
-from services.runtime import identity
 from services.runtime.errors import DomainError
 from tollgate.keyvault.v1 import keyvault_pb2
 
@@ -75,7 +74,6 @@ async def create_key(request: Request) -> Response:
     gateway = edge(request)
     principal = await gateway.principal(request)
     require_admin(principal)
-    identity.act_for(principal.user_id, principal.scopes)
     _body, payload = await read_json(request)
     reply: keyvault_pb2.CreateApiKeyReply = await gateway.call(
         gateway.clients.keyvault.CreateApiKey, _create_request(payload, principal.user_id), "keyvault"
@@ -87,7 +85,6 @@ async def list_keys(request: Request) -> Response:
     gateway = edge(request)
     principal = await gateway.principal(request)
     require_admin(principal)
-    identity.act_for(principal.user_id, principal.scopes)
     user = request.query_params.get("user") or request.query_params.get("user_id") or ""
     reply: keyvault_pb2.ListApiKeysReply = await gateway.call(
         gateway.clients.keyvault.ListApiKeys, keyvault_pb2.ListApiKeysRequest(user_id=user), "keyvault"
@@ -110,7 +107,6 @@ async def revoke_key(request: Request) -> Response:
     gateway = edge(request)
     principal = await gateway.principal(request)
     require_admin(principal)
-    identity.act_for(principal.user_id, principal.scopes)
     message = keyvault_pb2.RevokeApiKeyRequest(key_id=request.path_params["key_id"], actor=principal.user_id)
     info: keyvault_pb2.ApiKeyInfo = await gateway.call(gateway.clients.keyvault.RevokeApiKey, message, "keyvault")
     return json_response({**key_json(info), "revoked": True})

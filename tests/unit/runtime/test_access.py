@@ -55,8 +55,9 @@ def test_the_tables_of_the_services() -> None:
     assert allowed(CREDITS, "GetBalance") == {"gateway", "admin-gateway", "router", "operator"}
     assert allowed(KEYVAULT, "GetProviderKey") == {"router"}
     assert allowed(KEYVAULT, "Authenticate") == {"gateway", "admin-gateway", "router"}
-    for method in ("CreateApiKey", "ListApiKeys", "RevokeApiKey", "RotateMasterKey", "VaultStatus", "ListAuditEvents"):
+    for method in ("CreateApiKey", "RevokeApiKey", "RotateMasterKey", "VaultStatus", "ListAuditEvents"):
         assert allowed(KEYVAULT, method) == {"admin-gateway", "operator"}, method
+    assert allowed(KEYVAULT, "ListApiKeys") == {"gateway", "admin-gateway", "operator"}
     for method in ("PutProviderKey", "ListProviderKeys", "DeleteProviderKey"):
         assert allowed(KEYVAULT, method) == {"gateway", "admin-gateway"}, method
     assert allowed(HEALTH, "ReportOutcome") == allowed(HEALTH, "WatchProviders") == {"router"}
