@@ -20,7 +20,7 @@ from services.gateway import metrics
 from services.gateway.edge import Edge, aliased, edge, json_response, read_json
 from services.gateway.limits import Admission
 from services.gateway.replay import ResponseCache, Stored, fingerprint
-from services.gateway.validation import VALIDATORS
+from services.gateway.validation import VALIDATORS, credential
 from services.runtime.channels import metadata
 from services.runtime.errors import DomainError, from_rpc_error
 from services.runtime.logging import request_id
@@ -52,6 +52,7 @@ def _inline_key(payload: dict[str, Any]) -> router_pb2.InlineKey | None:
     payload.pop("byok", None)
     if not isinstance(key, str) or not key:
         raise DomainError("invalid_request", "Inline BYOK needs 'api_key' (a string) in the body", "api_key")
+    credential(key, "api_key")
     if not isinstance(provider, str) or not provider:
         raise DomainError("invalid_request", "Inline BYOK needs 'provider' in the body", "provider")
     return router_pb2.InlineKey(provider=provider, api_key=key)
