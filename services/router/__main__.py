@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -15,7 +16,7 @@ from services.router.pipeline import Router, Settings
 from services.router.servicer import RouterServicer
 from services.router.settings import RouterSettings
 from services.runtime import channels
-from services.runtime.logging import configure
+from services.runtime.logging import configure, register_secret
 from services.runtime.secrets import persistent_secret
 from services.runtime.server import Service, main
 from services.runtime.settings import fail
@@ -31,6 +32,8 @@ async def build() -> Service:
     except CatalogError as exc:
         fail("CATALOG", f"{settings.catalog}: {exc}")
         raise
+    for provider in catalog.providers.values():  # platform keys are masked in every log line by value
+        register_secret(os.environ.get(provider.api_key_env or "", ""))
     level = settings.default_power_level.upper() or catalog.default_power_level
     if level not in catalog.policies:
         fail("DEFAULT_POWER_LEVEL", f"{level!r} is not one of {', '.join(catalog.policies)}")
