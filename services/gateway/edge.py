@@ -38,6 +38,8 @@ log = logging.getLogger("tollgate.gateway")
 
 T = TypeVar("T")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+# A pending Idempotency-Key claim lapses this long after its request's deadline.
+PENDING_MARGIN = 10.0
 
 
 class Edge:
@@ -47,9 +49,13 @@ class Edge:
         self.settings = settings
         self.clients = clients
         self._auth: dict[bytes, tuple[float, keyvault_pb2.Principal]] = {}
-        self.store = Store(settings.redis_url, settings.redis_prefix, settings.cache_max_entries)
+        self.store = Store(
+            settings.redis_url, settings.redis_prefix, settings.cache_max_entries, settings.idempotency_max_entries
+        )
         self.limiter = Limiter(settings, self.store)
-        self.idempotency = Idempotency(self.store, settings.idempotency_ttl)
+        self.idempotency = Idempotency(
+            self.store, settings.idempotency_ttl, pending_ttl=settings.request_timeout + PENDING_MARGIN
+        )
         self.cache = ResponseCache(self.store, settings.cache_ttl, settings.cache_enabled)
 
     async def call(

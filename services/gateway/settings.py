@@ -27,6 +27,7 @@ class GatewaySettings(CommonSettings):
     rate_limit_user_tpm: int = 0
 
     idempotency_ttl: float = 24 * 3600.0
+    idempotency_max_entries: int = 100_000  # in-process records (no Redis); apart from the cache's entries
     cache_enabled: bool = True
     cache_ttl: float = 300.0
     cache_max_entries: int = 10_000
