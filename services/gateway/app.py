@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from services.gateway import routes
+from services.gateway import metrics, routes
 from services.gateway.clients import Clients
 from services.gateway.edge import Edge, EdgeMiddleware, error_response
 from services.gateway.settings import GatewaySettings
@@ -42,6 +42,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.edge = gateway = Edge(settings, Clients.connect(settings))
+        metrics.serve(settings.host, settings.gateway_metrics_port)
         yield
         await gateway.store.close()
         await close_all()

@@ -206,7 +206,6 @@ OPERATIONS: dict[str, tuple[bool, dict[str, dict[str, Any]]]] = {
     "/health/live": (False, {"get": operation("Liveness", auth=False)}),
     "/health/ready": (False, {"get": operation("Readiness: the services a request needs", auth=False)}),
     "/api/v1/llm/health": (False, {"get": operation("Health in the seeds' shape", auth=False)}),
-    "/metrics": (False, {"get": operation("Prometheus metrics", auth=False)}),
     "/openapi.json": (False, {"get": operation("This document", auth=False)}),
 }
 

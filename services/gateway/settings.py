@@ -8,6 +8,8 @@ from services.runtime.settings import CommonSettings
 class GatewaySettings(CommonSettings):
     gateway_port: int = 8080
     gateway_workers: int = 1
+    # Prometheus `/metrics` on its own port, never on the public one; 0 leaves it off.
+    gateway_metrics_port: int = 0
     # How long a successful authentication is reused: the delay before a revoked key is refused.
     auth_cache_ttl: float = 5.0
     max_body_bytes: int = 10 * 1024 * 1024
