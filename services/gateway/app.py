@@ -69,6 +69,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
 
 def create_app_from_env() -> Starlette:
     """The app factory each uvicorn worker process calls when `gateway_workers` > 1."""
+    from services.gateway.protocol import EdgeProtocol
     from services.runtime import tracing
     from services.runtime.logging import configure
     from services.runtime.settings import load
@@ -76,4 +77,5 @@ def create_app_from_env() -> Starlette:
     settings = load(GatewaySettings)
     configure("gateway", settings.log_level, settings.log_format)
     tracing.setup("gateway", settings)
+    EdgeProtocol.configure(settings)
     return create_app(settings)

@@ -7,6 +7,7 @@ A failure anywhere is a `DomainError`; `EdgeMiddleware` turns it into OpenAI's e
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -17,17 +18,18 @@ from typing import Any, TypeVar
 
 import grpc
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.gateway import metrics
 from services.gateway.clients import Clients
-from services.gateway.limits import Limiter
+from services.gateway.limits import AuthFailures, Limiter
 from services.gateway.replay import Idempotency, ResponseCache
 from services.gateway.settings import GatewaySettings
 from services.gateway.store import Store
+from services.gateway.validation import is_credential
 from services.runtime import tracing
 from services.runtime.channels import metadata
 from services.runtime.errors import DomainError, from_rpc_error
@@ -53,6 +55,7 @@ class Edge:
             settings.redis_url, settings.redis_prefix, settings.cache_max_entries, settings.idempotency_max_entries
         )
         self.limiter = Limiter(settings, self.store)
+        self.auth_failures = AuthFailures(settings.auth_failure_limit, self.store)
         self.idempotency = Idempotency(
             self.store, settings.idempotency_ttl, pending_ttl=settings.request_timeout + PENDING_MARGIN
         )
@@ -73,18 +76,33 @@ class Edge:
         key = key.strip()
         if scheme.lower() != "bearer" or not key:
             raise DomainError("invalid_api_key", "Missing API key: send it as 'Authorization: Bearer <key>'")
-        digest = hashlib.sha256(key.encode()).digest()
+        digest = hashlib.sha256(key.encode("latin-1")).digest()
         now = time.monotonic()
         cached = self._auth.get(digest)
         if cached is not None and cached[0] > now:
             return cached[1]
-        found: keyvault_pb2.Principal = await self.call(
-            self.clients.keyvault.Authenticate, keyvault_pb2.AuthenticateRequest(api_key=key), "keyvault"
-        )
+        address = client_address(request)
+        await self.auth_failures.admit(address)
+        if not is_credential(key):
+            await self.auth_failures.failed(address)
+            raise DomainError("invalid_api_key", "Malformed API key: it must be printable ASCII without spaces")
+        try:
+            found: keyvault_pb2.Principal = await self.call(
+                self.clients.keyvault.Authenticate, keyvault_pb2.AuthenticateRequest(api_key=key), "keyvault"
+            )
+        except DomainError as err:
+            if err.code == "invalid_api_key":
+                await self.auth_failures.failed(address)
+            raise
         if len(self._auth) > 10_000:
             self._auth.clear()
         self._auth[digest] = (now + self.settings.auth_cache_ttl, found)
         return found
+
+
+def client_address(request: Request) -> str:
+    """The client's address (a trusted proxy's `X-Forwarded-For` already applied by uvicorn)."""
+    return request.client.host if request.client else "unknown"
 
 
 def edge(request: Request) -> Edge:
@@ -123,19 +141,35 @@ def error_response(err: DomainError, headers: dict[str, str] | None = None) -> R
     return json_response(err.body(), err.kind.http_status, {**getattr(err, "headers", {}), **(headers or {})})
 
 
+class BodyTimeout(DomainError):
+    """408, and the connection closed: the rest of a late body is not awaited."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__("request_timeout", f"The request body did not arrive within {seconds:g}s")
+        self.headers = {"connection": "close"}
+
+
 async def read_body(request: Request) -> bytes:
-    """The raw body, refused with 413 past `max_body_bytes` without reading it whole."""
-    limit = edge(request).settings.max_body_bytes
+    """The raw body, refused with 413 past `max_body_bytes` without reading it whole, and with 408 when it
+    takes longer than `body_timeout` to arrive."""
+    settings = edge(request).settings
+    limit = settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise DomainError("request_too_large", f"Request body exceeds {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise DomainError("request_too_large", f"Request body exceeds {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(settings.body_timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise DomainError("request_too_large", f"Request body exceeds {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BodyTimeout(settings.body_timeout) from None
+    except ClientDisconnect:
+        raise DomainError("invalid_request", "The client went away before sending the whole body") from None
     return b"".join(chunks)
 
 

@@ -1,8 +1,11 @@
-"""Rate limits per API key and per user: requests and tokens per minute, with OpenAI's headers.
+"""Rate limits per API key and per user: requests and tokens per minute, with OpenAI's headers; and failed
+authentications per client address.
 
 Requests are counted when they arrive; tokens when the provider has reported them, so a request is
 refused for tokens once the minute's tokens are spent. The limits of a key come from the key itself
 (set when it was created) or from the gateway's defaults; a user's limits cover all of their keys.
+An address that presented `auth_failure_limit` refused keys within a minute gets 429 for every key it
+presents until the minute ends, so guessing keys costs a minute per few guesses.
 """
 
 from __future__ import annotations
@@ -111,3 +114,33 @@ class RateLimited(DomainError):
     def __init__(self, message: str, headers: dict[str, str]) -> None:
         super().__init__("rate_limit_exceeded", message)
         self.headers = headers
+
+
+class AuthFailures:
+    """Failed authentications per client address and minute (shared through Redis when configured)."""
+
+    def __init__(self, limit: int, store: Store) -> None:
+        self.limit = limit
+        self.store = store
+
+    @staticmethod
+    def _window(address: str) -> str:
+        return f"rl:authfail:{address}:{int(time.time() // WINDOW)}"
+
+    async def admit(self, address: str) -> None:
+        """Refuse to look at any key from an address that has failed too often this minute."""
+        if self.limit <= 0:
+            return
+        verdict = await self.store.check((Window(self._window(address), self.limit, False),), WINDOW)
+        if not verdict.allowed:
+            LIMITED.labels("address", "auth_failures").inc()
+            wait = max(1, math.ceil(verdict.retry_after))
+            raise RateLimited(
+                f"Too many failed authentications from this address: limit {self.limit} per minute. "
+                f"Retry after {wait}s.",
+                {"retry-after": str(wait)},
+            )
+
+    async def failed(self, address: str) -> None:
+        if self.limit > 0:
+            await self.store.add(self._window(address), 1, WINDOW)

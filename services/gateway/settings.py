@@ -12,8 +12,19 @@ class GatewaySettings(CommonSettings):
     gateway_metrics_port: int = 0
     # How long a successful authentication is reused: the delay before a revoked key is refused.
     auth_cache_ttl: float = 5.0
+    # Failed authentications (a key presented and refused) per client address and minute before a 429.
+    auth_failure_limit: int = 20
+    # Proxies whose X-Forwarded-For names the client (comma-separated addresses or CIDRs, `*` for any).
+    forwarded_allow_ips: str = "127.0.0.1"
     max_body_bytes: int = 10 * 1024 * 1024
     request_timeout: float = 600.0
+
+    # The edge against slow or greedy clients: time to send a request's headers, then its body; idle time
+    # of a kept-alive connection; open connections per process (503 beyond).
+    header_timeout: float = 10.0
+    body_timeout: float = 15.0
+    keep_alive_timeout: int = 5
+    max_connections: int = 2048
     models_cache_ttl: float = 5.0
     cors_origins: str = ""  # comma-separated allow-list; empty: no CORS headers
 
