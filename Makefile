@@ -76,7 +76,7 @@ test-integration: $(VENV)/.installed ## Integration tests (real PostgreSQL and R
 test-e2e: $(VENV)/.installed ## End-to-end tests: the suite as real processes, the openai SDK as client
 	$(BIN)/pytest -q tests/e2e
 
-fuzz: $(VENV)/.installed ## Fuzz every route from /openapi.json (about 10,000 cases): no 5xx, OpenAI-shaped errors
+fuzz: $(VENV)/.installed ## Fuzz every route from /openapi.json with a real key (about 10,000 cases): no 5xx, OpenAI-shaped errors, the status mix
 	TOLLGATE_FUZZ_EXAMPLES=210 $(BIN)/pytest -q -s tests/e2e/test_fuzz.py
 
 bench: $(VENV)/.installed ## Benchmark the suite (production profile: local PostgreSQL + Redis); table + bench/results/<time>.json
