@@ -142,6 +142,10 @@ class EdgeProtocol(HttpToolsProtocol):
         if limit and (len(self.connections) > limit or len(self.tasks) >= limit):
             self._refuse(DomainError("service_unavailable", "The gateway is at its connection limit; retry shortly"))
         super().on_headers_complete()
+        if self.pipeline:
+            # Queued behind a response still being sent: reading is paused, so its body cannot be late, and
+            # a 408 now would land inside the earlier response. The app's own body deadline still applies.
+            self._disarm()
 
     def on_message_complete(self) -> None:
         self._disarm()

@@ -126,6 +126,14 @@ def test_a_control_character_in_a_header_is_an_openai_shaped_400(edge: Edge, hea
         _openai_error(_read_all(sock), 400, "invalid_request")
 
 
+def test_oversized_headers_are_an_openai_shaped_431(edge: Edge) -> None:
+    with _connect(edge) as sock:
+        # Just past the limit, then silence: nothing is left unread when the gateway answers and closes.
+        filler = b"".join(f"X-Filler-{i}: {'x' * 1000}\r\n".encode() for i in range(66))
+        sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: gateway\r\n" + filler)
+        _openai_error(_read_all(sock), 431, "headers_too_large")
+
+
 @pytest.mark.parametrize("key", ["tg-abc\tdef", "tg-é-not-ascii", "tg-a b"])
 def test_a_malformed_bearer_key_is_a_401(http: httpx.Client, key: str) -> None:
     reply = http.get("/v1/models", headers={b"Authorization": f"Bearer {key}".encode("latin-1")}, timeout=10)
