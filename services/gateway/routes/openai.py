@@ -124,7 +124,8 @@ async def _serve(request: Request, route: str, unary: Any, stream: Any) -> Respo
         response, body = await _unary(job, unary)
     except BaseException:
         if job.claim is not None:
-            await gateway.idempotency.abandon(job.claim)
+            with anyio.CancelScope(shield=True):  # a client that left still frees its key
+                await gateway.idempotency.abandon(job.claim)
         raise
     if job.claim is not None:
         await gateway.idempotency.complete(job.claim, Stored.of(response, body))
