@@ -160,7 +160,7 @@ async def read_body(request: Request) -> bytes:
     chunks: list[bytes] = []
     size = 0
     try:
-        async with asyncio.timeout(settings.body_timeout):
+        async with asyncio.timeout(settings.body_timeout or None):
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > limit:

@@ -137,7 +137,7 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._phase = "body"
-        self._arm(self.body_timeout + _BODY_GRACE)
+        self._arm(self.body_timeout + _BODY_GRACE if self.body_timeout > 0 else 0)
         limit = self.max_connections
         if limit and (len(self.connections) > limit or len(self.tasks) >= limit):
             self._refuse(DomainError("service_unavailable", "The gateway is at its connection limit; retry shortly"))
