@@ -77,7 +77,7 @@ test-e2e: $(VENV)/.installed ## End-to-end tests: the suite as real processes, t
 	$(BIN)/pytest -q tests/e2e
 
 fuzz: $(VENV)/.installed ## Fuzz every route from /openapi.json with a real key (about 10,000 cases): no 5xx, OpenAI-shaped errors, the status mix
-	TOLLGATE_FUZZ_EXAMPLES=210 $(BIN)/pytest -q -s tests/e2e/test_fuzz.py
+	TOLLGATE_FUZZ_EXAMPLES=330 $(BIN)/pytest -q -s tests/e2e/test_fuzz.py
 
 bench: $(VENV)/.installed ## Benchmark the suite (production profile: local PostgreSQL + Redis); table + bench/results/<time>.json
 	$(PY) -m bench.run

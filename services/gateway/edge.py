@@ -155,7 +155,7 @@ async def read_body(request: Request) -> bytes:
     settings = edge(request).settings
     limit = settings.max_body_bytes
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise DomainError("request_too_large", f"Request body exceeds {limit} bytes")
     chunks: list[bytes] = []
     size = 0

@@ -251,3 +251,38 @@ def test_a_process_over_its_connection_limit_answers_an_openai_shaped_503(edge: 
     assert _split(answer)[1]["retry-after"] == "1"
     time.sleep(0.5)
     assert httpx.get(f"{edge.url}/health", timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "/v1/usage?before=%C2%B3",  # '³': str.isdigit() says yes, int() says no
+        "/v1/usage/summary?since=%C2%B2",
+        "/v1/credits/transactions?limit=%C2%B9",
+        "/v1/credits/transactions?before=" + "9" * 40,
+        "/v1/usage?since=" + "9" * 30,
+    ],
+)
+def test_odd_numbers_in_a_query_are_a_400(http: httpx.Client, keys: dict[str, str], query: str) -> None:
+    reply = http.get(query, headers=bearer(keys["admin_key"]))
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"]["param"] in ("before", "since", "limit")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/v1/admin/credits", {"user": "odd", "amount_micro": 2**70}, "amount_micro"),
+        ("/v1/admin/credits", {"user": "odd", "amount": "1e400"}, "amount"),
+        ("/v1/admin/credits", {"user": "odd", "amount": "Infinity"}, "amount"),
+        ("/v1/admin/keys", {"user": "odd", "rpm_limit": 2**40}, "rpm_limit"),
+        ("/v1/admin/keys", {"user": "odd", "expires_at": 1e20}, "expires_at"),
+        ("/v1/admin/keys", {"user": "odd", "expires_in_days": 10**9}, "expires_in_days"),
+    ],
+)
+def test_numbers_too_large_for_the_ledger_or_a_key_are_a_400(
+    http: httpx.Client, keys: dict[str, str], path: str, body: dict[str, Any], param: str
+) -> None:
+    reply = http.post(path, json=body, headers=bearer(keys["admin_key"]))
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"]["param"] == param
