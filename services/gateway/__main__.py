@@ -1,4 +1,4 @@
-"""`python -m services.gateway`: serve the HTTP API with uvicorn."""
+"""`python -m services.gateway`: serve the HTTP API with uvicorn, on the edge's own HTTP/1.1 protocol."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 import uvicorn
 
 from services.gateway.app import create_app
+from services.gateway.protocol import EdgeProtocol
 from services.gateway.settings import GatewaySettings
 from services.runtime import identity, tracing
 from services.runtime.logging import configure
@@ -19,6 +20,7 @@ def main() -> None:
     tracing.setup("gateway", settings)
     # The workers resolve the identity again; resolving it here first stops a bad setting before any binds.
     identity.signer_for(settings, identity.GATEWAY, settings.gateway_identity_key)
+    EdgeProtocol.configure(settings)
     # Several workers share one port; their rate-limit windows, idempotency records and cache are shared
     # only through Redis (TOLLGATE_REDIS_URL).
     app: Any = create_app(settings) if settings.gateway_workers <= 1 else "services.gateway.app:create_app_from_env"
@@ -29,7 +31,10 @@ def main() -> None:
         host=settings.host,
         port=settings.gateway_port,
         loop="uvloop",
-        http="httptools",
+        http=EdgeProtocol,
+        timeout_keep_alive=settings.keep_alive_timeout,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         log_config=None,
         access_log=False,
         server_header=False,

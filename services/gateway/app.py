@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from services.gateway import routes
+from services.gateway import metrics, routes
 from services.gateway.clients import Clients
 from services.gateway.edge import Edge, EdgeMiddleware, error_response
 from services.gateway.settings import GatewaySettings
@@ -45,6 +45,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
         # Every call to the services is signed as the gateway (`__main__` checked the setting before binding).
         identity.use(identity.signer_for(settings, identity.GATEWAY, settings.gateway_identity_key))
         app.state.edge = gateway = Edge(settings, Clients.connect(settings))
+        metrics.serve(settings.host, settings.gateway_metrics_port)
         yield
         await gateway.store.close()
         await close_all()
@@ -71,6 +72,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
 
 def create_app_from_env() -> Starlette:
     """The app factory each uvicorn worker process calls when `gateway_workers` > 1."""
+    from services.gateway.protocol import EdgeProtocol
     from services.runtime import tracing
     from services.runtime.logging import configure
     from services.runtime.settings import load
@@ -78,4 +80,5 @@ def create_app_from_env() -> Starlette:
     settings = load(GatewaySettings)
     configure("gateway", settings.log_level, settings.log_format)
     tracing.setup("gateway", settings)
+    EdgeProtocol.configure(settings)
     return create_app(settings)

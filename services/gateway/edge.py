@@ -7,6 +7,7 @@ A failure anywhere is a `DomainError`; `EdgeMiddleware` turns it into OpenAI's e
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -17,17 +18,18 @@ from typing import Any, TypeVar
 
 import grpc
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.gateway import metrics, sessions
 from services.gateway.clients import Clients
-from services.gateway.limits import Limiter
+from services.gateway.limits import AuthFailures, Limiter, client_address
 from services.gateway.replay import Idempotency, ResponseCache
 from services.gateway.settings import GatewaySettings
 from services.gateway.store import Store
+from services.gateway.validation import is_credential
 from services.runtime import identity, tracing
 from services.runtime.channels import metadata
 from services.runtime.errors import DomainError, from_rpc_error
@@ -38,6 +40,8 @@ log = logging.getLogger("tollgate.gateway")
 
 T = TypeVar("T")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+# A pending Idempotency-Key claim lapses this long after its request's deadline.
+PENDING_MARGIN = 10.0
 
 
 class Edge:
@@ -47,9 +51,14 @@ class Edge:
         self.settings = settings
         self.clients = clients
         self._auth: dict[bytes, tuple[float, keyvault_pb2.Principal]] = {}
-        self.store = Store(settings.redis_url, settings.redis_prefix, settings.cache_max_entries)
+        self.store = Store(
+            settings.redis_url, settings.redis_prefix, settings.cache_max_entries, settings.idempotency_max_entries
+        )
         self.limiter = Limiter(settings, self.store)
-        self.idempotency = Idempotency(self.store, settings.idempotency_ttl)
+        self.auth_failures = AuthFailures(settings.auth_failure_limit, self.store)
+        self.idempotency = Idempotency(
+            self.store, settings.idempotency_ttl, pending_ttl=settings.request_timeout + PENDING_MARGIN
+        )
         self.cache = ResponseCache(self.store, settings.cache_ttl, settings.cache_enabled)
 
     async def call(
@@ -69,17 +78,27 @@ class Edge:
         key = key.strip()
         if scheme.lower() != "bearer" or not key:
             raise DomainError("invalid_api_key", "Missing API key: send it as 'Authorization: Bearer <key>'")
-        return await self.authenticate(key)
+        return await self.authenticate(key, client_address(request))
 
-    async def authenticate(self, key: str) -> keyvault_pb2.Principal:
-        digest = hashlib.sha256(key.encode()).digest()
+    async def authenticate(self, key: str, address: str) -> keyvault_pb2.Principal:
+        """The caller behind `key`; refusals count against `address`, which too many of them lock out."""
+        digest = hashlib.sha256(key.encode("latin-1")).digest()
         now = time.monotonic()
         cached = self._auth.get(digest)
         if cached is not None and cached[0] > now:
             return cached[1]
-        found: keyvault_pb2.Principal = await self.call(
-            self.clients.keyvault.Authenticate, keyvault_pb2.AuthenticateRequest(api_key=key), "keyvault"
-        )
+        await self.auth_failures.admit(address)
+        if not is_credential(key):
+            await self.auth_failures.failed(address)
+            raise DomainError("invalid_api_key", "Malformed API key: it must be printable ASCII without spaces")
+        try:
+            found: keyvault_pb2.Principal = await self.call(
+                self.clients.keyvault.Authenticate, keyvault_pb2.AuthenticateRequest(api_key=key), "keyvault"
+            )
+        except DomainError as err:
+            if err.code == "invalid_api_key":
+                await self.auth_failures.failed(address)
+            raise
         if len(self._auth) > 10_000:
             self._auth.clear()
         self._auth[digest] = (now + self.settings.auth_cache_ttl, found)
@@ -124,19 +143,35 @@ def error_response(err: DomainError, headers: dict[str, str] | None = None) -> R
     return json_response(err.body(), err.kind.http_status, {**getattr(err, "headers", {}), **(headers or {})})
 
 
+class BodyTimeout(DomainError):
+    """408, and the connection closed: the rest of a late body is not awaited."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__("request_timeout", f"The request body did not arrive within {seconds:g}s")
+        self.headers = {"connection": "close"}
+
+
 async def read_body(request: Request) -> bytes:
-    """The raw body, refused with 413 past `max_body_bytes` without reading it whole."""
-    limit = edge(request).settings.max_body_bytes
+    """The raw body, refused with 413 past `max_body_bytes` without reading it whole, and with 408 when it
+    takes longer than `body_timeout` to arrive."""
+    settings = edge(request).settings
+    limit = settings.max_body_bytes
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise DomainError("request_too_large", f"Request body exceeds {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise DomainError("request_too_large", f"Request body exceeds {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(settings.body_timeout or None):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise DomainError("request_too_large", f"Request body exceeds {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BodyTimeout(settings.body_timeout) from None
+    except ClientDisconnect:
+        raise DomainError("invalid_request", "The client went away before sending the whole body") from None
     return b"".join(chunks)
 
 

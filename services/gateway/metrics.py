@@ -1,13 +1,13 @@
-"""The gateway's Prometheus metrics and its `/metrics` route."""
+"""The gateway's Prometheus metrics, served on their own port (`TOLLGATE_GATEWAY_METRICS_PORT`), never on the
+public one: they name every provider, model and route with its traffic."""
 
 from __future__ import annotations
 
 import contextvars
+import logging
 import time
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
-from starlette.requests import Request
-from starlette.responses import Response
+from prometheus_client import Counter, Histogram, start_http_server
 
 from tollgate.router.v1 import router_pb2
 
@@ -52,5 +52,11 @@ def record(outcome: router_pb2.Outcome) -> float:
     return spent
 
 
-async def metrics(request: Request) -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+def serve(host: str, port: int) -> None:
+    """`/metrics` over HTTP on `port` (0: off). With several workers, the first to bind it serves its own."""
+    if not port:
+        return
+    try:
+        start_http_server(port, addr=host)
+    except OSError as exc:
+        logging.getLogger("tollgate.gateway").warning("metrics port %d not served by this worker: %s", port, exc)

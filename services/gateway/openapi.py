@@ -41,6 +41,15 @@ _ERRORS = {
 _MESSAGE = {
     "type": "object",
     "required": ["role"],
+    # What the roles require (the gateway refuses the rest with 400): a tool result names its call, and
+    # the system, developer and user messages carry content.
+    "allOf": [
+        {"if": {"properties": {"role": {"const": "tool"}}}, "then": {"required": ["tool_call_id"]}},
+        {
+            "if": {"properties": {"role": {"enum": ["system", "developer", "user"]}}},
+            "then": {"required": ["content"], "properties": {"content": {"not": {"type": "null"}}}},
+        },
+    ],
     "properties": {
         "role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool", "function"]},
         "content": {
@@ -83,6 +92,9 @@ _SAMPLING = {
     "cache": {"type": "boolean", "description": "tollgate: answer from (and fill) the response cache"},
 }
 
+# `stream_options` only with `stream: true`.
+_STREAMING = {"required": ["stream"], "properties": {"stream": {"const": True}}}
+
 SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
@@ -103,6 +115,7 @@ SCHEMAS: dict[str, Any] = {
     "ChatCompletionRequest": {
         "type": "object",
         "required": ["messages"],
+        "dependentSchemas": {"stream_options": _STREAMING},
         "properties": {
             "messages": {"type": "array", "minItems": 1, "items": _MESSAGE},
             "tools": {"type": "array", "items": {"type": "object"}},
@@ -117,6 +130,7 @@ SCHEMAS: dict[str, Any] = {
     "CompletionRequest": {
         "type": "object",
         "required": ["prompt"],
+        "dependentSchemas": {"stream_options": _STREAMING},
         "properties": {"prompt": {"anyOf": [{"type": "string"}, {"type": "array"}]}, **_SAMPLING},
     },
     "EmbeddingRequest": {
@@ -206,7 +220,6 @@ OPERATIONS: dict[str, tuple[bool, dict[str, dict[str, Any]]]] = {
     "/health/live": (False, {"get": operation("Liveness", auth=False)}),
     "/health/ready": (False, {"get": operation("Readiness: the services a request needs", auth=False)}),
     "/api/v1/llm/health": (False, {"get": operation("Health in the seeds' shape", auth=False)}),
-    "/metrics": (False, {"get": operation("Prometheus metrics", auth=False)}),
     "/openapi.json": (False, {"get": operation("This document", auth=False)}),
 }
 

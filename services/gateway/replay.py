@@ -1,9 +1,12 @@
 """Idempotent retries and the response cache: two ways of answering without calling a provider again.
 
 `Idempotency-Key`: the first request with a key claims it (atomically, across replicas); a retry with the
-same key and body within the TTL gets the stored response, without a second provider call or charge; the
-same key with another body is refused (422); a retry while the first is still running is refused (409).
-A request that fails releases its key so that the client may retry it.
+same key and request within the TTL gets the stored response, without a second provider call or charge;
+the same key with another request is refused (422); a retry while the first is still running is refused
+(409). A request that fails, or a stream that does not end whole, releases its key so that the client may
+retry it. A claim that is never settled (its gateway died) lapses with the request's deadline, not the
+TTL. With Redis configured but unreachable, a request with a key is refused (503) rather than remembered
+in one process only.
 
 The response cache answers deterministic requests (`temperature` 0, or `"cache": true` in the body) from
 an earlier identical request of the same user. A hit makes no provider call and is not charged.
@@ -12,6 +15,8 @@ an earlier identical request of the same user. A hit makes no provider call and 
 from __future__ import annotations
 
 import hashlib
+import logging
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +24,10 @@ import orjson
 from prometheus_client import Counter
 from starlette.responses import Response
 
-from services.gateway.store import Store
+from services.gateway.store import Store, Unavailable
 from services.runtime.errors import DomainError
+
+log = logging.getLogger("tollgate.gateway.replay")
 
 CACHE = Counter("tollgate_cache_total", "Response cache lookups", ["result"])
 IDEMPOTENT_REPLAYS = Counter("tollgate_idempotent_replays_total", "Responses replayed for a repeated Idempotency-Key")
@@ -53,28 +60,39 @@ class Stored:
         return Response(self.body, self.status, headers={**self.headers, **extra})
 
 
-def fingerprint(route: str, body: bytes) -> str:
-    return hashlib.sha256(route.encode() + b"\0" + body).hexdigest()
+def fingerprint(route: str, body: bytes, *context: str) -> str:
+    """What makes two requests the same: the route, the body and whatever else shapes the answer."""
+    return hashlib.sha256("\0".join((route, *context)).encode() + b"\0" + body).hexdigest()
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A request's hold on its Idempotency-Key: the record and the exact pending value it wrote."""
+
+    record: str
+    pending: bytes
+    body_hash: str
 
 
 class Idempotency:
-    def __init__(self, store: Store, ttl: float) -> None:
+    def __init__(self, store: Store, ttl: float, pending_ttl: float) -> None:
         self.store = store
         self.ttl = ttl
+        self.pending_ttl = pending_ttl
 
     @staticmethod
     def _key(user: str, key: str) -> str:
         return "idem:" + hashlib.sha256(f"{user}\0{key}".encode()).hexdigest()
 
-    async def claim(self, user: str, key: str, body_hash: str) -> Stored | None:
+    async def claim(self, user: str, key: str, body_hash: str) -> Claim | Stored:
         """Claim `key` for this request, or return the response stored for it."""
         if not key or len(key) > 255:
             raise DomainError("invalid_request", "Idempotency-Key must be 1 to 255 characters", "Idempotency-Key")
         record = self._key(user, key)
-        pending = orjson.dumps({"hash": body_hash, "state": _PENDING.decode()})
-        if await self.store.put(record, pending, self.ttl, only_new=True):
-            return None
-        raw = await self.store.get(record)
+        pending = orjson.dumps({"hash": body_hash, "state": _PENDING.decode(), "claim": secrets.token_hex(8)})
+        if await self.store.claim(record, pending, self.pending_ttl):
+            return Claim(record, pending, body_hash)
+        raw = await self.store.record(record)
         if raw is None:  # expired between the two calls: claim it again
             return await self.claim(user, key, body_hash)
         held = orjson.loads(raw)
@@ -89,12 +107,21 @@ class Idempotency:
         IDEMPOTENT_REPLAYS.inc()
         return Stored.load(held["response"].encode())
 
-    async def complete(self, user: str, key: str, body_hash: str, stored: Stored) -> None:
-        record = orjson.dumps({"hash": body_hash, "state": "done", "response": stored.dump().decode()})
-        await self.store.put(self._key(user, key), record, self.ttl)
+    async def complete(self, claim: Claim, stored: Stored) -> None:
+        """Keep the response for the TTL, unless the claim lapsed meanwhile. The client has its answer either
+        way: a store that fails now leaves the pending claim to lapse."""
+        record = orjson.dumps({"hash": claim.body_hash, "state": "done", "response": stored.dump().decode()})
+        try:
+            await self.store.swap(claim.record, claim.pending, record, self.ttl)
+        except Unavailable:
+            log.warning("an Idempotency-Key's response was not stored: the shared store is unavailable")
 
-    async def abandon(self, user: str, key: str) -> None:
-        await self.store.delete(self._key(user, key))
+    async def abandon(self, claim: Claim) -> None:
+        """Free the key so that the client may retry: the request failed, or its stream did not end whole."""
+        try:
+            await self.store.swap(claim.record, claim.pending, None)
+        except Unavailable:
+            log.warning("an Idempotency-Key was not freed: the shared store is unavailable; its claim will lapse")
 
 
 class ResponseCache:
@@ -109,9 +136,11 @@ class ResponseCache:
         return payload.get("cache") is True or payload.get("temperature") == 0
 
     @staticmethod
-    def key(user: str, route: str, payload: dict[str, Any]) -> str:
+    def key(user: str, route: str, payload: dict[str, Any], *context: str) -> str:
+        """The body plus everything outside it that changes the answer (`context`: the power-level header)."""
         canonical = orjson.dumps({k: v for k, v in payload.items() if k != "cache"}, option=orjson.OPT_SORT_KEYS)
-        return "cache:" + hashlib.sha256(f"{user}\0{route}\0".encode() + canonical).hexdigest()
+        scope = "\0".join((user, route, *context)) + "\0"
+        return "cache:" + hashlib.sha256(scope.encode() + canonical).hexdigest()
 
     async def get(self, key: str) -> Stored | None:
         raw = await self.store.get(key)

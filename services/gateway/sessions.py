@@ -22,6 +22,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from starlette.requests import Request
 
+from services.gateway.limits import client_address
 from services.gateway.store import Store
 from services.runtime.errors import DomainError
 from tollgate.keyvault.v1 import keyvault_pb2
@@ -157,7 +158,7 @@ async def resolve(edge: Edge, request: Request, csrf_required: bool = True) -> t
         await end(edge.store, session_id)
         raise ENDED
     try:
-        principal = await edge.authenticate(api_key)
+        principal = await edge.authenticate(api_key, client_address(request))
     except DomainError as err:
         if err.code == "invalid_api_key":
             await end(edge.store, session_id)

@@ -1,14 +1,18 @@
-"""The gateway's shared state: Redis when configured, else process memory; Redis trouble falls back to memory.
+"""The gateway's shared state: Redis when configured, else process memory.
 
 Three uses, each atomic on both backends: fixed-window rate-limit counters (one Lua script checks every
-window and counts the request, so replicas sharing Redis agree exactly), idempotency records (`SET NX`),
-and cached responses. When Redis stops answering, requests keep flowing on the in-process state; the
-fallback is counted in a metric and logged once, and Redis is tried again after a short pause.
+window and counts the request, so replicas sharing Redis agree exactly), idempotency records (`SET NX`,
+compare-and-set), and cached responses. When Redis stops answering, limits and the cache keep working on
+in-process state (counted in a metric, logged once, Redis tried again after a short pause); idempotency
+records do not: with Redis configured but unreachable they raise `Unavailable` (503), because a record
+kept in one process's memory would let a retry through another replica run and be charged again.
+In memory, records and cached responses live in separate stores, so cache entries never evict a record.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,10 +21,13 @@ from typing import TypeVar, cast
 
 from prometheus_client import Counter
 
+from services.runtime.errors import DomainError
+
 log = logging.getLogger("tollgate.gateway.store")
 T = TypeVar("T")
 
 FALLBACKS = Counter("tollgate_store_fallback_total", "Operations served from memory because Redis failed", ["op"])
+REFUSED = Counter("tollgate_store_unavailable_total", "Idempotency operations refused because Redis failed", ["op"])
 RETRY_REDIS_AFTER = 5.0
 
 _LIMIT_SCRIPT = """
@@ -42,6 +49,22 @@ for i = 1, n do
 end
 return {1, 0, 0, unpack(used)}
 """
+
+
+# Compare-and-set: replace (or delete, ARGV[2] == "") the value only if it is still the one this caller wrote.
+_SWAP_SCRIPT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
+return 1
+"""
+
+
+class Unavailable(DomainError):
+    """The shared store is configured but not answering: 503 with `Retry-After`."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("service_unavailable", "The gateway's shared store is unavailable; retry shortly")
+        self.headers = {"retry-after": str(max(1, math.ceil(retry_after)))}
 
 
 @dataclass(frozen=True)
@@ -94,6 +117,15 @@ class MemoryStore:
     async def delete(self, key: str) -> None:
         self._values.pop(key, None)
 
+    async def swap(self, key: str, expected: bytes, value: bytes | None, ttl: float) -> bool:
+        if self._live(key) != expected:
+            return False
+        if value is None:
+            await self.delete(key)
+        else:
+            await self.put(key, value, ttl)
+        return True
+
     def _count(self, key: str) -> int:
         entry = self._counters.get(key)
         if entry is None or entry[0] <= time.monotonic():
@@ -128,6 +160,7 @@ class RedisStore:
 
         self.client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
         self._limit = self.client.register_script(_LIMIT_SCRIPT)
+        self._swap = self.client.register_script(_SWAP_SCRIPT)
 
     async def get(self, key: str) -> bytes | None:
         return cast(bytes | None, await self.client.get(key))
@@ -137,6 +170,9 @@ class RedisStore:
 
     async def delete(self, key: str) -> None:
         await self.client.delete(key)
+
+    async def swap(self, key: str, expected: bytes, value: bytes | None, ttl: float) -> bool:
+        return bool(await self._swap(keys=[key], args=[expected, value or b"", int(ttl * 1000)]))
 
     async def check(self, windows: Sequence[Window], window_seconds: int) -> Verdict:
         ordered = sorted(range(len(windows)), key=lambda i: not windows[i].requests)
@@ -161,14 +197,32 @@ class RedisStore:
 
 
 class Store:
-    """Redis first, memory when Redis is absent or failing."""
+    """Redis first; memory when Redis is absent, or failing for anything but idempotency records."""
 
-    def __init__(self, redis_url: str = "", prefix: str = "tollgate:", max_entries: int = 10_000) -> None:
+    def __init__(
+        self,
+        redis_url: str = "",
+        prefix: str = "tollgate:",
+        max_entries: int = 10_000,
+        max_records: int = 100_000,
+    ) -> None:
         self.prefix = prefix
-        self.memory = MemoryStore(max_entries)
+        self.memory = MemoryStore(max_entries)  # rate-limit windows and cached responses
+        self.records = MemoryStore(max_records)  # idempotency records, apart from the cache's LRU
         self.redis = RedisStore(redis_url) if redis_url else None
         self._redis_down_until = 0.0
         self._warned = False
+
+    def _failed(self, exc: Exception) -> None:
+        self._redis_down_until = time.monotonic() + RETRY_REDIS_AFTER
+        if not self._warned:
+            self._warned = True
+            log.warning("Redis failed (%s: %s); using in-process state until it answers again", type(exc).__name__, exc)
+
+    def _answered(self) -> None:
+        if self._warned:
+            self._warned = False
+            log.info("Redis answers again; shared state restored")
 
     async def _run(
         self, op: str, remote: Callable[[RedisStore], Awaitable[T]], local: Callable[[MemoryStore], Awaitable[T]]
@@ -177,20 +231,32 @@ class Store:
             try:
                 result = await remote(self.redis)
             except Exception as exc:
-                self._redis_down_until = time.monotonic() + RETRY_REDIS_AFTER
-                if not self._warned:
-                    self._warned = True
-                    log.warning(
-                        "Redis failed (%s: %s); using in-process state until it answers again", type(exc).__name__, exc
-                    )
+                self._failed(exc)
             else:
-                if self._warned:
-                    self._warned = False
-                    log.info("Redis answers again; shared state restored")
+                self._answered()
                 return result
         if self.redis is not None:
             FALLBACKS.labels(op).inc()
         return await local(self.memory)
+
+    async def _strict(
+        self, op: str, remote: Callable[[RedisStore], Awaitable[T]], local: Callable[[MemoryStore], Awaitable[T]]
+    ) -> T:
+        """Like `_run` for idempotency records, but with Redis configured there is no fallback."""
+        if self.redis is None:
+            return await local(self.records)
+        wait = self._redis_down_until - time.monotonic()
+        if wait > 0:
+            REFUSED.labels(op).inc()
+            raise Unavailable(wait)
+        try:
+            result = await remote(self.redis)
+        except Exception as exc:
+            self._failed(exc)
+            REFUSED.labels(op).inc()
+            raise Unavailable(RETRY_REDIS_AFTER) from None
+        self._answered()
+        return result
 
     async def get(self, key: str) -> bytes | None:
         key = self.prefix + key
@@ -205,6 +271,24 @@ class Store:
     async def delete(self, key: str) -> None:
         key = self.prefix + key
         await self._run("delete", lambda r: r.delete(key), lambda m: m.delete(key))
+
+    async def claim(self, key: str, value: bytes, ttl: float) -> bool:
+        """Write the record only if there is none (`SET NX`)."""
+        key = self.prefix + key
+        return await self._strict(
+            "claim", lambda r: r.put(key, value, ttl, only_new=True), lambda m: m.put(key, value, ttl, only_new=True)
+        )
+
+    async def record(self, key: str) -> bytes | None:
+        key = self.prefix + key
+        return await self._strict("record", lambda r: r.get(key), lambda m: m.get(key))
+
+    async def swap(self, key: str, expected: bytes, value: bytes | None, ttl: float = 0.0) -> bool:
+        """Replace the record (or delete it, `value` None) only while it still holds `expected`."""
+        key = self.prefix + key
+        return await self._strict(
+            "swap", lambda r: r.swap(key, expected, value, ttl), lambda m: m.swap(key, expected, value, ttl)
+        )
 
     async def check(self, windows: Sequence[Window], window_seconds: int = 60) -> Verdict:
         scoped = [Window(self.prefix + w.key, w.limit, w.requests) for w in windows]

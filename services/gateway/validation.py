@@ -5,6 +5,7 @@ Only what OpenAI itself would refuse is refused; unknown fields pass through to 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -15,8 +16,31 @@ PART_TYPES = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
 RESPONSE_FORMATS = frozenset({"text", "json_object", "json_schema"})
 
 
+# What a credential may contain: printable ASCII, no space. A CR/LF or control character would break (or
+# smuggle) the header it is sent in.
+_CREDENTIAL = re.compile(r"[\x21-\x7e]+")
+
+
 def _bad(param: str, message: str) -> DomainError:
     return DomainError("invalid_request", message, param)
+
+
+def is_credential(value: str) -> bool:
+    return _CREDENTIAL.fullmatch(value) is not None
+
+
+def credential(value: object, param: str) -> str:
+    """A provider key from a body: a non-empty string of printable ASCII without spaces."""
+    if not isinstance(value, str) or not value:
+        raise _bad(param, f"'{param}' is required and must be a string")
+    if not is_credential(value):
+        raise _bad(param, f"'{param}' must be printable ASCII without spaces or control characters")
+    return value
+
+
+def _one_of(value: object, allowed: frozenset[str]) -> bool:
+    """`value in allowed` for any JSON value: a list or an object is simply not one of them."""
+    return isinstance(value, str) and value in allowed
 
 
 def _number(payload: dict[str, Any], name: str, low: float, high: float, integer: bool = False) -> None:
@@ -68,7 +92,7 @@ def _message(i: int, message: Any) -> None:
     if not isinstance(message, dict):
         raise _bad(where, f"'{where}' must be an object")
     role = message.get("role")
-    if role not in ROLES:
+    if not _one_of(role, ROLES):
         raise _bad(f"{where}.role", f"'{where}.role' must be one of {', '.join(sorted(ROLES))}")
     content = message.get("content")
     if content is None:
@@ -78,8 +102,13 @@ def _message(i: int, message: Any) -> None:
             raise _bad(f"{where}.content", f"'{where}.content' is required for role '{role}'")
     elif isinstance(content, list):
         for j, part in enumerate(content):
-            if not isinstance(part, dict) or part.get("type") not in PART_TYPES:
-                raise _bad(f"{where}.content[{j}]", f"'{where}.content[{j}]' must be a content part with a valid type")
+            if not isinstance(part, dict):
+                raise _bad(f"{where}.content[{j}]", f"'{where}.content[{j}]' must be a content part object")
+            if not _one_of(part.get("type"), PART_TYPES):
+                raise _bad(
+                    f"{where}.content[{j}].type",
+                    f"'{where}.content[{j}].type' must be one of {', '.join(sorted(PART_TYPES))}",
+                )
             if part["type"] == "text" and not isinstance(part.get("text"), str):
                 raise _bad(f"{where}.content[{j}].text", f"'{where}.content[{j}].text' must be a string")
     elif not isinstance(content, str):
@@ -111,7 +140,7 @@ def chat(payload: dict[str, Any]) -> None:
             ):
                 raise _bad(f"tools[{i}]", f"'tools[{i}]' must be {{'type': 'function', 'function': {{'name': …}}}}")
     fmt = payload.get("response_format")
-    if fmt is not None and (not isinstance(fmt, dict) or fmt.get("type") not in RESPONSE_FORMATS):
+    if fmt is not None and (not isinstance(fmt, dict) or not _one_of(fmt.get("type"), RESPONSE_FORMATS)):
         raise _bad("response_format.type", "'response_format.type' must be one of json_object, json_schema, text")
 
 
@@ -137,7 +166,7 @@ def embedding(payload: dict[str, Any]) -> None:
     if payload.get("stream"):
         raise _bad("stream", "Embeddings cannot be streamed")
     fmt = payload.get("encoding_format")
-    if fmt is not None and fmt not in ("float", "base64"):
+    if fmt is not None and not _one_of(fmt, frozenset({"float", "base64"})):
         raise _bad("encoding_format", "'encoding_format' must be 'float' or 'base64'")
 
 

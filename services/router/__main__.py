@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -18,7 +19,7 @@ from services.router.servicer import RouterServicer
 from services.router.settings import RouterSettings
 from services.runtime import channels, identity, server
 from services.runtime.authentication import Authenticator
-from services.runtime.logging import configure
+from services.runtime.logging import configure, register_secret
 from services.runtime.ratelimit import Limiter, SharedCounters
 from services.runtime.server import Service, main
 from services.runtime.settings import fail
@@ -34,6 +35,8 @@ async def build() -> Service:
     except CatalogError as exc:
         fail("CATALOG", f"{settings.catalog}: {exc}")
         raise
+    for provider in catalog.providers.values():  # platform keys are masked in every log line by value
+        register_secret(os.environ.get(provider.api_key_env or "", ""))
     level = settings.default_power_level.upper() or catalog.default_power_level
     if level not in catalog.policies:
         fail("DEFAULT_POWER_LEVEL", f"{level!r} is not one of {', '.join(catalog.policies)}")

@@ -1,8 +1,10 @@
 """Structured logs that cannot carry a secret.
 
-Every record passes through `redact()`: gateway keys (`tg-…`), provider keys (`sk-…` and friends),
-bearer tokens and any value registered with `register_secret()` are masked before formatting, so a
-secret that slips into a message, an argument or an exception text never reaches the output.
+Every record passes through `redact()`: gateway keys (`tg-…`), provider keys by their shape (`sk-…`,
+`AIza…`, `r8_…` and friends), bearer and basic credentials, any value in a key-ish context (`api_key=…`,
+`?key=…`, `user:password@` in a URL) and every value registered with `register_secret()` are masked
+before formatting, so a secret that slips into a message, an argument or an exception text never
+reaches the output.
 """
 
 from __future__ import annotations
@@ -18,18 +20,34 @@ import orjson
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
-_PATTERNS = re.compile(
+# Whole tokens that are secrets by their shape: gateway keys, provider keys by prefix (OpenAI and most
+# OpenAI-compatible ones `sk-`, Groq `gsk_`, xAI `xai-`, Hugging Face `hf_`, Fireworks `fw_`, Replicate `r8_`,
+# NVIDIA `nvapi-`, Perplexity `pplx-`, Cerebras `csk-`), Google `AIza…`, and bearer / basic credentials.
+_TOKENS = re.compile(
     r"(?:tg-[A-Za-z0-9_\-]{8,})"
-    r"|(?:\b(?:sk|pk|rk|gsk|hf|xai|fw|key)[-_][A-Za-z0-9_\-]{12,})"
-    r"|(?:(?i:bearer)\s+[A-Za-z0-9._~+/=\-]{8,})"
-    r"|(?:(?i:api[_-]?key)[\"']?\s*[:=]\s*[\"']?[^\s\"',}]{6,})"
+    r"|(?:\b(?:sk|pk|rk|gsk|hf|xai|fw|key|r8|nvapi|pplx|csk)[-_][A-Za-z0-9_\-]{12,})"
+    r"|(?:\bAIza[0-9A-Za-z_\-]{30,})"
+    r"|(?:(?i:bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,})"
 )
+# A value in a key-ish context, whatever its shape: `api_key=…`, `"api_key": "…"`, `x-api-key: …`,
+# `Authorization: …`, `password=…`, and `?key=` / `&token=` / `access_token=` in URLs. The name stays.
+_CONTEXT_NAMES = (
+    r"api[_-]?key|x-api-key|access[_-]?token|refresh[_-]?token|auth[_-]?token|id[_-]?token|client[_-]?secret"
+    r"|secret[_-]?key|secret|password|passwd|authorization|token|key|sig|signature"
+)
+_CONTEXT = re.compile(
+    r"(?P<name>(?i:(?<![A-Za-z0-9])(?:" + _CONTEXT_NAMES + r")))"
+    r"(?P<sep>\\?[\"']?\s*[:=]\s*\\?[\"']?(?:(?i:bearer|basic|token)\s+)?)"
+    r"(?P<value>[^\s\"'\\&,;}<>\[\]]{6,})"
+)
+# `scheme://user:password@host`: the credentials go, the scheme and host stay.
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)[^/\s:@]*:[^/\s@]+@")
 _secrets: set[str] = set()
 _secret_pattern: re.Pattern[str] | None = None
 
 
 def register_secret(value: str) -> None:
-    """Mask this exact value wherever it appears in a log line from now on."""
+    """Mask this exact value wherever it appears in a log line from now on (whatever its shape)."""
     global _secret_pattern
     if len(value) < 6 or value in _secrets:
         return
@@ -40,7 +58,9 @@ def register_secret(value: str) -> None:
 def redact(text: str) -> str:
     if _secret_pattern is not None:
         text = _secret_pattern.sub("[redacted]", text)
-    return _PATTERNS.sub("[redacted]", text)
+    text = _URL_CREDENTIALS.sub(r"\g<scheme>[redacted]@", text)
+    text = _CONTEXT.sub(r"\g<name>\g<sep>[redacted]", text)
+    return _TOKENS.sub("[redacted]", text)
 
 
 class _JsonFormatter(logging.Formatter):

@@ -11,6 +11,14 @@ import pytest
 from services.launcher import Suite
 from tests.e2e.support import reconcile, start_suite
 
+# Lines a test leaves for the end of the run (the fuzz's status mix), shown whatever the capture mode.
+FUZZ_REPORT = pytest.StashKey[list[str]]()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    for line in config.stash.get(FUZZ_REPORT, []):
+        terminalreporter.write_line(line)
+
 
 @pytest.fixture(scope="session")
 def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:

@@ -49,7 +49,8 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("POST", "/v1/admin/providers/health/check", {}, {NONE: 401, USER: 403, OTHER: 403, ADMIN: 200}),
     ("GET", "/health", None, {NONE: 200, USER: 200, OTHER: 200, ADMIN: 200}),
     ("GET", "/health/ready", None, {NONE: 200, USER: 200, OTHER: 200, ADMIN: 200}),
-    ("GET", "/metrics", None, {NONE: 200, USER: 200, OTHER: 200, ADMIN: 200}),
+    # Metrics are on their own port (TOLLGATE_GATEWAY_METRICS_PORT), never on the public one.
+    ("GET", "/metrics", None, {NONE: 404, USER: 404, OTHER: 404, ADMIN: 404}),
     ("GET", "/openapi.json", None, {NONE: 200, USER: 200, OTHER: 200, ADMIN: 200}),
 ]
 

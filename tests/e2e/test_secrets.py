@@ -16,7 +16,7 @@ import httpx
 import openai
 import pytest
 
-from services.launcher import Suite
+from services.launcher import Suite, free_port
 from tests.e2e.support import PLATFORM_KEY, balance_micro, bearer, create_key, start_suite
 
 BYOK_KEY = "sk-canary-byok-" + uuid.uuid4().hex
@@ -49,7 +49,7 @@ class Recorder:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Suite, Path]]:
     tmp = Path(tmp_path_factory.mktemp("secrets"))
-    suite = start_suite(tmp)
+    suite = start_suite(tmp, TOLLGATE_GATEWAY_METRICS_PORT=str(free_port()))
     yield suite, tmp / "logs"
     suite.stop()
 
@@ -185,7 +185,8 @@ def test_no_canary_appears_anywhere(
     world: tuple[Suite, Path], http: httpx.Client, recorder: Recorder, user_key: str
 ) -> None:
     suite, logs = world
-    recorder.seen.append(http.get("/metrics").text)
+    metrics_port = suite.environment()["TOLLGATE_GATEWAY_METRICS_PORT"]
+    recorder.seen.append(httpx.get(f"http://{suite.host}:{metrics_port}/metrics", timeout=10).text)
     canaries = {
         "platform key": PLATFORM_KEY,
         "stored BYOK key": BYOK_KEY,

@@ -76,10 +76,13 @@ def replicas(
 ) -> Iterator[tuple[Suite, list[str]]]:
     _, port = private_redis
     tmp = Path(tmp_path_factory.mktemp("replicas"))
-    suite = start_suite(tmp, TOLLGATE_REDIS_URL=f"redis://127.0.0.1:{port}/0")
+    suite = start_suite(
+        tmp, TOLLGATE_REDIS_URL=f"redis://127.0.0.1:{port}/0", TOLLGATE_GATEWAY_METRICS_PORT=str(free_port())
+    )
     env = suite.environment_for("gateway")
     second_port = free_port()
     env["TOLLGATE_GATEWAY_PORT"] = str(second_port)
+    env["TOLLGATE_GATEWAY_METRICS_PORT"] = str(free_port())
     with open(tmp / "logs" / "gateway-2.log", "ab") as log:
         second = subprocess.Popen([sys.executable, "-m", "services.gateway"], env=env, stdout=log, stderr=log)
     try:
@@ -115,6 +118,7 @@ def test_requests_keep_flowing_when_redis_dies(
         for i in range(6)
     ]
     assert statuses == [200] * 6
-    metrics = httpx.get(f"{gateways[0]}/metrics", timeout=10).text
+    metrics_port = suite.environment()["TOLLGATE_GATEWAY_METRICS_PORT"]
+    metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
     fallback = [line for line in metrics.splitlines() if line.startswith("tollgate_store_fallback_total{")]
     assert fallback and sum(float(line.rsplit(" ", 1)[1]) for line in fallback) > 0

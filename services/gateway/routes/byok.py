@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from services.gateway.edge import Edge, aliased, edge, json_response, read_json
 from services.gateway.openapi import extend, operation, path_param
+from services.gateway.validation import credential
 from services.runtime.errors import DomainError
 from services.runtime.logging import request_id
 from tollgate.keyvault.v1 import keyvault_pb2
@@ -64,7 +65,7 @@ async def put_key(request: Request) -> Response:
     principal = await gateway.principal(request)
     _body, payload = await read_json(request)
     provider = _string(payload, "provider").lower()
-    api_key = _string(payload, "api_key")
+    api_key = credential(_string(payload, "api_key"), "api_key")
     label = _string(payload, "label", required=False)
     await _models(gateway, provider)
     message = keyvault_pb2.PutProviderKeyRequest(

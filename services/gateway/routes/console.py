@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from services.gateway import sessions
 from services.gateway.edge import edge, is_admin, json_response, read_json
+from services.gateway.limits import client_address
 from services.gateway.openapi import extend, operation, path_param
 from services.runtime.errors import DomainError
 from tollgate.keyvault.v1 import keyvault_pb2
@@ -102,7 +103,7 @@ async def sign_in(request: Request) -> Response:
     if not key.startswith("tg-"):
         raise DomainError("invalid_request", "That is not a tollgate API key: they start with 'tg-'", "key")
     try:
-        principal = await gateway.authenticate(key)
+        principal = await gateway.authenticate(key, client_address(request))
     except DomainError as err:
         if err.code == "invalid_api_key":
             raise DomainError("invalid_api_key", NOT_ACCEPTED, "key") from None

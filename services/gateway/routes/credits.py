@@ -45,13 +45,26 @@ def balance_json(b: credits_pb2.Balance) -> dict[str, Any]:
     }
 
 
+def _digits(raw: str, most: int = 18) -> bool:
+    """ASCII digits only (`str.isdigit` also admits '²' and other digits `int` refuses), few enough for int64."""
+    return raw.isascii() and raw.isdigit() and len(raw) <= most
+
+
 def _int(request: Request, name: str, default: int, low: int = 0, high: int = 1000) -> int:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not _digits(raw) or not low <= int(raw) <= high:
         raise DomainError("invalid_request", f"'{name}' must be an integer from {low} to {high}", name)
     return int(raw)
+
+
+def _cursor(request: Request) -> str:
+    """`?before=`: the `next_before` of a previous page."""
+    raw = request.query_params.get("before", "")
+    if raw and not _digits(raw):
+        raise DomainError("invalid_request", "'before' must be a cursor returned by a previous page", "before")
+    return raw
 
 
 def _time_ms(request: Request, name: str) -> int:
@@ -59,7 +72,7 @@ def _time_ms(request: Request, name: str) -> int:
     raw = request.query_params.get(name, "")
     if not raw:
         return 0
-    if raw.isdigit():
+    if _digits(raw, most=12):
         return int(raw) * 1000
     try:
         parsed = datetime.fromisoformat(raw)
@@ -70,11 +83,14 @@ def _time_ms(request: Request, name: str) -> int:
     return int(parsed.timestamp() * 1000)
 
 
+_MOST_MICRO = 2**63 - 1  # the ledger's int64
+
+
 def _amount_micro(payload: dict[str, Any]) -> int:
     if "amount_micro" in payload:
         value = payload["amount_micro"]
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise DomainError("invalid_request", "'amount_micro' must be an integer", "amount_micro")
+        if not isinstance(value, int) or isinstance(value, bool) or abs(value) > _MOST_MICRO:
+            raise DomainError("invalid_request", "'amount_micro' must be an integer (int64)", "amount_micro")
         return value
     value = payload.get("amount", payload.get("credits"))
     if isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -83,6 +99,8 @@ def _amount_micro(payload: dict[str, Any]) -> int:
         micro = Decimal(str(value)) * MICRO
     except InvalidOperation:
         raise DomainError("invalid_request", "'amount' must be a number of credits", "amount") from None
+    if not micro.is_finite() or abs(micro) > _MOST_MICRO:
+        raise DomainError("invalid_request", "'amount' must be a finite number of credits", "amount")
     if micro != micro.to_integral_value():
         raise DomainError("invalid_request", "'amount' is finer than one micro-credit", "amount")
     return int(micro)
@@ -132,7 +150,7 @@ async def transactions(request: Request) -> Response:
     reply: credits_pb2.ListTransactionsReply = await gateway.call(
         gateway.clients.credits.ListTransactions,
         credits_pb2.ListTransactionsRequest(
-            user_id=user, limit=_int(request, "limit", 50, 1, 500), before_id=request.query_params.get("before", "")
+            user_id=user, limit=_int(request, "limit", 50, 1, 500), before_id=_cursor(request)
         ),
         "credits",
     )
@@ -171,7 +189,7 @@ async def usage(request: Request) -> Response:
             since_unix_ms=_time_ms(request, "since"),
             until_unix_ms=_time_ms(request, "until"),
             limit=_int(request, "limit", 100, 1, 1000),
-            before_id=request.query_params.get("before", ""),
+            before_id=_cursor(request),
         ),
         "credits",
     )

@@ -37,12 +37,17 @@ def key_json(info: keyvault_pb2.ApiKeyInfo) -> dict[str, Any]:
     }
 
 
-def _int(payload: dict[str, Any], name: str) -> int:
+# What the key's protobuf fields hold: int32 limits, an int64 expiry in milliseconds (year 9999 at most).
+_INT32 = 2**31 - 1
+_LAST_SECOND = 253_402_300_799
+
+
+def _int(payload: dict[str, Any], name: str, high: int) -> int:
     value = payload.get(name)
     if value is None:
         return 0
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise DomainError("invalid_request", f"'{name}' must be a non-negative number", name)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= high:
+        raise DomainError("invalid_request", f"'{name}' must be a number from 0 to {high}", name)
     return int(value)
 
 
@@ -56,16 +61,16 @@ def _create_request(payload: dict[str, Any], actor: str) -> keyvault_pb2.CreateA
     name = payload.get("name", "")
     if not isinstance(name, str):
         raise DomainError("invalid_request", "'name' must be a string", "name")
-    expires_ms = _int(payload, "expires_at") * 1000
-    if days := _int(payload, "expires_in_days"):
+    expires_ms = _int(payload, "expires_at", _LAST_SECOND) * 1000
+    if days := _int(payload, "expires_in_days", _LAST_SECOND // 86400):
         expires_ms = int((time.time() + days * 86400) * 1000)
     return keyvault_pb2.CreateApiKeyRequest(
         user_id=user_id,
         scopes=scopes,
         name=name,
         expires_unix_ms=expires_ms,
-        rpm_limit=_int(payload, "rpm_limit"),
-        tpm_limit=_int(payload, "tpm_limit"),
+        rpm_limit=_int(payload, "rpm_limit", _INT32),
+        tpm_limit=_int(payload, "tpm_limit", _INT32),
         actor=actor,
     )
 

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import grpc
 import orjson
 from starlette.requests import Request
@@ -19,8 +20,8 @@ from starlette.responses import Response, StreamingResponse
 from services.gateway import metrics
 from services.gateway.edge import Edge, aliased, edge, json_response, read_json
 from services.gateway.limits import Admission
-from services.gateway.replay import ResponseCache, Stored, fingerprint
-from services.gateway.validation import VALIDATORS
+from services.gateway.replay import Claim, ResponseCache, Stored, fingerprint
+from services.gateway.validation import VALIDATORS, credential
 from services.runtime.channels import metadata
 from services.runtime.errors import DomainError, from_rpc_error
 from services.runtime.logging import request_id
@@ -29,6 +30,7 @@ from tollgate.keyvault.v1 import keyvault_pb2
 from tollgate.router.v1 import router_pb2
 
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+_DONE = b"data: [DONE]\n\n"
 _MODELS_CACHE: dict[str, tuple[float, list[dict[str, Any]]]] = {}
 
 
@@ -52,6 +54,7 @@ def _inline_key(payload: dict[str, Any]) -> router_pb2.InlineKey | None:
     payload.pop("byok", None)
     if not isinstance(key, str) or not key:
         raise DomainError("invalid_request", "Inline BYOK needs 'api_key' (a string) in the body", "api_key")
+    credential(key, "api_key")
     if not isinstance(provider, str) or not provider:
         raise DomainError("invalid_request", "Inline BYOK needs 'provider' in the body", "provider")
     return router_pb2.InlineKey(provider=provider, api_key=key)
@@ -68,11 +71,17 @@ class Completion:
     payload: dict[str, Any]
     admission: Admission | None
     idempotency_key: str | None
-    body_hash: str = ""
+    claim: Claim | None = None
 
     @property
     def headers(self) -> dict[str, str]:
         return self.admission.headers() if self.admission else {}
+
+    @property
+    def context(self) -> tuple[str, ...]:
+        """What shapes the answer besides the body: the power-level header and an inline key's provider."""
+        inline = self.message.inline_key.provider if self.message.HasField("inline_key") else ""
+        return (self.message.power_level.strip().upper(), inline)
 
     async def finished(self, outcome: router_pb2.Outcome) -> float:
         """Account for a served completion: metrics and the token windows. Returns its overhead (ms)."""
@@ -103,20 +112,23 @@ async def _serve(request: Request, route: str, unary: Any, stream: Any) -> Respo
     job = await _accept(request, route)
     gateway, user = job.gateway, job.principal.user_id
     if job.idempotency_key is not None:
-        job.body_hash = fingerprint(route, job.message.body)
-        stored = await gateway.idempotency.claim(user, job.idempotency_key, job.body_hash)
-        if stored is not None:
-            return stored.response({**job.headers, "idempotent-replayed": "true"})
+        held = await gateway.idempotency.claim(
+            user, job.idempotency_key, fingerprint(route, job.message.body, *job.context)
+        )
+        if isinstance(held, Stored):
+            return held.response({**job.headers, "idempotent-replayed": "true"})
+        job.claim = held
     try:
         if job.payload.get("stream"):
             return await _stream(job, stream)
         response, body = await _unary(job, unary)
     except BaseException:
-        if job.idempotency_key is not None:
-            await gateway.idempotency.abandon(user, job.idempotency_key)
+        if job.claim is not None:
+            with anyio.CancelScope(shield=True):  # a client that left still frees its key
+                await gateway.idempotency.abandon(job.claim)
         raise
-    if job.idempotency_key is not None:
-        await gateway.idempotency.complete(user, job.idempotency_key, job.body_hash, Stored.of(response, body))
+    if job.claim is not None:
+        await gateway.idempotency.complete(job.claim, Stored.of(response, body))
     return response
 
 
@@ -124,7 +136,7 @@ async def _unary(job: Completion, method: Any) -> tuple[Response, bytes]:
     gateway = job.gateway
     cache_key = None
     if not job.message.HasField("inline_key") and gateway.cache.eligible(job.payload):
-        cache_key = ResponseCache.key(job.principal.user_id, job.route, job.payload)
+        cache_key = ResponseCache.key(job.principal.user_id, job.route, job.payload, *job.context)
         hit = await gateway.cache.get(cache_key)
         if hit is not None:
             served = Stored(hit.status, hit.headers, _as_cache_hit(hit.body))
@@ -179,10 +191,12 @@ async def _stream(job: Completion, method: Any) -> Response:
         raise from_rpc_error(exc, "router") from None
     if first is grpc.aio.EOF:
         raise DomainError("provider_error", "The provider ended the stream before sending anything")
-    kept: list[bytes] | None = [] if job.idempotency_key is not None else None
 
     async def relay() -> AsyncIterator[bytes]:
-        event, failed = first, False
+        # Only a stream that ended whole (the router's outcome, no error event, [DONE] delivered) is stored
+        # for its Idempotency-Key; one cut short by the client, the provider or the router frees the key.
+        frames: list[bytes] = []
+        event, failed, settled, whole = first, False, False, False
         try:
             while event is not grpc.aio.EOF:
                 kind = event.WhichOneof("event")
@@ -193,24 +207,24 @@ async def _stream(job: Completion, method: Any) -> Response:
                     failed = True
                     frame = b"data: " + event.error + b"\n\n"
                 elif kind == "outcome":
+                    settled = True
                     await job.finished(event.outcome)
                 if frame:
-                    if kept is not None:
-                        kept.append(frame)
+                    if job.claim is not None:
+                        frames.append(frame)
                     yield frame
                 event = await call.read()
             if not failed:
-                if kept is not None:
-                    kept.append(b"data: [DONE]\n\n")
-                yield b"data: [DONE]\n\n"
+                yield _DONE
+                whole = settled
         except grpc.aio.AioRpcError as exc:
-            failed = True
             yield b"data: " + orjson.dumps(from_rpc_error(exc, "router").body()) + b"\n\n"
         finally:
             # A client that went away cancels the router's call, which releases its hold.
             call.cancel()
-            if job.idempotency_key is not None:
-                await _settle_stream_key(job, kept if not failed else None)
+            if job.claim is not None:
+                with anyio.CancelScope(shield=True):
+                    await _settle_stream_key(job, [*frames, _DONE] if whole else None)
 
     headers = {**_SSE_HEADERS, **job.headers}
     if first.provider:
@@ -219,13 +233,12 @@ async def _stream(job: Completion, method: Any) -> Response:
 
 
 async def _settle_stream_key(job: Completion, frames: list[bytes] | None) -> None:
-    assert job.idempotency_key is not None
+    assert job.claim is not None
     idem = job.gateway.idempotency
     if frames is None:
-        await idem.abandon(job.principal.user_id, job.idempotency_key)
+        await idem.abandon(job.claim)
     else:
-        stored = Stored(200, {"content-type": "text/event-stream"}, b"".join(frames))
-        await idem.complete(job.principal.user_id, job.idempotency_key, job.body_hash, stored)
+        await idem.complete(job.claim, Stored(200, {"content-type": "text/event-stream"}, b"".join(frames)))
 
 
 async def chat_completions(request: Request) -> Response:

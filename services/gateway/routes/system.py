@@ -10,7 +10,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from services.gateway.edge import edge, json_response
-from services.gateway.metrics import metrics
 from services.gateway.openapi import openapi
 from services.runtime.channels import channel
 
@@ -59,6 +58,5 @@ ROUTES = [
     Route("/health/live", live, methods=["GET"]),
     Route("/health/ready", ready, methods=["GET"]),
     Route("/api/v1/llm/health", llm_health, methods=["GET"]),
-    Route("/metrics", metrics, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),
 ]

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from services.gateway.store import MemoryStore, Store, Window
+from services.gateway.store import MemoryStore, Store, Unavailable, Window
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -70,3 +70,34 @@ async def test_unreachable_redis_falls_back_to_memory() -> None:
     assert await store.put("x", b"y", ttl=5)
     assert await store.get("x") == b"y"
     await store.close()
+
+
+async def test_unreachable_redis_refuses_idempotency_records() -> None:
+    store = Store("redis://127.0.0.1:9/0")
+    for attempt in (store.claim("r", b"pending", 5), store.record("r"), store.swap("r", b"pending", None)):
+        with pytest.raises(Unavailable) as refused:
+            await attempt
+        assert refused.value.kind.http_status == 503
+        assert refused.value.code == "service_unavailable"
+        assert 1 <= int(refused.value.headers["retry-after"]) <= 5
+    await store.close()
+
+
+async def test_records_swap_only_while_they_hold_the_expected_value(store: Store) -> None:
+    assert await store.claim("rec", b"mine", 5)
+    assert not await store.claim("rec", b"theirs", 5)
+    assert not await store.swap("rec", b"theirs", b"done", 5)
+    assert await store.swap("rec", b"mine", b"done", 5)
+    assert await store.record("rec") == b"done"
+    assert not await store.swap("rec", b"mine", None)
+    assert await store.swap("rec", b"done", None)
+    assert await store.record("rec") is None
+
+
+async def test_cache_entries_never_evict_records() -> None:
+    store = Store(max_entries=3)
+    assert await store.claim("idem:1", b"pending", 60)
+    for i in range(10):
+        await store.put(f"cache:{i}", b"answer", 60)
+    assert await store.record("idem:1") == b"pending"
+    assert await store.get("cache:0") is None and await store.get("cache:9") == b"answer"

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from services.gateway.validation import chat, completion, embedding
+from services.gateway.validation import chat, completion, credential, embedding
 from services.runtime.errors import DomainError
 
 USER = {"role": "user", "content": "hi"}
@@ -72,3 +72,40 @@ def test_completion_and_embedding_required_fields() -> None:
         assert raised.value.param == param
     completion({"prompt": "hello", "max_tokens": 5})
     embedding({"input": ["a", "b"], "encoding_format": "base64"})
+
+
+@pytest.mark.parametrize("odd", [["user"], {"user": 1}, [], {}])
+@pytest.mark.parametrize(
+    ("build", "param"),
+    [
+        (lambda v: {"messages": [{"role": v, "content": "x"}]}, "messages[0].role"),
+        (
+            lambda v: {"messages": [{"role": "user", "content": [{"type": v, "text": "x"}]}]},
+            "messages[0].content[0].type",
+        ),
+        (lambda v: {"messages": [USER], "response_format": {"type": v}}, "response_format.type"),
+    ],
+)
+def test_a_list_or_object_where_a_name_belongs_is_a_400_naming_it(odd: Any, build: Any, param: str) -> None:
+    with pytest.raises(DomainError) as raised:
+        chat(build(odd))
+    assert raised.value.code == "invalid_request"
+    assert raised.value.param == param
+
+
+@pytest.mark.parametrize("odd", [["float"], {"float": 1}])
+def test_an_unhashable_encoding_format_is_a_400(odd: Any) -> None:
+    with pytest.raises(DomainError) as raised:
+        embedding({"input": "x", "encoding_format": odd})
+    assert raised.value.param == "encoding_format"
+
+
+@pytest.mark.parametrize("key", ["sk-abc\r\nX-Injected: 1", "sk-abc\ndef", "sk-\x00abc", "sk-abc def", "sk-é", ""])
+def test_a_credential_with_control_characters_is_refused(key: str) -> None:
+    with pytest.raises(DomainError) as raised:
+        credential(key, "api_key")
+    assert raised.value.code == "invalid_request" and raised.value.param == "api_key"
+
+
+def test_a_plain_credential_passes() -> None:
+    assert credential("sk-proj-AbC_123.xyz~", "api_key") == "sk-proj-AbC_123.xyz~"
