@@ -34,12 +34,12 @@ pytestmark = pytest.mark.e2e
 HELLO = "identity says hello"
 
 
-
 @pytest.fixture(scope="module")
 def http(suite: Suite) -> Iterator[httpx.Client]:
     """The gateway of the plain suite (the conftest's `http` is the edge suite's)."""
     with httpx.Client(base_url=f"http://{suite.host}:{suite.ports.gateway}", timeout=30) as session:
         yield session
+
 
 def body(text: str = HELLO, **extra: Any) -> bytes:
     return orjson.dumps({"model": "echo-paid", "messages": [{"role": "user", "content": text}], **extra})
