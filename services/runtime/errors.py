@@ -52,6 +52,8 @@ ERRORS: dict[str, ErrorKind] = {
     "provider_unavailable": ErrorKind(grpc.StatusCode.UNAVAILABLE, 503, "api_error"),
     "service_unavailable": ErrorKind(grpc.StatusCode.UNAVAILABLE, 503, "api_error"),
     "timeout": ErrorKind(grpc.StatusCode.DEADLINE_EXCEEDED, 504, "timeout_error"),
+    # The client went away: nobody reads the answer; the status is what access logs and metrics count.
+    "client_closed": ErrorKind(grpc.StatusCode.CANCELLED, 499, "api_error"),
 }
 
 # How a bare gRPC status (no tollgate code in its metadata) reads at the edge.

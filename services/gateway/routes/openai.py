@@ -6,10 +6,12 @@ stream chunks come back as the provider's JSON and are framed as SSE without bei
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import grpc
@@ -29,6 +31,7 @@ from tollgate.credits.v1 import credits_pb2
 from tollgate.keyvault.v1 import keyvault_pb2
 from tollgate.router.v1 import router_pb2
 
+T = TypeVar("T")
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 _DONE = b"data: [DONE]\n\n"
 _MODELS_CACHE: dict[str, tuple[float, list[dict[str, Any]]]] = {}
@@ -121,7 +124,7 @@ async def _serve(request: Request, route: str, unary: Any, stream: Any) -> Respo
     try:
         if job.payload.get("stream"):
             return await _stream(job, stream)
-        response, body = await _unary(job, unary)
+        response, body = await _unary(job, unary, request)
     except BaseException:
         if job.claim is not None:
             with anyio.CancelScope(shield=True):  # a client that left still frees its key
@@ -132,7 +135,7 @@ async def _serve(request: Request, route: str, unary: Any, stream: Any) -> Respo
     return response
 
 
-async def _unary(job: Completion, method: Any) -> tuple[Response, bytes]:
+async def _unary(job: Completion, method: Any, request: Request) -> tuple[Response, bytes]:
     gateway = job.gateway
     cache_key = None
     if not job.message.HasField("inline_key") and gateway.cache.eligible(job.payload):
@@ -143,8 +146,8 @@ async def _unary(job: Completion, method: Any) -> tuple[Response, bytes]:
             await _record_cache_hit(job, hit)
             headers = {**job.headers, "x-tollgate-cache": "hit", "x-tollgate-cost": "0.000000"}
             return served.response(headers), served.body
-    reply: router_pb2.CompletionReply = await gateway.call(
-        method, job.message, "router", gateway.settings.request_timeout
+    reply: router_pb2.CompletionReply = await _unless_client_leaves(
+        request, gateway.call(method, job.message, "router", gateway.settings.request_timeout)
     )
     headers = {**outcome_headers(reply.outcome), **job.headers}
     headers["x-tollgate-overhead-ms"] = f"{await job.finished(reply.outcome):.3f}"
@@ -153,6 +156,26 @@ async def _unary(job: Completion, method: Any) -> tuple[Response, bytes]:
         await gateway.cache.put(cache_key, Stored.of(response, reply.body))
         response.headers["x-tollgate-cache"] = "miss"
     return response, reply.body
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client has gone (its body was read whole before, so only a disconnect arrives)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_client_leaves(request: Request, work: Awaitable[T]) -> T:
+    """`work`, cancelled the moment the client disconnects: the router's call (and so the provider's) ends
+    then, and the hold settles for what the provider billed, instead of the call running on for nobody."""
+    task, gone = asyncio.ensure_future(work), asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if not task.done():
+        task.cancel()
+        raise DomainError("client_closed", "The client closed the connection before the answer")
+    return task.result()
 
 
 def _as_cache_hit(body: bytes) -> bytes:
@@ -177,7 +200,7 @@ async def _record_cache_hit(job: Completion, hit: Stored) -> None:
     )
     await job.gateway.call(
         job.gateway.clients.credits.RecordUsage,
-        credits_pb2.RecordUsageRequest(usage=usage, idempotency_key=f"{job.message.request_id}:usage"),
+        credits_pb2.RecordUsageRequest(usage=usage, idempotency_key=f"cache-hit:{uuid.uuid4().hex}"),
         "credits",
     )
 
