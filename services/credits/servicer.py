@@ -97,7 +97,7 @@ def transaction_message(t: Transaction) -> credits_pb2.Transaction:
 def cursor(value: str, param: str) -> int | None:
     if not value:
         return None
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit() and len(value) <= 18):  # '³' is a digit to isdigit(), not to int()
         raise DomainError("invalid_request", f"{param} must be a cursor returned by a previous page", param)
     return int(value)
 

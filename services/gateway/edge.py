@@ -29,11 +29,11 @@ from services.gateway.limits import AuthFailures, Limiter, client_address
 from services.gateway.replay import Idempotency, ResponseCache
 from services.gateway.settings import GatewaySettings
 from services.gateway.store import Store
-from services.gateway.validation import is_credential
 from services.runtime import identity, tracing
 from services.runtime.channels import metadata
 from services.runtime.errors import DomainError, from_rpc_error
 from services.runtime.logging import request_id
+from services.runtime.secrets import is_credential
 from tollgate.keyvault.v1 import keyvault_pb2
 
 log = logging.getLogger("tollgate.gateway")

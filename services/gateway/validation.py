@@ -5,11 +5,11 @@ Only what OpenAI itself would refuse is refused; unknown fields pass through to 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
 from services.runtime.errors import DomainError
+from services.runtime.secrets import is_credential
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 PART_TYPES = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
@@ -18,15 +18,10 @@ RESPONSE_FORMATS = frozenset({"text", "json_object", "json_schema"})
 
 # What a credential may contain: printable ASCII, no space. A CR/LF or control character would break (or
 # smuggle) the header it is sent in.
-_CREDENTIAL = re.compile(r"[\x21-\x7e]+")
 
 
 def _bad(param: str, message: str) -> DomainError:
     return DomainError("invalid_request", message, param)
-
-
-def is_credential(value: str) -> bool:
-    return _CREDENTIAL.fullmatch(value) is not None
 
 
 def credential(value: object, param: str) -> str:

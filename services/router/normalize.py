@@ -11,6 +11,8 @@ import os
 import time
 from typing import Any
 
+from services.router.tokens import text_weight
+
 FINISH_REASONS = {"stop", "length", "tool_calls", "content_filter", "function_call"}
 _FINISH_MAP = {
     "end_turn": "stop",
@@ -154,7 +156,8 @@ def chunk(route: str, obj: dict[str, Any], model: str) -> bool:
 
 
 def chunk_text(route: str, obj: dict[str, Any]) -> int:
-    """Characters of generated text in one chunk (for estimating usage when the upstream reports none)."""
+    """Weighed characters of generated text in one chunk (`tokens.text_weight`), for estimating usage when the
+    upstream reports none."""
     total = 0
     for choice in obj.get("choices") or ():
         if not isinstance(choice, dict):
@@ -163,13 +166,13 @@ def chunk_text(route: str, obj: dict[str, Any]) -> int:
             delta = choice.get("delta")
             if isinstance(delta, dict):
                 content = delta.get("content")
-                total += len(content) if isinstance(content, str) else 0
+                total += text_weight(content) if isinstance(content, str) else 0
                 for call in delta.get("tool_calls") or ():
                     if isinstance(call, dict) and isinstance(call.get("function"), dict):
-                        total += len(str(call["function"].get("arguments") or ""))
+                        total += text_weight(str(call["function"].get("arguments") or ""))
         else:
             text = choice.get("text")
-            total += len(text) if isinstance(text, str) else 0
+            total += text_weight(text) if isinstance(text, str) else 0
     return total
 
 

@@ -33,14 +33,18 @@ from services.router.health_view import HealthView
 from services.router.pricing import cost_micro, credits, hold_tokens, worst_case_micro
 from services.router.request import Request, estimate_tokens
 from services.router.selection import Decision, select
+from services.router.tokens import text_weight
 from services.runtime.channels import Deadline
 from services.runtime.errors import DomainError
+from services.runtime.secrets import is_credential
 from tollgate.credits.v1 import credits_pb2
 from tollgate.router.v1 import router_pb2
 
 log = logging.getLogger("tollgate.router.pipeline")
 T = TypeVar("T")
 
+# A timeout this close to the caller's deadline was the caller's deadline.
+_DEADLINE_SLACK = 0.05
 # Upstream failures that say "the provider is not there" rather than "the provider broke".
 _UNAVAILABLE_STATUSES = {0, 429, 502, 503, 504}
 
@@ -136,6 +140,10 @@ class Router:
     def decide(self, request: Request, caller: Caller | None = None) -> Decision:
         decision = select(self.catalog, request, self.settings.default_power_level, self.health)
         if caller is not None and caller.inline_key:
+            if not is_credential(caller.inline_key):
+                raise DomainError(
+                    "invalid_request", "api_key must be printable ASCII without spaces or control characters", "api_key"
+                )
             own = [c for c in decision.candidates if c.model.provider.name == caller.inline_provider]
             if own and not own[0].model.provider.byok:
                 raise DomainError(
@@ -195,6 +203,10 @@ class Router:
                 answer = await start(model, credential)
             except UpstreamError as err:
                 self._failed(trace, model, credential, err, began)
+                if err.kind == "timeout" and caller.deadline.expires - time.monotonic() < _DEADLINE_SLACK:
+                    # The caller's own deadline, not the provider's, cut a call the provider had: as if it hung up.
+                    await self._shielded(self._abandoned(trace, model, credential, hold, tries))
+                    break
                 await self._shielded(self._release(trace, hold, tries, None))
                 if err.auth and credential.byok and self.settings.byok_fallback_to_platform:
                     queue.appendleft((model, True))
@@ -203,18 +215,26 @@ class Router:
                     await self._record_failure(trace, model, "error")
                     raise _client_error(err) from None
                 continue
-            except BaseException:
+            except asyncio.CancelledError:
                 # The caller went away while the provider had the request: it bills the prompt, and so do we.
-                prompt = trace.request.prompt_tokens
-                cost = cost_micro(model, prompt, 0) if _paid(model, credential) else 0
                 trace.attempts.append(Attempt(model.id, model.provider.name, "cancelled", 0, "", 0.0))
-                await self._shielded(
-                    self._account(trace, model, credential, hold, tries, prompt, 0, cost, True, "cancelled")
-                )
+                await self._shielded(self._abandoned(trace, model, credential, hold, tries))
+                raise
+            except BaseException as exc:
+                # Refused before it was sent (a body that cannot be encoded) or our own fault: nothing to pay.
+                reason = exc.message if isinstance(exc, DomainError) else type(exc).__name__
+                trace.attempts.append(Attempt(model.id, model.provider.name, "error", 0, reason, 0.0))
+                await self._shielded(self._release(trace, hold, tries, self._usage(trace, model, 0, 0, 0, "error")))
                 raise
             return model, credential, hold, tries, began, answer
         await self._record_failure(trace, None, "error")
         raise self._exhausted(trace)
+
+    async def _abandoned(self, trace: _Trace, model: Model, credential: Credential, hold: Hold, attempt: int) -> None:
+        """Settle an attempt its caller left while the provider had it: the prompt, and nothing written."""
+        prompt = trace.request.prompt_tokens
+        cost = cost_micro(model, prompt, 0) if _paid(model, credential) else 0
+        await self._account(trace, model, credential, hold, attempt, prompt, 0, cost, True, "cancelled")
 
     async def _finish(
         self, trace: _Trace, model: Model, credential: Credential, hold: Hold, attempt: int, body: dict[str, Any]
@@ -555,7 +575,7 @@ def _reply_chars(body: dict[str, Any]) -> int:
         if isinstance(choice, dict):
             message = choice.get("message")
             text = message.get("content") if isinstance(message, dict) else choice.get("text")
-            total += len(text) if isinstance(text, str) else 0
+            total += text_weight(text) if isinstance(text, str) else 0
     return total
 
 

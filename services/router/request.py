@@ -26,6 +26,7 @@ from services.router.tokens import (
     TOOLS_ALLOWANCE,
     Prompt,
     json_bytes,
+    text_weight,
     utf8,
 )
 from services.runtime.errors import DomainError
@@ -58,7 +59,7 @@ def _invalid(message: str, param: str) -> DomainError:
 
 
 def estimate_tokens(text_chars: int, items: int = 0) -> int:
-    """A typical token estimate from character counts (about four characters a token, plus framing)."""
+    """A typical token estimate from weighed characters (`tokens.text_weight`: four a token, plus framing)."""
     return math.ceil(text_chars / 4) + 4 * items
 
 
@@ -150,8 +151,10 @@ def parse(route: Route, raw: bytes, header_power_level: str = "", selection_only
 
 def _estimate(prompt: Prompt) -> int:
     if prompt.units is not None:
-        return sum(estimate_tokens(len(text) if text is not None else 4 * size, 1) for size, text in prompt.units)
-    chars = sum(len(t) for t in prompt.texts) + prompt.other_bytes
+        return sum(
+            estimate_tokens(text_weight(text) if text is not None else 4 * size, 1) for size, text in prompt.units
+        )
+    chars = sum(text_weight(t) for t in prompt.texts) + prompt.other_bytes
     return estimate_tokens(chars, prompt.messages) + IMAGE_LOW_TOKENS * prompt.images
 
 

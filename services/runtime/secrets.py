@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import time
 from pathlib import Path
 
 from services.runtime.logging import register_secret
 from services.runtime.settings import CommonSettings, fail
+
+_CREDENTIAL = re.compile(r"[\x21-\x7e]+")
+
+
+def is_credential(value: str) -> bool:
+    """A key fit for a header: printable ASCII, no spaces, nothing that could end or smuggle a header."""
+    return _CREDENTIAL.fullmatch(value) is not None
+
 
 log = logging.getLogger("tollgate.secrets")
 

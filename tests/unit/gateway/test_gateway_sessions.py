@@ -31,7 +31,7 @@ class FakeEdge:
         self.live = {KEY: PRINCIPAL}
         self.authenticated = 0
 
-    async def authenticate(self, key: str) -> keyvault_pb2.Principal:
+    async def authenticate(self, key: str, address: str) -> keyvault_pb2.Principal:
         self.authenticated += 1
         if key not in self.live:
             raise DomainError("invalid_api_key", "Incorrect API key provided")

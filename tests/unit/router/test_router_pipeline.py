@@ -282,11 +282,40 @@ async def test_cancelled_call_pays_the_prompt_the_provider_had(router: Router, u
     assert ledger(router).charged() == [cost_micro(router.catalog.models["stuck"], usage.prompt_tokens, 0)]
 
 
-async def test_deadline_is_a_timeout(router: Router) -> None:
+async def test_the_callers_deadline_cutting_a_call_pays_its_prompt(router: Router) -> None:
+    """A caller that picks a deadline shorter than the provider's answer leaves like one that hangs up."""
     with pytest.raises(DomainError) as err:
         await router.complete(parse("chat", chat("stuck"), "CUSTOM"), caller(seconds=0.2))
     assert err.value.code == "timeout"
+    assert ledger(router).kinds() == ["reserve", "settle", "usage"]
+    cut = ledger(router).usage[0]
+    assert cut.status == "cancelled" and cut.completion_tokens == 0
+    assert ledger(router).charged() == [cost_micro(router.catalog.models["stuck"], cut.prompt_tokens, 0)] != [0]
+
+
+async def test_a_provider_slower_than_its_own_timeout_costs_nothing(router: Router) -> None:
+    with pytest.raises(DomainError) as err:
+        await router.complete(parse("chat", chat("stuck"), "CUSTOM"), caller(seconds=10))
+    assert err.value.code == "provider_unavailable"
     assert ledger(router).kinds() == ["reserve", "release", "usage"]
+
+
+async def test_a_body_refused_before_sending_costs_nothing(router: Router, upstream: Upstream) -> None:
+    raw = chat("echo")[:-1] + b',"metadata":' + b"[" * 300 + b"]" * 300 + b"}"  # deeper than can be sent
+    with pytest.raises(DomainError) as err:
+        await router.complete(parse("chat", raw, "CUSTOM"), caller())
+    assert err.value.code == "invalid_request"
+    assert upstream.stats["total"] == 0
+    assert ledger(router).kinds() == ["reserve", "release"]
+    assert ledger(router).usage[-1].status == "error"
+
+
+async def test_an_inline_key_that_would_break_its_header_is_refused(router: Router, upstream: Upstream) -> None:
+    for junk in ("abc\r\nX-Evil: 1", "abc\x00", "has space", "ключ"):
+        with pytest.raises(DomainError) as err:
+            await router.complete(parse("chat", chat("echo")), caller(inline_provider="up", inline_key=junk))
+        assert (err.value.code, err.value.param) == ("invalid_request", "api_key")
+    assert upstream.stats["total"] == 0 and ledger(router).calls == []
 
 
 async def test_client_leaving_mid_stream_settles_what_was_delivered(router: Router, upstream: Upstream) -> None:

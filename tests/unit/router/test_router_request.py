@@ -116,3 +116,11 @@ def test_steady_success_is_not_reported_but_failures_and_recovery_are() -> None:
     reported = [sent.get_nowait().success for _ in range(sent.qsize())]
     # The first success (nothing known yet), the failure, and the first success after it.
     assert reported == [True, False, True]
+
+
+def test_the_typical_estimate_does_not_shrink_cjk_emoji_or_code_to_a_quarter() -> None:
+    """What a call that ended before its usage is charged for its prompt: at least a token a CJK character."""
+    for text, at_least in (("你好世界" * 500, 2000), ("🙂" * 500, 500), ("hello world " * 100, 250)):
+        request = parse("chat", orjson.dumps({"messages": [{"role": "user", "content": text}]}))
+        assert request.prompt_tokens >= at_least, text[:8]
+        assert request.prompt_tokens <= len(text.encode()) + 64  # never past what a hold allows
