@@ -82,15 +82,16 @@ class Edge:
 
     async def authenticate(self, key: str, address: str) -> keyvault_pb2.Principal:
         """The caller behind `key`; refusals count against `address`, which too many of them lock out."""
-        digest = hashlib.sha256(key.encode("latin-1")).digest()
+        if not is_credential(key):
+            await self.auth_failures.admit(address)
+            await self.auth_failures.failed(address)
+            raise DomainError("invalid_api_key", "Malformed API key: it must be printable ASCII without spaces")
+        digest = hashlib.sha256(key.encode()).digest()
         now = time.monotonic()
         cached = self._auth.get(digest)
         if cached is not None and cached[0] > now:
             return cached[1]
         await self.auth_failures.admit(address)
-        if not is_credential(key):
-            await self.auth_failures.failed(address)
-            raise DomainError("invalid_api_key", "Malformed API key: it must be printable ASCII without spaces")
         try:
             found: keyvault_pb2.Principal = await self.call(
                 self.clients.keyvault.Authenticate, keyvault_pb2.AuthenticateRequest(api_key=key), "keyvault"

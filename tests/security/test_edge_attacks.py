@@ -286,3 +286,19 @@ def test_numbers_too_large_for_the_ledger_or_a_key_are_a_400(
     reply = http.post(path, json=body, headers=bearer(keys["admin_key"]))
     assert reply.status_code == 400, reply.text
     assert reply.json()["error"]["param"] == param
+
+
+@pytest.mark.parametrize("key", ["tg-€", "tg-é", "tg-\u2028x"])
+def test_a_console_sign_in_with_a_key_no_header_could_carry_is_a_plain_401(http: httpx.Client, key: str) -> None:
+    reply = http.post("/console/session", json={"key": key}, headers={"X-Forwarded-For": "198.51.100.77"})
+    assert reply.status_code == 401, reply.text
+    assert reply.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_a_console_sign_in_takes_json_in_any_letter_case(http: httpx.Client, keys: dict[str, str]) -> None:
+    reply = http.post(
+        "/console/session",
+        content=orjson.dumps({"key": keys["demo_key"]}),
+        headers={"Content-Type": "Application/JSON"},
+    )
+    assert reply.status_code == 201, reply.text

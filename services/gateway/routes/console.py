@@ -93,7 +93,7 @@ def _session_json(principal: keyvault_pb2.Principal, csrf: str) -> dict[str, obj
 async def sign_in(request: Request) -> Response:
     gateway = edge(request)
     sessions.same_origin(request)
-    if request.headers.get("content-type", "").partition(";")[0].strip() != "application/json":
+    if request.headers.get("content-type", "").partition(";")[0].strip().lower() != "application/json":
         raise DomainError("invalid_request", 'Send the key as JSON: {"key": "tg-..."}', "key")
     _body, payload = await read_json(request)
     key = payload.get("key")
