@@ -14,39 +14,23 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
 
 from prometheus_client import Counter
 from starlette.requests import Request
 
 from services.gateway.settings import GatewaySettings
 from services.gateway.store import Store
-from services.gateway.store import Window as StoreWindow
 from services.runtime import ratelimit
-from services.runtime.ratelimit import WINDOW, Admission, RateLimited, Verdict, Window
+from services.runtime.ratelimit import WINDOW, Admission, RateLimited, Window
 
 __all__ = ["LIMITED", "WINDOW", "Admission", "AuthFailures", "Limiter", "RateLimited", "client_address"]
 
 LIMITED = Counter("tollgate_rate_limited_total", "Requests refused by a rate limit", ["scope", "kind"])
 
 
-class StoreCounters:
-    """The gateway store's windows, as the runtime's limiter counts them."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    async def check(self, windows: Sequence[Window], window_seconds: int) -> Verdict:
-        found = await self.store.check([StoreWindow(w.key, w.limit, w.requests) for w in windows], window_seconds)
-        return Verdict(found.allowed, found.used, found.blocked, found.retry_after)
-
-    async def add(self, key: str, amount: int, window_seconds: int) -> int:
-        return await self.store.add(key, amount, window_seconds)
-
-
 class Limiter(ratelimit.Limiter):
     def __init__(self, settings: GatewaySettings, store: Store) -> None:
-        super().__init__(settings, StoreCounters(store), LIMITED)
+        super().__init__(settings, store, LIMITED)
         self.store = store
 
 
@@ -60,7 +44,7 @@ class AuthFailures:
 
     def __init__(self, limit: int, store: Store) -> None:
         self.limit = limit
-        self.counters = StoreCounters(store)
+        self.counters = store
 
     @staticmethod
     def _window(address: str) -> str:

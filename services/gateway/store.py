@@ -16,12 +16,14 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import TypeVar, cast
 
 from prometheus_client import Counter
 
 from services.runtime.errors import DomainError
+from services.runtime.ratelimit import MemoryCounters, RedisCounters, Verdict, Window
+
+__all__ = ["MemoryStore", "RedisStore", "Store", "Unavailable", "Verdict", "Window"]
 
 log = logging.getLogger("tollgate.gateway.store")
 T = TypeVar("T")
@@ -29,26 +31,6 @@ T = TypeVar("T")
 FALLBACKS = Counter("tollgate_store_fallback_total", "Operations served from memory because Redis failed", ["op"])
 REFUSED = Counter("tollgate_store_unavailable_total", "Idempotency operations refused because Redis failed", ["op"])
 RETRY_REDIS_AFTER = 5.0
-
-_LIMIT_SCRIPT = """
-local n = tonumber(ARGV[1])
-local window = tonumber(ARGV[#ARGV])
-local used = {}
-for i = 1, #KEYS do
-  used[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
-end
-for i = 1, #KEYS do
-  local limit = tonumber(ARGV[i + 1])
-  if limit > 0 and ((i <= n and used[i] + 1 > limit) or (i > n and used[i] >= limit)) then
-    return {0, i, redis.call('PTTL', KEYS[i]), unpack(used)}
-  end
-end
-for i = 1, n do
-  used[i] = redis.call('INCR', KEYS[i])
-  if used[i] == 1 then redis.call('PEXPIRE', KEYS[i], window * 1000) end
-end
-return {1, 0, 0, unpack(used)}
-"""
 
 
 # Compare-and-set: replace (or delete, ARGV[2] == "") the value only if it is still the one this caller wrote.
@@ -67,29 +49,12 @@ class Unavailable(DomainError):
         self.headers = {"retry-after": str(max(1, math.ceil(retry_after)))}
 
 
-@dataclass(frozen=True)
-class Window:
-    """One counter to check: requests (counted now) or tokens (counted when known)."""
-
-    key: str
-    limit: int
-    requests: bool
-
-
-@dataclass(frozen=True)
-class Verdict:
-    allowed: bool
-    used: tuple[int, ...]
-    blocked: int = -1  # index of the window that refused
-    retry_after: float = 0.0
-
-
-class MemoryStore:
-    """Process-local state with the same semantics as the Redis store."""
+class MemoryStore(MemoryCounters):
+    """Process-local state with the same semantics as the Redis store (its counters are the runtime's)."""
 
     def __init__(self, max_entries: int = 10_000) -> None:
+        super().__init__()
         self._values: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
-        self._counters: dict[str, tuple[float, int]] = {}
         self.max_entries = max_entries
 
     def _live(self, key: str) -> bytes | None:
@@ -126,40 +91,12 @@ class MemoryStore:
             await self.put(key, value, ttl)
         return True
 
-    def _count(self, key: str) -> int:
-        entry = self._counters.get(key)
-        if entry is None or entry[0] <= time.monotonic():
-            return 0
-        return entry[1]
 
-    async def check(self, windows: Sequence[Window], window_seconds: int) -> Verdict:
-        if len(self._counters) > 100_000:
-            now = time.monotonic()
-            self._counters = {k: v for k, v in self._counters.items() if v[0] > now}
-        used = [self._count(w.key) for w in windows]
-        for i, w in enumerate(windows):
-            if w.limit > 0 and (used[i] + 1 > w.limit if w.requests else used[i] >= w.limit):
-                left = self._counters[w.key][0] - time.monotonic()
-                return Verdict(False, tuple(used), i, max(left, 0.001))
-        for i, w in enumerate(windows):
-            if w.requests:
-                used[i] = await self.add(w.key, 1, window_seconds)
-        return Verdict(True, tuple(used))
+class RedisStore(RedisCounters):
+    """Redis, for values and records; its counters are the runtime's."""
 
-    async def add(self, key: str, amount: int, window_seconds: int) -> int:
-        expires, count = self._counters.get(key, (0.0, 0))
-        if expires <= time.monotonic():
-            expires, count = time.monotonic() + window_seconds, 0
-        self._counters[key] = (expires, count + amount)
-        return count + amount
-
-
-class RedisStore:
     def __init__(self, url: str) -> None:
-        import redis.asyncio as redis
-
-        self.client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
-        self._limit = self.client.register_script(_LIMIT_SCRIPT)
+        super().__init__(url)
         self._swap = self.client.register_script(_SWAP_SCRIPT)
 
     async def get(self, key: str) -> bytes | None:
@@ -173,27 +110,6 @@ class RedisStore:
 
     async def swap(self, key: str, expected: bytes, value: bytes | None, ttl: float) -> bool:
         return bool(await self._swap(keys=[key], args=[expected, value or b"", int(ttl * 1000)]))
-
-    async def check(self, windows: Sequence[Window], window_seconds: int) -> Verdict:
-        ordered = sorted(range(len(windows)), key=lambda i: not windows[i].requests)
-        keys = [windows[i].key for i in ordered]
-        n = sum(1 for w in windows if w.requests)
-        args = [n, *(windows[i].limit for i in ordered), window_seconds]
-        allowed, blocked, pttl, *used_sorted = await self._limit(keys=keys, args=args)
-        used = [0] * len(windows)
-        for pos, i in enumerate(ordered):
-            used[i] = int(used_sorted[pos])
-        return Verdict(bool(allowed), tuple(used), ordered[blocked - 1] if blocked else -1, max(int(pttl), 1) / 1000)
-
-    async def add(self, key: str, amount: int, window_seconds: int) -> int:
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.incrby(key, amount)
-            pipe.expire(key, window_seconds, nx=True)
-            count, _ = await pipe.execute()
-        return int(count)
-
-    async def close(self) -> None:
-        await self.client.aclose()
 
 
 class Store:
