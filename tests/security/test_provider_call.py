@@ -148,3 +148,18 @@ def test_harmless_unknown_fields_never_reach_the_provider(
 def test_the_other_server_never_saw_the_platform_key(capture: Capture) -> None:
     assert not any(PLATFORM_KEY in request for request in capture.seen)
     assert capture.seen == []
+
+
+def test_an_image_url_into_the_routers_own_network_is_never_fetched(
+    http: httpx.Client, key: str, capture: Capture
+) -> None:
+    """litellm downloads image URLs itself for some providers: such a URL must name a public host."""
+    before = http.get("/v1/credits", headers=bearer(key)).json()["balance_micro"]
+    for url in (capture.url + "/cat.png", "http://169.254.169.254/latest/meta-data/iam/"):
+        part = {"type": "image_url", "image_url": {"url": url}}
+        body = {"model": "echo-litellm", "messages": [{"role": "user", "content": [part]}]}
+        reply = http.post("/v1/chat/completions", json=body, headers={**bearer(key), "X-Power-Level": "CUSTOM"})
+        assert reply.status_code == 400, reply.text
+        assert reply.json()["error"]["param"] == "messages"
+    assert capture.seen == []
+    assert http.get("/v1/credits", headers=bearer(key)).json()["balance_micro"] == before

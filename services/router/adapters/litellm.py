@@ -4,20 +4,28 @@
 for the import. Replies and stream chunks come back as the same OpenAI-shaped objects the `openai`
 adapter yields. Only the route's documented parameters reach litellm (`params.outgoing`), never as
 one of its own call options; the model, URL, key, timeout and retries are set from the catalog here.
+litellm downloads image URLs itself for providers that take only inline images (Anthropic among them):
+a URL whose host is not on the public internet is refused before the call, so a body cannot make the
+router fetch from its own network (loopback, private ranges, the metadata address).
 """
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import os
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Iterator
 from types import ModuleType
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
 from services.router import params
 from services.router.adapters.base import Event, Reply, Route, UpstreamError, safe_message
 from services.router.catalog import Model
+from services.runtime.errors import DomainError
 
 _module: ModuleType | None = None
 
@@ -48,6 +56,7 @@ class LiteLLMAdapter:
     ) -> Any:
         lib = _litellm()
         provider = model.provider
+        await require_public_urls(payload)
         kwargs = params.outgoing(route, payload, litellm=True)
         kwargs.update(
             model=f"{provider.litellm_provider}/{model.upstream}",
@@ -104,3 +113,34 @@ def _upstream_error(lib: ModuleType, model: Model, exc: BaseException, api_key: 
         return UpstreamError("garbage", 0, f"{name} failed: {safe_message(type(exc).__name__, api_key)}")
     detail = safe_message(str(getattr(exc, "message", "") or exc), api_key)
     return UpstreamError("http", status, f"{name} answered HTTP {status}: {detail}")
+
+
+def _part_urls(payload: dict[str, Any]) -> Iterator[str]:
+    for message in payload.get("messages") or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        for part in content if isinstance(content, list) else ():
+            if not isinstance(part, dict):
+                continue
+            for field in ("image_url", "file", "input_audio"):
+                ref = part.get(field)
+                url = ref.get("url") or ref.get("file_data") if isinstance(ref, dict) else ref
+                if isinstance(url, str) and url[:8].lower().startswith(("http://", "https://")):
+                    yield url
+
+
+async def require_public_urls(payload: dict[str, Any], timeout: float = 2.0) -> None:
+    """Refuse a part URL whose host resolves to anything but public addresses (litellm may fetch it)."""
+    loop = asyncio.get_running_loop()
+    for url in _part_urls(payload):
+        host = urlsplit(url).hostname or ""
+        try:
+            found = await asyncio.wait_for(loop.getaddrinfo(host, None, type=socket.SOCK_STREAM), timeout)
+            public = bool(found) and all(ipaddress.ip_address(info[4][0]).is_global for info in found)
+        except (OSError, ValueError, TimeoutError):
+            public = False
+        if not public:
+            raise DomainError(
+                "invalid_request",
+                f"the URL of a message part must name a public host ({host or 'none'} is not)",
+                "messages",
+            )
