@@ -33,7 +33,7 @@ def main() -> None:
         loop="uvloop",
         http=EdgeProtocol,
         timeout_keep_alive=settings.keep_alive_timeout,
-        proxy_headers=True,
+        proxy_headers=bool(settings.forwarded_allow_ips),
         forwarded_allow_ips=settings.forwarded_allow_ips,
         log_config=None,
         access_log=False,

@@ -15,7 +15,7 @@ class GatewaySettings(EdgeSettings):
     # Failed authentications (a key presented and refused) per client address and minute before a 429.
     auth_failure_limit: int = 20
     # Proxies whose X-Forwarded-For names the client (comma-separated addresses or CIDRs, `*` for any).
-    forwarded_allow_ips: str = "127.0.0.1"
+    forwarded_allow_ips: str = ""  # empty: trust no proxy, every client is its connection's address
     max_body_bytes: int = 10 * 1024 * 1024
     request_timeout: float = 600.0
 

@@ -28,6 +28,8 @@ def start_suite(tmp: Path, upstream_args: tuple[str, ...] = (), **env: str) -> S
             "TOLLGATE_E2E_PLATFORM_KEY": PLATFORM_KEY,
             "TOLLGATE_LOG_LEVEL": "INFO",
             "TOLLGATE_AUTH_CACHE_TTL": "1",
+            # The tests play clients behind a proxy on 127.0.0.1, each with its own X-Forwarded-For.
+            "TOLLGATE_FORWARDED_ALLOW_IPS": "127.0.0.1",
             **env,
         },
     )
