@@ -153,6 +153,9 @@ def configuration_page() -> str:
         "`data/prod-secrets.env` (0600) and the service identities in `data/identity/` (0600), handing each",
         "service only its own. The tests read `TOLLGATE_TEST_POSTGRES_URL`, `TOLLGATE_TEST_REDIS_URL` and",
         "`TOLLGATE_FUZZ_EXAMPLES` (see [Development](../development.md)).",
+        "",
+        "*Read by* names the settings classes that have the field: a shared one is known to every service (and the",
+        "`tollgate` CLI), and its description says which of them act on it.",
     ]
     for section, title in SECTIONS.items():
         rows = sorted((env, e) for env, e in entries.items() if e["section"] == section)
