@@ -329,8 +329,16 @@ def exposed_metrics() -> set[str]:
     """Sample names the gateway and the gRPC services expose (`…_total`, `…_bucket`, …)."""
     from prometheus_client import REGISTRY
 
-    importlib.import_module("services.gateway.metrics")
-    importlib.import_module("services.runtime.metrics")
+    for module in (
+        "services.gateway.metrics",
+        "services.gateway.replay",
+        "services.gateway.limits",
+        "services.runtime.metrics",
+        "services.router.telemetry",
+        "services.credits.metrics",
+        "services.health.metrics",
+    ):
+        importlib.import_module(module)
     names: set[str] = set()
     for family in REGISTRY.collect():
         if family.type == "counter":
