@@ -118,6 +118,7 @@ def observed(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> It
         "TOLLGATE_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}/v1/traces",
         "OTEL_BSP_SCHEDULE_DELAY": "100",  # export spans within 0.1 s, not 5
         "TOLLGATE_CREDITS_METRICS_INTERVAL_SECONDS": "0.5",
+        "TOLLGATE_GRACE_SECONDS": "1",  # nothing to drain at the end
     }
     running = start_suite(tmp, (), **env)
     try:
@@ -205,7 +206,12 @@ def test_every_service_exposes_its_families_after_traffic(observed: Observed) ->
         timeout=30,
     )
     assert streamed.status_code == 200 and "[DONE]" in streamed.text
-    time.sleep(1.2)  # two reads of the ledger's standing
+    settled = time.time()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the ledger's standing read again after the last settlement
+        if sample(scrape(observed, "credits"), "tollgate_ledger_metrics_last_read_timestamp_seconds") > settled:
+            break
+        time.sleep(0.1)
 
     gateway = scrape(observed, "gateway")
     assert sample(gateway, "tollgate_http_requests_total", route="/v1/chat/completions", status="200") >= 2
@@ -225,7 +231,7 @@ def test_every_service_exposes_its_families_after_traffic(observed: Observed) ->
     assert sample(credits, "tollgate_ledger_operations_total", operation="release", outcome="ok") >= 1
     assert sample(credits, "tollgate_ledger_operation_seconds_count", operation="reserve") >= 3
     assert sample(credits, "tollgate_holds_outstanding") == 0  # every hold was settled or released
-    assert sample(credits, "tollgate_ledger_metrics_last_read_timestamp_seconds") > time.time() - 60
+    assert sample(credits, "tollgate_ledger_metrics_last_read_timestamp_seconds") > settled
     assert sample(credits, "tollgate_reconcile_last_run_timestamp_seconds") > 0
     assert sample(credits, "tollgate_reconcile_mismatches") == 0
     for family in ("tollgate_accounts_low_credit", "tollgate_outbox_dead"):
