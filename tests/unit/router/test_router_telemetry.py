@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -17,17 +16,8 @@ from services.router.request import parse
 from services.runtime import tracing
 from services.runtime.channels import Deadline
 from services.runtime.errors import DomainError
-from services.runtime.settings import CommonSettings
 
 PROMPT = "telemetry prompt canary 81f2"
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    tracing.setup("test", CommonSettings(), exporter)
-    yield exporter
-    tracing._state["enabled"] = False
 
 
 def caller() -> Caller:
