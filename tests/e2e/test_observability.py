@@ -11,6 +11,7 @@ import re
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -206,6 +207,10 @@ def test_every_service_exposes_its_families_after_traffic(observed: Observed) ->
         timeout=30,
     )
     assert streamed.status_code == 200 and "[DONE]" in streamed.text
+    junk = f"junk{uuid.uuid4().hex}"
+    assert chat(observed, junk).status_code == 404  # an unknown model
+    unknown = httpx.get(f"{observed.suite.base_url}/{junk}", headers={**bearer(observed.key), "x-request-id": junk})
+    assert unknown.status_code == 404
     settled = time.time()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:  # the ledger's standing read again after the last settlement
@@ -250,6 +255,7 @@ def test_every_service_exposes_its_families_after_traffic(observed: Observed) ->
     for service in SERVICES:
         text = scrape(observed, service)
         assert PLATFORM_KEY not in text and observed.key not in text
+        assert junk not in text  # what a client names never becomes a label: no series per junk value
         assert 'user="' not in text and "user_id" not in text
         checked = subprocess.run(
             [promtool(), "check", "metrics"], input=text, capture_output=True, text=True, timeout=30, check=False
