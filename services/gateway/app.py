@@ -49,6 +49,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
         yield
         await gateway.store.close()
         await close_all()
+        metrics.worker_stopped()
 
     middleware = [Middleware(EdgeMiddleware)]
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
