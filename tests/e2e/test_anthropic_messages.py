@@ -20,7 +20,7 @@ import pytest
 from services.launcher import Suite
 from tests.e2e.support import balance_micro, bearer, cost_micro, create_key, words
 
-PAID = (0.01, 0.02)  # echo-paid's (and echo-litellm's) catalog price, credits per 1k input / output tokens
+PAID = (0.01, 0.02)  # echo-paid's (and echo-vision's) catalog price, credits per 1k input / output tokens
 BASH = {
     "name": "Bash",
     "description": "Run a shell command",
@@ -315,14 +315,13 @@ def test_a_client_leaving_mid_stream_settles_what_was_used(
     upstream.post("/_control", json={"model": "demo-echo", "script": []})
 
 
-# Last: the first call through the litellm adapter imports litellm in the router, which takes a while.
 def test_images_reach_the_provider_as_image_parts(
     sdk: Any, http: httpx.Client, keys: dict[str, str], upstream: httpx.Client
 ) -> None:
     before = balance_micro(http, keys["demo_key"])
     image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PIXEL}}
     message = sdk.messages.create(
-        model="echo-litellm",  # the litellm adapter, and a model that sees
+        model="echo-vision",
         max_tokens=100,
         messages=[{"role": "user", "content": [image, {"type": "text", "text": "what is this"}]}],
     )
