@@ -37,6 +37,7 @@ MAPPED = frozenset(
         "tools",
         "tool_choice",
         "metadata",
+        "output_config",
     }
 )
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
@@ -272,6 +273,20 @@ def _tool_choice(choice: Any, chat: dict[str, Any]) -> None:
         chat["parallel_tool_calls"] = False
 
 
+def _output_config(config: Any, chat: dict[str, Any]) -> None:
+    """`format` (structured outputs) becomes chat's `response_format`; `effort` has no counterpart and stays."""
+    if not isinstance(config, dict):
+        raise _bad("output_config", "output_config: Input should be an object")
+    fmt = config.get("format")
+    if fmt is None:
+        return
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict):
+        raise _bad(
+            "output_config.format", "output_config.format: {'type': 'json_schema', 'schema': {...}} is supported"
+        )
+    chat["response_format"] = {"type": "json_schema", "json_schema": {"name": "output", "schema": fmt["schema"]}}
+
+
 def translate(payload: dict[str, Any], counting: bool = False) -> dict[str, Any]:
     """A Messages request (checked) as a chat completions body; `counting`: a count_tokens request (no
     `max_tokens`, never streamed)."""
@@ -327,6 +342,8 @@ def translate(payload: dict[str, Any], counting: bool = False) -> dict[str, Any]
             raise _bad("metadata.user_id", "metadata.user_id: Input should be a string")
         if user:
             chat["user"] = user[:256]
+    if payload.get("output_config") is not None:
+        _output_config(payload["output_config"], chat)
     stream = payload.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise _bad("stream", "stream: Input should be a valid boolean")
