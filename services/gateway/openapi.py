@@ -334,7 +334,10 @@ def document() -> dict[str, Any]:
         "info": {
             "title": "tollgate",
             "version": "1.0.0",
-            "description": "OpenAI-compatible LLM gateway. Errors are OpenAI-shaped; amounts are in credits.",
+            "description": (
+                "OpenAI-compatible LLM gateway, with Anthropic's Messages API. Errors are OpenAI-shaped "
+                "(Anthropic-shaped on /v1/messages*); amounts are in credits."
+            ),
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],

@@ -6,6 +6,7 @@ could try through the new fields.
 from __future__ import annotations
 
 import base64
+import json
 import socket
 import time
 import uuid
@@ -329,3 +330,39 @@ def test_images_reach_the_provider_as_image_parts(
     parts = _last_body(upstream)["messages"][0]["content"]
     assert parts[0] == {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PIXEL}"}}
     assert before - balance_micro(http, keys["demo_key"]) == _charged_for(message.usage)
+
+
+def test_a_schema_nested_too_deeply_is_a_400_not_a_500(http: httpx.Client, keys: dict[str, str]) -> None:
+    schema: dict[str, Any] = {"type": "object"}
+    for _ in range(300):  # 600 levels: read by the gateway, more than JSON is written with
+        schema = {"type": "object", "properties": {"a": schema}}
+    body = {
+        "model": "echo-paid",
+        "max_tokens": 5,
+        "tools": [{"name": "deep", "input_schema": schema}],
+        "messages": [{"role": "user", "content": "x"}],
+    }
+    reply = http.post("/v1/messages", content=json.dumps(body).encode(), headers={"x-api-key": keys["demo_key"]})
+    assert reply.status_code == 400 and reply.json()["error"]["type"] == "invalid_request_error", reply.text
+
+
+def test_a_stream_that_fails_after_it_started_ends_with_an_error_event(suite: Suite, http: httpx.Client) -> None:
+    key = create_key(suite, f"msg-cut-{uuid.uuid4().hex[:8]}")
+    before = balance_micro(http, key)
+    body = {
+        "model": "echo-cut",
+        "max_tokens": 100,
+        "stream": True,
+        "messages": [{"role": "user", "content": "one two three four five six seven eight"}],
+    }
+    reply = http.post("/v1/messages", json=body, headers={"x-api-key": key})
+    assert reply.status_code == 200
+    frames = [block for block in reply.text.split("\n\n") if block.strip()]
+    assert frames[0].startswith("event: message_start")
+    kind, data = frames[-1].split("\n")
+    assert kind == "event: error", reply.text
+    error = orjson.loads(data.removeprefix("data: "))
+    assert error["type"] == "error" and error["error"]["type"] in ("api_error", "overloaded_error")
+    assert "message_stop" not in reply.text
+    rows = _usage_rows(http, key)
+    assert before - balance_micro(http, key) == sum(int(r["cost_micro"]) for r in rows)

@@ -459,6 +459,7 @@ class Stream:
         self.matched: object = None
         self.chat_usage: object = None
         self.tools = False
+        self.broken = False
 
     def _start(self, chat_id: object = None) -> list[bytes]:
         if self.started:
@@ -537,9 +538,12 @@ class Stream:
         return event("content_block_delta", {"index": self.index, "delta": delta})
 
     def failed(self, error: dict[str, Any]) -> list[bytes]:
+        self.broken = True
         return [*self._close(), event("error", {"error": _error_object(error)})]
 
     def finished(self, outcome: router_pb2.Outcome) -> list[bytes]:
+        if self.broken:  # the error event ended the message; the outcome only settles it
+            return []
         frames = [*self._start(), *self._close()]
         stop_reason, stop_sequence = _stop(self.finish, self.stops, self.matched)
         if self.tools and stop_reason == "end_turn":

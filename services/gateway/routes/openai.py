@@ -100,7 +100,10 @@ async def _accept(request: Request, route: str, dialect: Dialect | None = None) 
     body, payload = await read_json(request)
     if dialect is not None:  # the dialect checks its own body as it translates it
         payload = dialect.chat_body(payload)
-        body = orjson.dumps(payload)
+        try:
+            body = orjson.dumps(payload)
+        except orjson.JSONEncodeError:  # nested past the 254 levels JSON is written with
+            raise DomainError("invalid_request", "The request body is nested too deeply") from None
     VALIDATORS[route](payload)
     inline = _inline_key(payload)
     if inline is not None or "cache" in payload:

@@ -170,6 +170,7 @@ def test_a_failed_stream_ends_with_an_anthropic_error_event() -> None:
     kind, data = _events(stream.failed({"error": {"message": "upstream died", "code": "provider_error"}}))[-1]
     assert kind == "error"
     assert data == {"type": "error", "error": {"type": "api_error", "message": "upstream died"}}
+    assert stream.finished(router_pb2.Outcome(prompt_tokens=1)) == []  # the outcome only settles it
 
 
 def test_error_types_follow_the_status() -> None:
