@@ -366,3 +366,19 @@ def test_a_stream_that_fails_after_it_started_ends_with_an_error_event(suite: Su
     assert "message_stop" not in reply.text
     rows = _usage_rows(http, key)
     assert before - balance_micro(http, key) == sum(int(r["cost_micro"]) for r in rows)
+
+
+def test_an_idempotency_key_replays_the_message_and_charges_once(suite: Suite, http: httpx.Client) -> None:
+    key = create_key(suite, f"msg-idem-{uuid.uuid4().hex[:8]}")
+    before = balance_micro(http, key)
+    body = {"model": "echo-paid", "max_tokens": 50, "messages": [{"role": "user", "content": "only once please"}]}
+    headers = {"x-api-key": key, "Idempotency-Key": f"msg-{uuid.uuid4().hex}"}
+    first = http.post("/v1/messages", json=body, headers=headers)
+    again = http.post("/v1/messages", json=body, headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert again.headers.get("idempotent-replayed") == "true" and again.json() == first.json()
+    assert first.json()["type"] == "message"
+    assert before - balance_micro(http, key) == cost_micro(3, 4, *PAID)
+    # The same key on chat completions is another request: the fingerprint names the route.
+    chat = http.post("/v1/chat/completions", json={"model": "echo-paid", "messages": body["messages"]}, headers=headers)
+    assert chat.status_code == 422, chat.text
