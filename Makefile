@@ -14,7 +14,7 @@ PROTOS := $(shell find proto -name '*.proto')
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS := True
 
-.PHONY: help install browser promtool lock upgrade test-oldest proto proto-check run test test-unit test-integration test-e2e test-security fuzz docs docs-serve bench bench-litellm bench-credits soak lint fmt clean
+.PHONY: help install browser promtool lock upgrade test-oldest proto proto-check run test test-unit test-integration test-e2e test-security test-agents fuzz docs docs-serve bench bench-litellm bench-credits soak lint fmt clean
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -92,6 +92,16 @@ test-e2e: $(VENV)/.installed browser promtool ## End-to-end tests: the suite as 
 
 test-security: $(VENV)/.installed ## Black-box checks of internal identities and access rules against the running suite
 	$(BIN)/pytest -q tests/security
+
+# Agent CLIs for `make test-agents`, pinned, from the npm registry into a git-ignored folder on first use.
+AGENTS := .cache/agents
+CLAUDE_CODE_VERSION := 2.1.332
+
+$(AGENTS)/node_modules/.bin/claude:
+	npm install --prefix $(AGENTS) --no-save --no-audit --no-fund -q @anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION)
+
+test-agents: $(VENV)/.installed $(AGENTS)/node_modules/.bin/claude ## Real agent CLIs (Claude Code) through the suite, offline; needs Node and npm
+	TOLLGATE_AGENTS=1 $(BIN)/pytest -q tests/agents
 
 fuzz: $(VENV)/.installed ## Fuzz every route from /openapi.json with a real key (about 10,000 cases): no 5xx, OpenAI-shaped errors, the status mix
 	TOLLGATE_FUZZ_EXAMPLES=330 $(BIN)/pytest -q -s tests/e2e/test_fuzz.py
