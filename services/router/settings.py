@@ -23,6 +23,13 @@ class RouterSettings(EdgeSettings):
     max_attempts: int = 3
     request_timeout_seconds: float = 300.0  # total deadline when the caller sets none
     hold_ttl_seconds: int = 900
+    """The longest a hold may live; a hold lives as long as its request may, plus `hold_ttl_margin_seconds`."""
+    hold_ttl_margin_seconds: int = 30
+    """How long a hold outlives its request's deadline before credits' sweeper gives its funds back."""
+    settle_journal_dir: Path | None = None
+    """Folder of the journal of settles owed to credits (kept across restarts); unset: `<data_dir>/router`."""
+    settle_retry_max_seconds: float = 10.0
+    """The longest pause between repeats of a settle credits could not take."""
     byok_cache_ttl: float = 5.0
     byok_fallback_to_platform: bool = False
     upstream_max_connections: int = 256
