@@ -140,8 +140,12 @@ def json_response(content: Any, status: int = 200, headers: dict[str, str] | Non
 
 
 def error_response(err: DomainError, headers: dict[str, str] | None = None) -> Response:
-    """OpenAI's error JSON with the error's status, plus any headers the error carries (`Retry-After`)."""
-    return json_response(err.body(), err.kind.http_status, {**getattr(err, "headers", {}), **(headers or {})})
+    """OpenAI's error JSON with the error's status, plus any headers the error carries (`Retry-After`).
+
+    A service that is away (restarting, its database down) is a 503 clients may retry: it says when.
+    """
+    extra = {"retry-after": "1"} if err.code == "service_unavailable" else {}
+    return json_response(err.body(), err.kind.http_status, {**extra, **err.headers, **(headers or {})})
 
 
 class BodyTimeout(DomainError):
