@@ -215,7 +215,7 @@ class Suite:
                 if proc.poll() is not None:
                     hint = self._log_hint(name)
                     raise RuntimeError(f"{name} exited with status {proc.returncode} during start-up{hint}")
-                if self._ready(name):
+                if self.ready(name):
                     pending.discard(name)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"not ready after {timeout:.0f}s: {', '.join(sorted(pending))}")
@@ -225,7 +225,8 @@ class Suite:
     def _log_hint(self, name: str) -> str:
         return f" (see {self.log_dir / (name + '.log')})" if self.log_dir else ""
 
-    def _ready(self, name: str) -> bool:
+    def ready(self, name: str) -> bool:
+        """Whether service `name` reports ready (gRPC health SERVING, or HTTP `/health` 200)."""
         if name in GRPC_SERVICES:
             return serving(f"{self.host}:{getattr(self.ports, name)}")
         port = self.ports.gateway if name == "gateway" else self.ports.upstream
