@@ -111,7 +111,10 @@ class Figures:
 class Load:
     """`concurrency` clients in a closed loop until stopped, half streaming, each request recorded."""
 
-    def __init__(self, base_url: str, key: str, concurrency: int, model: str = "echo-paid") -> None:
+    def __init__(
+        self, base_url: str, key: str, concurrency: int, model: str = "echo-paid", hang_up: bool = False
+    ) -> None:
+        self.hang_up = hang_up  # every client streams and goes away after the first chunk
         self.base_url = base_url
         self.key = key
         self.concurrency = concurrency
@@ -121,7 +124,7 @@ class Load:
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._client(i % 2 == 1)) for i in range(self.concurrency)]
+        self._tasks = [asyncio.create_task(self._client(self.hang_up or i % 2 == 1)) for i in range(self.concurrency)]
 
     async def stop(self) -> list[Outcome]:
         self._stop.set()
@@ -131,14 +134,14 @@ class Load:
     async def _client(self, stream: bool) -> None:
         async with httpx.AsyncClient(base_url=self.base_url, timeout=CLIENT_TIMEOUT) as http:
             while not self._stop.is_set():
-                outcome = await request(http, self.key, self.model, stream)
+                outcome = await request(http, self.key, self.model, stream, self.hang_up)
                 self.outcomes.append(outcome)
                 if outcome.result != "ok":
                     await asyncio.sleep(0.05)  # a failing suite is not hammered in a tight loop
 
 
-async def request(http: httpx.AsyncClient, key: str, model: str, stream: bool) -> Outcome:
-    """One chat completion, classified as the client saw it."""
+async def request(http: httpx.AsyncClient, key: str, model: str, stream: bool, hang_up: bool = False) -> Outcome:
+    """One chat completion, classified as the client saw it (`hang_up`: leave after the first chunk)."""
     rid = "fault-" + uuid.uuid4().hex
     body = {"model": model, "messages": [{"role": "user", "content": f"hello from {rid}"}], "stream": stream}
     headers = {"Authorization": f"Bearer {key}", "X-Request-Id": rid}
@@ -155,13 +158,15 @@ async def request(http: httpx.AsyncClient, key: str, model: str, stream: bool) -
                         if not line.startswith("data: "):
                             continue
                         data = line[6:]
+                        if hang_up:
+                            break
                         if data == "[DONE]":
                             done = True
                             continue
                         obj = orjson.loads(data)
                         if "error" in obj:
                             error = (obj["error"] or {}).get("code") or "unknown"
-                    result = f"stream {error}" if error else ("ok" if done else "stream cut")
+                    result = f"stream {error}" if error else ("ok" if done or hang_up else "stream cut")
                     delivered = done and not error
         else:
             reply = await http.post("/chat/completions", json=body, headers=headers)
@@ -288,11 +293,12 @@ async def run_case(
     model: str = "echo-paid",
     allowed: Collection[str] = (),
     measure_recovery: bool = True,
+    hang_up: bool = False,
 ) -> Figures:
     """Load, then `fault`, a pause, `heal` (the restart), load until recovered; then the ledger's figures."""
     figures = Figures(name)
     bench.logs.mark()
-    load = Load(bench.suite.base_url, bench.key, bench.concurrency, model)
+    load = Load(bench.suite.base_url, bench.key, bench.concurrency, model, hang_up)
     load.start()
     await asyncio.sleep(bench.phase)
     before = await bench.ledger.journal_ids() if name == "kill-credits" else set()
@@ -332,6 +338,8 @@ async def run_case(
             figures.violations.append(f"{len(lost)} committed journal rows lost")
     errors = bench.logs.errors()
     figures.log_errors = len(errors)
+    if hang_up and errors:
+        figures.violations.append(f"clients going away wrote {len(errors)} error log lines: {errors[0]}")
     for label in figures.errors:
         shaped = label.split(" ", 1)[0].isdigit() and not label.endswith(" bare")
         if label.startswith("stream ") and label != "stream cut":
@@ -493,7 +501,8 @@ def production(tmp: Path, concurrency: int, phase: float) -> Iterator[tuple[Benc
 
 # the cases
 
-EMBEDDED_CASES = [f"kill-{name}" for name in SERVICES] + ["provider-cut", "provider-hang", "provider-garbage"]
+PROVIDER_CASES = {"provider-cut": "cuts-stream", "provider-hang": "hangs", "provider-garbage": "garbage"}
+EMBEDDED_CASES = [f"kill-{name}" for name in SERVICES] + [*PROVIDER_CASES, "client-disconnect"]
 PRODUCTION_CASES = ["postgres-restart", "redis-restart"]
 ALL_CASES = EMBEDDED_CASES + PRODUCTION_CASES
 
@@ -509,8 +518,9 @@ async def embedded_case(bench: Bench, case: str) -> Figures:
             ready=lambda: suite.ready(name),
             allowed=GATEWAY_DOWN if name == "gateway" else (),
         )
-    model = {"provider-cut": "cuts-stream", "provider-hang": "hangs", "provider-garbage": "garbage"}[case]
-    return await run_case(bench, case, lambda: None, None, model=model, measure_recovery=False)
+    if case == "client-disconnect":
+        return await run_case(bench, case, lambda: None, None, measure_recovery=False, hang_up=True)
+    return await run_case(bench, case, lambda: None, None, model=PROVIDER_CASES[case], measure_recovery=False)
 
 
 async def production_case(bench: Bench, pg: PrivatePostgres, redis: PrivateRedis, case: str) -> Figures:

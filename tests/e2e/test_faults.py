@@ -19,7 +19,7 @@ from tests.e2e.support import bearer
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[faults.Bench]:
-    with faults.embedded(Path(tmp_path_factory.mktemp("faults")), concurrency=4, phase=1.0) as running:
+    with faults.embedded(Path(tmp_path_factory.mktemp("faults")), concurrency=4, phase=0.5) as running:
         yield running
 
 
@@ -71,3 +71,13 @@ def test_a_stream_delivered_while_credits_is_dead_is_paid_once(bench: faults.Ben
     time.sleep(1.5)  # a repeat would land by now
     assert asyncio.run(bench.ledger.settles([rid]))[rid] == 1
     assert faults.reconcile(bench.ledger.url)
+
+
+def test_clients_going_away_mid_stream_is_normal_traffic(bench: faults.Bench) -> None:
+    """Streams whose clients leave after the first chunk: their holds end, and no service logs an error."""
+    figures = asyncio.run(
+        faults.run_case(bench, "client-disconnect", lambda: None, None, measure_recovery=False, hang_up=True)
+    )
+    print(figures.line())
+    assert figures.requests > 0
+    assert figures.violations == [] and figures.log_errors == 0
