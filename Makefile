@@ -14,7 +14,7 @@ PROTOS := $(shell find proto -name '*.proto')
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS := True
 
-.PHONY: help install browser promtool lock upgrade test-oldest proto proto-check run test test-unit test-integration test-e2e test-security test-agents fuzz docs docs-serve bench bench-litellm bench-credits soak lint fmt clean
+.PHONY: help install browser promtool lock upgrade test-oldest proto proto-check run test test-unit test-integration test-e2e test-security test-agents fuzz docs docs-serve bench bench-litellm bench-credits soak faults lint fmt clean
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -127,6 +127,9 @@ bench-credits: $(VENV)/.installed ## Credits reserve+settle pairs/s on PostgreSQ
 
 soak: $(VENV)/.installed ## 100k requests at steady load; RSS of every service and its growth over the second half
 	$(PY) -m bench.run --soak 100000
+
+faults: $(VENV)/.installed ## kill -9 each service, restart PostgreSQL and Redis, bad providers, under load: a table of figures
+	$(PY) -m bench.faults
 
 lint: $(VENV)/.installed ## ruff and mypy over our code, generated stubs included
 	$(BIN)/ruff check .

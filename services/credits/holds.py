@@ -42,6 +42,7 @@ from services.credits.ledger import (
 from services.credits.procedures import KeyConflict, Refused
 from services.credits.schema import accounts, holds, journal, now_ms
 from services.credits.usage import UsageEntry, enqueue_billing, insert_usage
+from services.runtime.db import unreachable
 from services.runtime.errors import DomainError
 
 log = logging.getLogger("tollgate.credits.holds")
@@ -415,5 +416,6 @@ async def sweep(ledger: Ledger, interval: float, batch: int) -> None:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("hold sweep failed: %s", exc)
+            if not unreachable(exc):  # an outage is logged once, by the runtime
+                log.warning("hold sweep failed: %s", exc)
         await asyncio.sleep(interval)

@@ -52,6 +52,18 @@ class KeyConflict(Exception):
     """A unique idempotency key was already taken (by this request earlier, or by another)."""
 
 
+# A connection these errors leave is not reused: the server went away (or is going) under it.
+_CUT = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    OSError,
+)
+
+
 async def _keep(_conn: asyncpg.Connection) -> None:
     """Release without a reset query: these connections keep no session state (see the module docstring)."""
 
@@ -90,7 +102,7 @@ class Procedures:
                 if exc.message in ("insufficient_credits", "below_zero"):
                     raise Refused(int(exc.detail or 0)) from None
                 raise
-            except (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError):
+            except _CUT:
                 # Cut (a server restart, a failover): never reuse it; the repeat answers by its key.
                 conn.terminate()
                 if attempt == 2:

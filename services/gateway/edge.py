@@ -146,10 +146,15 @@ def json_response(content: Any, status: int = 200, headers: dict[str, str] | Non
 
 def error_response(err: DomainError, headers: dict[str, str] | None = None, path: str = "") -> Response:
     """OpenAI's error JSON with the error's status, plus any headers the error carries (`Retry-After`);
-    Anthropic's on its Messages routes."""
+    Anthropic's on its Messages routes.
+
+    A service that is away (restarting, its database down) is a 503 clients may retry: it says when.
+    """
+    extra = {"retry-after": "1"} if err.code == "service_unavailable" else {}
+    headers = {**extra, **err.headers, **(headers or {})}
     if anthropic.is_messages_path(path):
         return anthropic.error_response(err, headers)
-    return json_response(err.body(), err.kind.http_status, {**getattr(err, "headers", {}), **(headers or {})})
+    return json_response(err.body(), err.kind.http_status, headers)
 
 
 class BodyTimeout(DomainError):

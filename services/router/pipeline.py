@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 import uuid
@@ -33,6 +34,7 @@ from services.router.health_view import HealthView
 from services.router.pricing import cost_micro, credits, hold_tokens, worst_case_micro
 from services.router.request import Request, estimate_tokens
 from services.router.selection import Decision, select
+from services.router.settlements import Settlements
 from services.router.tokens import text_weight
 from services.runtime.channels import Deadline
 from services.runtime.errors import DomainError
@@ -82,6 +84,7 @@ class Settings:
     default_power_level: str
     max_attempts: int = 3
     hold_ttl_seconds: int = 900
+    hold_ttl_margin_seconds: int = 30
     rpc_timeout: float = 5.0
     byok_fallback_to_platform: bool = False
 
@@ -114,12 +117,14 @@ class Router:
         vault: Vault,
         health: HealthView,
         adapters: dict[str, Adapter] | None = None,
+        settlements: Settlements | None = None,
     ) -> None:
         self.catalog = catalog
         self.settings = settings
         self.ledger = ledger
         self.vault = vault
         self.health = health
+        self.settlements = settlements if settlements is not None else Settlements(ledger, None, settings.rpc_timeout)
         self._adapters: dict[str, Adapter] = adapters if adapters is not None else {"openai": OpenAIAdapter()}
         self._background: set[asyncio.Future[Any]] = set()
 
@@ -432,9 +437,14 @@ class Router:
             max(1, estimate) if _paid(model, credential) else 0,
             f"{trace.ledger_id}:{attempt}:reserve",
             caller.request_id,
-            self.settings.hold_ttl_seconds,
+            self._hold_ttl(caller),
             caller.deadline.remaining(self.settings.rpc_timeout),
         )
+
+    def _hold_ttl(self, caller: Caller) -> int:
+        """A hold lives as long as its request may, plus a margin: a crashed request's funds come back soon."""
+        ttl = math.ceil(caller.deadline.remaining()) + self.settings.hold_ttl_margin_seconds
+        return max(1, min(ttl, self.settings.hold_ttl_seconds))
 
     async def _release(self, trace: _Trace, hold: Hold, attempt: int, usage: credits_pb2.UsageRecord | None) -> None:
         key = f"{trace.ledger_id}:{attempt}:release"
@@ -453,10 +463,17 @@ class Router:
         estimated: bool,
         status: str,
     ) -> Funds:
-        """Settle the hold for `cost` (nothing when free or BYOK) with its usage row; what the user has left."""
+        """Settle the hold for `cost` (nothing when free or BYOK) with its usage row; what the user has left.
+
+        A settle credits cannot take now stays owed and is repeated until it lands (`settlements`); the
+        answer goes out meanwhile, with the funds as the hold left them (a lower bound of what is left).
+        """
         usage = self._usage(trace, model, prompt, completion, cost, status, credential.byok, estimated)
         key = f"{trace.ledger_id}:{attempt}:settle"
-        return await self.ledger.settle(hold.hold_id, cost, key, usage, self.settings.rpc_timeout)
+        funds = await self.settlements.settle(hold.hold_id, cost, key, usage, self.settings.rpc_timeout)
+        if funds is None:
+            return hold.funds
+        return funds
 
     def _usage(
         self,

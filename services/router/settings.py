@@ -29,7 +29,13 @@ class RouterSettings(EdgeSettings):
     request_timeout_seconds: float = 300.0
     """Total deadline of a request when the caller sets none."""
     hold_ttl_seconds: int = 900
-    """Lifetime of each credit hold it takes."""
+    """The longest a hold may live; a hold lives as long as its request may, plus `hold_ttl_margin_seconds`."""
+    hold_ttl_margin_seconds: int = 30
+    """How long a hold outlives its request's deadline before credits' sweeper gives its funds back."""
+    settle_journal_dir: Path | None = None
+    """Folder of the journal of settles owed to credits (kept across restarts); unset: `<data_dir>/router`."""
+    settle_retry_max_seconds: float = 10.0
+    """The longest pause between repeats of a settle credits could not take."""
     byok_cache_ttl: float = 5.0
     """Seconds a user's provider-key lookup is reused."""
     byok_fallback_to_platform: bool = False

@@ -601,7 +601,7 @@ def error_response(err: DomainError, headers: dict[str, str] | None = None) -> R
     return Response(
         orjson.dumps(error_body(err)),
         status_code=err.kind.http_status,
-        headers={**getattr(err, "headers", {}), **(headers or {})},
+        headers={**err.headers, **(headers or {})},
         media_type="application/json",
     )
 
