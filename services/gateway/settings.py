@@ -35,3 +35,5 @@ class GatewaySettings(EdgeSettings):
     cache_enabled: bool = True
     cache_ttl: float = 300.0
     cache_max_entries: int = 10_000
+    responses_ttl: float = 30 * 24 * 3600.0
+    """Seconds a stored Responses API answer (`store: true`) can be read, continued or deleted."""

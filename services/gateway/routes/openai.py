@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from services.gateway import metrics
+from services.gateway.dialects import Dialect
 from services.gateway.edge import Edge, aliased, edge, json_response, read_json
 from services.gateway.limits import Admission
 from services.gateway.replay import Claim, ResponseCache, Stored, fingerprint
@@ -75,6 +76,7 @@ class Completion:
     admission: Admission | None
     idempotency_key: str | None
     claim: Claim | None = None
+    dialect: Dialect | None = None
 
     @property
     def headers(self) -> dict[str, str]:
@@ -92,12 +94,15 @@ class Completion:
         return metrics.record(outcome)
 
 
-async def _accept(request: Request, route: str) -> Completion:
+async def _accept(request: Request, route: str, dialect: Dialect | None = None) -> Completion:
     gateway = edge(request)
     principal = await gateway.principal(request)
     admission = await gateway.limiter.admit(principal)
     body, payload = await read_json(request)
-    VALIDATORS[route](payload)
+    VALIDATORS[dialect.route if dialect else route](payload)
+    if dialect is not None:
+        payload = dialect.chat_body(payload)
+        body = orjson.dumps(payload)
     inline = _inline_key(payload)
     if inline is not None or "cache" in payload:
         body = orjson.dumps({k: v for k, v in payload.items() if k != "cache"})
@@ -108,11 +113,29 @@ async def _accept(request: Request, route: str) -> Completion:
         power_level=request.headers.get("x-power-level", ""),
         inline_key=inline,
     )
-    return Completion(gateway, route, principal, message, payload, admission, request.headers.get("idempotency-key"))
+    return Completion(
+        gateway,
+        dialect.route if dialect else route,
+        principal,
+        message,
+        payload,
+        admission,
+        request.headers.get("idempotency-key"),
+        dialect=dialect,
+    )
 
 
-async def _serve(request: Request, route: str, unary: Any, stream: Any) -> Response:
-    job = await _accept(request, route)
+async def _serve(request: Request, route: str, unary: Any, stream: Any, dialect: Dialect | None = None) -> Response:
+    try:
+        return await _serve_as(request, route, unary, stream, dialect)
+    except DomainError as err:
+        if dialect is None:
+            raise
+        return dialect.error(err, getattr(err, "headers", {}))
+
+
+async def _serve_as(request: Request, route: str, unary: Any, stream: Any, dialect: Dialect | None) -> Response:
+    job = await _accept(request, route, dialect)
     gateway, user = job.gateway, job.principal.user_id
     if job.idempotency_key is not None:
         held = await gateway.idempotency.claim(
@@ -151,11 +174,14 @@ async def _unary(job: Completion, method: Any, request: Request) -> tuple[Respon
     )
     headers = {**outcome_headers(reply.outcome), **job.headers}
     headers["x-tollgate-overhead-ms"] = f"{await job.finished(reply.outcome):.3f}"
-    response = Response(reply.body, media_type="application/json", headers=headers)
+    body = reply.body
+    if job.dialect is not None:
+        body = orjson.dumps(job.dialect.reply(orjson.loads(body), reply.outcome))
+    response = Response(body, media_type="application/json", headers=headers)
     if cache_key is not None:
-        await gateway.cache.put(cache_key, Stored.of(response, reply.body))
+        await gateway.cache.put(cache_key, Stored.of(response, body))
         response.headers["x-tollgate-cache"] = "miss"
-    return response, reply.body
+    return response, body
 
 
 async def _disconnected(request: Request) -> None:
@@ -215,6 +241,9 @@ async def _stream(job: Completion, method: Any) -> Response:
     if first is grpc.aio.EOF:
         raise DomainError("provider_error", "The provider ended the stream before sending anything")
 
+    translation = job.dialect.translation(job.payload) if job.dialect is not None else None
+    done = [] if translation is not None else [_DONE]
+
     async def relay() -> AsyncIterator[bytes]:
         # Only a stream that ended whole (the router's outcome, no error event, [DONE] delivered) is stored
         # for its Idempotency-Key; one cut short by the client, the provider or the router frees the key.
@@ -223,31 +252,43 @@ async def _stream(job: Completion, method: Any) -> Response:
         try:
             while event is not grpc.aio.EOF:
                 kind = event.WhichOneof("event")
-                frame = b""
+                out: list[bytes] = []
                 if kind == "chunk":
-                    frame = b"data: " + event.chunk + b"\n\n"
+                    out = (
+                        translation.chunk(orjson.loads(event.chunk))
+                        if translation
+                        else [b"data: " + event.chunk + b"\n\n"]
+                    )
                 elif kind == "error":
                     failed = True
-                    frame = b"data: " + event.error + b"\n\n"
+                    out = (
+                        translation.failed(orjson.loads(event.error))
+                        if translation
+                        else [b"data: " + event.error + b"\n\n"]
+                    )
                 elif kind == "outcome":
                     settled = True
                     await job.finished(event.outcome)
-                if frame:
+                    out = translation.finished(event.outcome) if translation else []
+                for frame in out:
                     if job.claim is not None:
                         frames.append(frame)
                     yield frame
                 event = await call.read()
             if not failed:
-                yield _DONE
+                for frame in done:
+                    yield frame
                 whole = settled
         except grpc.aio.AioRpcError as exc:
-            yield b"data: " + orjson.dumps(from_rpc_error(exc, "router").body()) + b"\n\n"
+            error = from_rpc_error(exc, "router").body()
+            for frame in translation.failed(error) if translation else [b"data: " + orjson.dumps(error) + b"\n\n"]:
+                yield frame
         finally:
             # A client that went away cancels the router's call, which releases its hold.
             call.cancel()
             if job.claim is not None:
                 with anyio.CancelScope(shield=True):
-                    await _settle_stream_key(job, [*frames, _DONE] if whole else None)
+                    await _settle_stream_key(job, [*frames, *done] if whole else None)
 
     headers = {**_SSE_HEADERS, **job.headers}
     if first.provider:
