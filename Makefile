@@ -14,7 +14,7 @@ PROTOS := $(shell find proto -name '*.proto')
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS := True
 
-.PHONY: help install browser lock upgrade test-oldest proto proto-check run test test-unit test-integration test-e2e test-security fuzz bench bench-litellm bench-credits soak lint fmt clean
+.PHONY: help install browser lock upgrade test-oldest proto proto-check run test test-unit test-integration test-e2e test-security test-agents fuzz bench bench-litellm bench-credits soak lint fmt clean
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -86,6 +86,18 @@ test-e2e: $(VENV)/.installed browser ## End-to-end tests: the suite as real proc
 test-security: $(VENV)/.installed ## Black-box checks of internal identities and access rules against the running suite
 	$(BIN)/pytest -q tests/security
 
+# Agent CLIs nobody here wrote, pinned, from npm into a git-ignored folder on first use (Node 18+ on PATH).
+AGENTS_DIR := .cache/agents
+AGENT_PACKAGES := @openai/codex@0.171.0
+
+$(AGENTS_DIR)/.installed: Makefile
+	mkdir -p $(AGENTS_DIR)
+	npm install -q --prefix $(AGENTS_DIR) --no-audit --no-fund $(AGENT_PACKAGES)
+	touch $@
+
+test-agents: $(VENV)/.installed $(AGENTS_DIR)/.installed ## Real agent CLIs (Codex CLI) through the suite, offline, charged exactly; not in `make test`
+	$(BIN)/pytest -q -m agents tests/agents
+
 fuzz: $(VENV)/.installed ## Fuzz every route from /openapi.json with a real key (about 10,000 cases): no 5xx, OpenAI-shaped errors, the status mix
 	TOLLGATE_FUZZ_EXAMPLES=330 $(BIN)/pytest -q -s tests/e2e/test_fuzz.py
 
@@ -111,4 +123,4 @@ fmt: $(VENV)/.installed ## Format and autofix
 	$(BIN)/ruff check --fix .
 
 clean: ## Remove the virtualenv, caches and local data
-	rm -rf $(VENV) $(UV_HOME) .venv-oldest data .pytest_cache .mypy_cache .ruff_cache bench/results bench/.venv-litellm
+	rm -rf $(VENV) $(UV_HOME) .venv-oldest .cache data .pytest_cache .mypy_cache .ruff_cache bench/results bench/.venv-litellm
