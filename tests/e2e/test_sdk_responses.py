@@ -226,7 +226,13 @@ def test_codex_shaped_request_is_translated(http: httpx.Client, upstream: httpx.
             {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "opaque"},
         ],
         "tools": [
-            {"type": "function", "name": "exec_command", "strict": False, "parameters": {"type": "object"}},
+            {
+                "type": "function",
+                "name": "exec_command",
+                "strict": False,
+                "parameters": {"type": "object"},
+                "api_base": "http://evil.test",
+            },
             {
                 "type": "custom",
                 "name": "apply_patch",
@@ -254,6 +260,10 @@ def test_codex_shaped_request_is_translated(http: httpx.Client, upstream: httpx.
         "apply_patch",
         "agents__spawn",
     ]
+    assert sent["tools"][0] == {
+        "type": "function",
+        "function": {"name": "exec_command", "strict": False, "parameters": {"type": "object"}},
+    }
     assert sent["tools"][1]["type"] == "custom"
     assert sent["prompt_cache_key"] == "session-1"
     assert sent["parallel_tool_calls"] is True and sent["tool_choice"] == "auto"
