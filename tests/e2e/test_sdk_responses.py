@@ -269,3 +269,21 @@ def test_codex_shaped_request_is_translated(http: httpx.Client, upstream: httpx.
     assert sent["parallel_tool_calls"] is True and sent["tool_choice"] == "auto"
     assert [m["role"] for m in sent["messages"]] == ["developer", "user"]
     assert not {"include", "client_metadata", "store", "reasoning"} & sent.keys()
+
+
+def test_an_idempotent_retry_replays_the_same_response_uncharged(
+    http: httpx.Client, keys: dict[str, str], upstream: httpx.Client
+) -> None:
+    headers = {**bearer(keys["demo_key"]), "Idempotency-Key": "responses-retry-1"}
+    body = {"model": "echo-paid", "input": "charge me once"}
+    calls = upstream.get("/_stats").json()["total"]
+    before = balance_micro(http, keys["demo_key"])
+    first = http.post("/v1/responses", json=body, headers=headers)
+    second = http.post("/v1/responses", json=body, headers=headers)
+    assert first.status_code == second.status_code == 200, second.text
+    assert second.headers["idempotent-replayed"] == "true"
+    assert second.json()["id"] == first.json()["id"]
+    assert upstream.get("/_stats").json()["total"] == calls + 1
+    usage = first.json()["usage"]
+    charged = before - balance_micro(http, keys["demo_key"])
+    assert charged == cost_micro(usage["input_tokens"], usage["output_tokens"], *PAID)
