@@ -7,6 +7,7 @@ The user is part of the key: another user's id reads as unknown (404), and ids a
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -15,6 +16,7 @@ import orjson
 from services.gateway.store import Store
 from services.runtime.errors import DomainError
 
+log = logging.getLogger("tollgate.gateway.conversations")
 # What `Responses` hands out; anything else cannot name a stored response (nor reach into another user's keys).
 _ID = re.compile(r"resp_[0-9a-f]{48}")
 
@@ -29,7 +31,11 @@ class Conversations:
         return f"responses:{user}:{response_id}"
 
     async def save(self, user: str, response: dict[str, Any], context: list[dict[str, Any]]) -> None:
-        record = orjson.dumps({"response": response, "context": context})
+        try:
+            record = orjson.dumps({"response": response, "context": context})
+        except orjson.JSONEncodeError:  # nested past what JSON is written with: served, but cannot be kept
+            log.warning("response %s not stored: nested too deeply", response["id"])
+            return
         await self.store.put(self._key(user, response["id"]), record, self.ttl)
 
     async def find(self, user: str, response_id: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import orjson
 from starlette.responses import Response
 
 from services.gateway.edge import error_response
-from services.gateway.validation import VALIDATORS, _kind, _number
+from services.gateway.validation import _kind, _number
 from services.runtime.errors import DomainError
 from tollgate.router.v1 import router_pb2
 
@@ -132,9 +132,6 @@ def validate(payload: dict[str, Any]) -> None:
     effort = (payload.get("reasoning") or {}).get("effort")
     if effort is not None and not isinstance(effort, str):
         raise _bad("reasoning.effort", "'reasoning.effort' must be a string")
-
-
-VALIDATORS[ROUTE] = validate
 
 
 def _text_of(content: Any, where: str) -> str:
@@ -345,6 +342,7 @@ class Responses:
         return self.request.get("store", True) is not False
 
     def chat_body(self, payload: dict[str, Any]) -> dict[str, Any]:
+        validate(payload)
         self.request = payload
         given = payload["input"]
         turn = [{"type": "message", "role": "user", "content": given}] if isinstance(given, str) else list(given)

@@ -76,7 +76,6 @@ class Completion:
     admission: Admission | None
     idempotency_key: str | None
     claim: Claim | None = None
-    dialect: Dialect | None = None
 
     @property
     def headers(self) -> dict[str, str]:
@@ -99,10 +98,13 @@ async def _accept(request: Request, route: str, dialect: Dialect | None = None) 
     principal = await gateway.principal(request)
     admission = await gateway.limiter.admit(principal)
     body, payload = await read_json(request)
-    VALIDATORS[dialect.route if dialect else route](payload)
-    if dialect is not None:
+    if dialect is not None:  # the dialect checks its own body as it translates it
         payload = dialect.chat_body(payload)
-        body = orjson.dumps(payload)
+        try:
+            body = orjson.dumps(payload)
+        except orjson.JSONEncodeError:  # nested past the 254 levels JSON is written with
+            raise DomainError("invalid_request", "The request body is nested too deeply") from None
+    VALIDATORS[route](payload)
     inline = _inline_key(payload)
     if inline is not None or "cache" in payload:
         body = orjson.dumps({k: v for k, v in payload.items() if k != "cache"})
@@ -113,28 +115,20 @@ async def _accept(request: Request, route: str, dialect: Dialect | None = None) 
         power_level=request.headers.get("x-power-level", ""),
         inline_key=inline,
     )
-    return Completion(
-        gateway,
-        dialect.route if dialect else route,
-        principal,
-        message,
-        payload,
-        admission,
-        request.headers.get("idempotency-key"),
-        dialect=dialect,
-    )
+    name = dialect.route if dialect is not None else route
+    return Completion(gateway, name, principal, message, payload, admission, request.headers.get("idempotency-key"))
 
 
 async def _serve(request: Request, route: str, unary: Any, stream: Any, dialect: Dialect | None = None) -> Response:
+    if dialect is None:
+        return await _served(request, route, unary, stream, None)
     try:
-        return await _serve_as(request, route, unary, stream, dialect)
-    except DomainError as err:
-        if dialect is None:
-            raise
-        return dialect.error(err, getattr(err, "headers", {}))
+        return await _served(request, route, unary, stream, dialect)
+    except DomainError as err:  # before the answer started: in the dialect's own error shape
+        return dialect.error(err, {})
 
 
-async def _serve_as(request: Request, route: str, unary: Any, stream: Any, dialect: Dialect | None) -> Response:
+async def _served(request: Request, route: str, unary: Any, stream: Any, dialect: Dialect | None) -> Response:
     job = await _accept(request, route, dialect)
     gateway, user = job.gateway, job.principal.user_id
     if job.idempotency_key is not None:
@@ -146,8 +140,8 @@ async def _serve_as(request: Request, route: str, unary: Any, stream: Any, diale
         job.claim = held
     try:
         if job.payload.get("stream"):
-            return await _stream(job, stream)
-        response, body = await _unary(job, unary, request)
+            return await _stream(job, stream, dialect)
+        response, body = await _unary(job, unary, request, dialect)
     except BaseException:
         if job.claim is not None:
             with anyio.CancelScope(shield=True):  # a client that left still frees its key
@@ -158,7 +152,9 @@ async def _serve_as(request: Request, route: str, unary: Any, stream: Any, diale
     return response
 
 
-async def _unary(job: Completion, method: Any, request: Request) -> tuple[Response, bytes]:
+async def _unary(
+    job: Completion, method: Any, request: Request, dialect: Dialect | None = None
+) -> tuple[Response, bytes]:
     gateway = job.gateway
     cache_key = None
     if not job.message.HasField("inline_key") and gateway.cache.eligible(job.payload):
@@ -174,9 +170,7 @@ async def _unary(job: Completion, method: Any, request: Request) -> tuple[Respon
     )
     headers = {**outcome_headers(reply.outcome), **job.headers}
     headers["x-tollgate-overhead-ms"] = f"{await job.finished(reply.outcome):.3f}"
-    body = reply.body
-    if job.dialect is not None:
-        body = orjson.dumps(job.dialect.reply(orjson.loads(body), reply.outcome))
+    body = reply.body if dialect is None else orjson.dumps(dialect.reply(orjson.loads(reply.body), reply.outcome))
     response = Response(body, media_type="application/json", headers=headers)
     if cache_key is not None:
         await gateway.cache.put(cache_key, Stored.of(response, body))
@@ -231,7 +225,7 @@ async def _record_cache_hit(job: Completion, hit: Stored) -> None:
     )
 
 
-async def _stream(job: Completion, method: Any) -> Response:
+async def _stream(job: Completion, method: Any, dialect: Dialect | None = None) -> Response:
     gateway = job.gateway
     call = method(job.message, timeout=gateway.settings.request_timeout, metadata=metadata())
     try:
@@ -241,8 +235,8 @@ async def _stream(job: Completion, method: Any) -> Response:
     if first is grpc.aio.EOF:
         raise DomainError("provider_error", "The provider ended the stream before sending anything")
 
-    translation = job.dialect.translation(job.payload) if job.dialect is not None else None
-    done = [] if translation is not None else [_DONE]
+    translation = dialect.translation(job.payload) if dialect is not None else None
+    done = [_DONE] if translation is None else []
 
     async def relay() -> AsyncIterator[bytes]:
         # Only a stream that ended whole (the router's outcome, no error event, [DONE] delivered) is stored
@@ -255,21 +249,21 @@ async def _stream(job: Completion, method: Any) -> Response:
                 out: list[bytes] = []
                 if kind == "chunk":
                     out = (
-                        translation.chunk(orjson.loads(event.chunk))
-                        if translation
-                        else [b"data: " + event.chunk + b"\n\n"]
+                        [b"data: " + event.chunk + b"\n\n"]
+                        if translation is None
+                        else translation.chunk(orjson.loads(event.chunk))
                     )
                 elif kind == "error":
                     failed = True
                     out = (
-                        translation.failed(orjson.loads(event.error))
-                        if translation
-                        else [b"data: " + event.error + b"\n\n"]
+                        [b"data: " + event.error + b"\n\n"]
+                        if translation is None
+                        else translation.failed(orjson.loads(event.error))
                     )
                 elif kind == "outcome":
                     settled = True
                     await job.finished(event.outcome)
-                    out = translation.finished(event.outcome) if translation else []
+                    out = [] if translation is None else translation.finished(event.outcome)
                 for frame in out:
                     if job.claim is not None:
                         frames.append(frame)
@@ -281,7 +275,9 @@ async def _stream(job: Completion, method: Any) -> Response:
                 whole = settled
         except grpc.aio.AioRpcError as exc:
             error = from_rpc_error(exc, "router").body()
-            for frame in translation.failed(error) if translation else [b"data: " + orjson.dumps(error) + b"\n\n"]:
+            for frame in (
+                [b"data: " + orjson.dumps(error) + b"\n\n"] if translation is None else translation.failed(error)
+            ):
                 yield frame
         finally:
             # A client that went away cancels the router's call, which releases its hold.

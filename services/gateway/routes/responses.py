@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from services.gateway.conversations import Conversations
-from services.gateway.dialects.responses import ROUTE, Responses, output_items
+from services.gateway.dialects.responses import Responses, output_items
 from services.gateway.edge import aliased, edge, json_response, read_json
 from services.gateway.routes.openai import _serve
 from services.runtime.errors import DomainError
@@ -37,7 +37,7 @@ async def create_response(request: Request) -> Response:
         context = [*record["context"], *output_items(record["response"])]
     dialect = Responses(context)
     router = gateway.clients.router
-    response = await _serve(request, ROUTE, router.Chat, router.ChatStream, dialect)
+    response = await _serve(request, "chat", router.Chat, router.ChatStream, dialect)
 
     async def save() -> None:
         if dialect.result is not None and dialect.store and dialect.result["status"] != "failed":
