@@ -86,17 +86,20 @@ test-e2e: $(VENV)/.installed browser ## End-to-end tests: the suite as real proc
 test-security: $(VENV)/.installed ## Black-box checks of internal identities and access rules against the running suite
 	$(BIN)/pytest -q tests/security
 
-# Agent CLIs nobody here wrote, pinned, from npm into a git-ignored folder on first use (Node 18+ on PATH).
-AGENTS_DIR := .cache/agents
-AGENT_PACKAGES := @openai/codex@0.171.0
+# Agent CLIs for `make test-agents`, pinned, from the npm registry into a git-ignored folder on first use
+# (one install for all of them: an install with --no-save prunes what another one left).
+AGENTS := .cache/agents
+CLAUDE_CODE_VERSION := 2.1.332
+CODEX_VERSION := 0.171.0
+AGENT_PACKAGES := @anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION) @openai/codex@$(CODEX_VERSION)
+AGENTS_STAMP := $(AGENTS)/.installed-claude-$(CLAUDE_CODE_VERSION)-codex-$(CODEX_VERSION)
 
-$(AGENTS_DIR)/.installed: Makefile
-	mkdir -p $(AGENTS_DIR)
-	npm install -q --prefix $(AGENTS_DIR) --no-audit --no-fund $(AGENT_PACKAGES)
+$(AGENTS_STAMP):
+	npm install --prefix $(AGENTS) --no-save --no-audit --no-fund -q $(AGENT_PACKAGES)
 	touch $@
 
-test-agents: $(VENV)/.installed $(AGENTS_DIR)/.installed ## Real agent CLIs (Codex CLI) through the suite, offline, charged exactly; not in `make test`
-	$(BIN)/pytest -q -m agents tests/agents
+test-agents: $(VENV)/.installed $(AGENTS_STAMP) ## Real agent CLIs (Codex CLI, Claude Code) through the suite, offline, charged exactly; needs Node and npm
+	TOLLGATE_AGENTS=1 $(BIN)/pytest -q tests/agents
 
 fuzz: $(VENV)/.installed ## Fuzz every route from /openapi.json with a real key (about 10,000 cases): no 5xx, OpenAI-shaped errors, the status mix
 	TOLLGATE_FUZZ_EXAMPLES=330 $(BIN)/pytest -q -s tests/e2e/test_fuzz.py

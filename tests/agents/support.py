@@ -1,4 +1,4 @@
-"""What the agent tests share: where `make test-agents` installs the CLIs (pinned, from npm)."""
+"""What the agent tests share: the CLIs `make test-agents` installs (pinned, from npm) into `.cache/agents`."""
 
 from __future__ import annotations
 
