@@ -93,14 +93,19 @@ test-e2e: $(VENV)/.installed browser promtool ## End-to-end tests: the suite as 
 test-security: $(VENV)/.installed ## Black-box checks of internal identities and access rules against the running suite
 	$(BIN)/pytest -q tests/security
 
-# Agent CLIs for `make test-agents`, pinned, from the npm registry into a git-ignored folder on first use.
+# Agent CLIs for `make test-agents`, pinned, from the npm registry into a git-ignored folder on first use
+# (one install for all of them: an install with --no-save prunes what another one left).
 AGENTS := .cache/agents
 CLAUDE_CODE_VERSION := 2.1.332
+CODEX_VERSION := 0.171.0
+AGENT_PACKAGES := @anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION) @openai/codex@$(CODEX_VERSION)
+AGENTS_STAMP := $(AGENTS)/.installed-claude-$(CLAUDE_CODE_VERSION)-codex-$(CODEX_VERSION)
 
-$(AGENTS)/node_modules/.bin/claude:
-	npm install --prefix $(AGENTS) --no-save --no-audit --no-fund -q @anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION)
+$(AGENTS_STAMP):
+	npm install --prefix $(AGENTS) --no-save --no-audit --no-fund -q $(AGENT_PACKAGES)
+	touch $@
 
-test-agents: $(VENV)/.installed $(AGENTS)/node_modules/.bin/claude ## Real agent CLIs (Claude Code) through the suite, offline; needs Node and npm
+test-agents: $(VENV)/.installed $(AGENTS_STAMP) ## Real agent CLIs (Codex CLI, Claude Code) through the suite, offline, charged exactly; needs Node and npm
 	TOLLGATE_AGENTS=1 $(BIN)/pytest -q tests/agents
 
 fuzz: $(VENV)/.installed ## Fuzz every route from /openapi.json with a real key (about 10,000 cases): no 5xx, OpenAI-shaped errors, the status mix
@@ -141,4 +146,4 @@ fmt: $(VENV)/.installed ## Format and autofix
 	$(BIN)/ruff check --fix .
 
 clean: ## Remove the virtualenv, caches and local data
-	rm -rf $(VENV) $(UV_HOME) .venv-oldest data site .pytest_cache .mypy_cache .ruff_cache bench/results bench/.venv-litellm
+	rm -rf $(VENV) $(UV_HOME) .venv-oldest .cache data site .pytest_cache .mypy_cache .ruff_cache bench/results bench/.venv-litellm

@@ -158,6 +158,116 @@ SCHEMAS: dict[str, Any] = {
             "max_tokens": {"type": "integer", "minimum": 1},
         },
     },
+    "ResponseCreateRequest": {
+        "type": "object",
+        "required": ["input"],
+        "description": "OpenAI's Responses API, translated onto chat completions (docs/api/responses.md)",
+        "properties": {
+            "model": _SAMPLING["model"],
+            "power_level": _SAMPLING["power_level"],
+            "input": {
+                "anyOf": [
+                    {"type": "string"},
+                    {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "type": {
+                                    "type": "string",
+                                    "enum": [
+                                        "message",
+                                        "function_call",
+                                        "function_call_output",
+                                        "custom_tool_call",
+                                        "custom_tool_call_output",
+                                        "reasoning",
+                                    ],
+                                },
+                                "role": {"type": "string", "enum": ["user", "system", "developer", "assistant"]},
+                                "content": {
+                                    "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]
+                                },
+                                "call_id": {"type": "string"},
+                                "name": {"type": "string"},
+                                "arguments": {"type": "string"},
+                                "output": {
+                                    "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]
+                                },
+                            },
+                        },
+                    },
+                ]
+            },
+            "instructions": {"type": "string"},
+            "stream": {"type": "boolean"},
+            "tools": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["type"],
+                    "properties": {
+                        "type": {"type": "string", "enum": ["function", "custom", "namespace", "web_search"]},
+                        "name": {"type": "string"},
+                        "parameters": {"type": "object"},
+                    },
+                },
+            },
+            "tool_choice": {},
+            "parallel_tool_calls": {"type": "boolean"},
+            "reasoning": {"type": "object", "properties": {"effort": {"type": "string"}, "summary": {}}},
+            "text": {
+                "type": "object",
+                "properties": {
+                    "format": {
+                        "type": "object",
+                        "properties": {"type": {"type": "string", "enum": ["text", "json_object", "json_schema"]}},
+                    }
+                },
+            },
+            "max_output_tokens": {"type": "integer", "minimum": 1},
+            "temperature": _SAMPLING["temperature"],
+            "top_p": _SAMPLING["top_p"],
+            "user": {"type": "string"},
+            "store": {
+                "type": "boolean",
+                "description": "Keep the answer for GET and previous_response_id (default true)",
+            },
+            "previous_response_id": {"type": "string"},
+            "include": {"type": "array", "items": {"type": "string"}},
+            "metadata": {"type": "object"},
+            "prompt_cache_key": {"type": "string"},
+            "truncation": {"type": "string", "enum": ["disabled"]},
+        },
+    },
+    "Response": {
+        "type": "object",
+        "required": ["id", "object", "created_at", "status", "model", "output"],
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"const": "response"},
+            "created_at": {"type": "integer"},
+            "status": {"type": "string", "enum": ["completed", "incomplete", "failed", "in_progress"]},
+            "incomplete_details": {"type": ["object", "null"]},
+            "model": {"type": "string"},
+            "output": {"type": "array", "items": {"type": "object"}},
+            "previous_response_id": {"type": ["string", "null"]},
+            "usage": {
+                "type": ["object", "null"],
+                "properties": {
+                    "input_tokens": {"type": "integer"},
+                    "output_tokens": {"type": "integer"},
+                    "total_tokens": {"type": "integer"},
+                    "input_tokens_details": {"type": "object"},
+                    "output_tokens_details": {"type": "object"},
+                },
+            },
+        },
+    },
+    "ResponseDeleted": {
+        "type": "object",
+        "properties": {"id": {"type": "string"}, "object": {"const": "response"}, "deleted": {"type": "boolean"}},
+    },
     "Object": {"type": "object"},
     "AnthropicError": {
         "type": "object",
@@ -258,8 +368,9 @@ def operation(
     auth: bool = True,
     stream: bool = False,
     params: list[dict[str, Any]] | None = None,
+    reply: str = "Object",
 ) -> dict[str, Any]:
-    content: dict[str, Any] = {"application/json": {"schema": _ref("Object")}}
+    content: dict[str, Any] = {"application/json": {"schema": _ref(reply)}}
     if stream:
         content["text/event-stream"] = {"schema": {"type": "string"}}
     op: dict[str, Any] = {
@@ -309,6 +420,31 @@ OPERATIONS: dict[str, tuple[bool, dict[str, dict[str, Any]]]] = {
     "/v1/messages/count_tokens": (
         True,
         {"post": anthropic_operation("Count a message's input tokens (Anthropic), free", "CountTokensRequest")},
+    ),
+    "/v1/responses": (
+        True,
+        {
+            "post": operation(
+                "Create a response (OpenAI's Responses API over the chat pipeline)",
+                body="ResponseCreateRequest",
+                stream=True,
+                params=_HEADERS,
+                reply="Response",
+            )
+        },
+    ),
+    "/v1/responses/{response_id}": (
+        True,
+        {
+            "get": operation("A stored response", params=[path_param("response_id")], reply="Response"),
+            "delete": operation(
+                "Delete a stored response", params=[path_param("response_id")], reply="ResponseDeleted"
+            ),
+        },
+    ),
+    "/v1/responses/{response_id}/input_items": (
+        True,
+        {"get": operation("The input items of a stored response", params=[path_param("response_id")])},
     ),
     "/health": (False, {"get": operation("Liveness", auth=False)}),
     "/health/live": (False, {"get": operation("Liveness", auth=False)}),

@@ -54,3 +54,5 @@ class GatewaySettings(EdgeSettings):
     """Seconds a cached response lives."""
     cache_max_entries: int = 10_000
     """Size of the in-process response cache."""
+    responses_ttl: float = 30 * 24 * 3600.0
+    """Seconds a stored Responses API answer (`store: true`) can be read, continued or deleted."""

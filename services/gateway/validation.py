@@ -126,13 +126,10 @@ def chat(payload: dict[str, Any]) -> None:
         if not isinstance(tools, list):
             raise _bad("tools", "'tools' must be an array")
         for i, tool in enumerate(tools):
-            fn = tool.get("function") if isinstance(tool, dict) else None
-            if (
-                not isinstance(tool, dict)
-                or tool.get("type") != "function"
-                or not isinstance(fn, dict)
-                or not isinstance(fn.get("name"), str)
-            ):
+            # A function tool, or a custom (freeform) one as OpenAI's chat completions also take.
+            kind = tool.get("type") if isinstance(tool, dict) else None
+            fn = tool.get(kind) if isinstance(tool, dict) and kind in ("function", "custom") else None
+            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
                 raise _bad(f"tools[{i}]", f"'tools[{i}]' must be {{'type': 'function', 'function': {{'name': …}}}}")
     fmt = payload.get("response_format")
     if fmt is not None and (not isinstance(fmt, dict) or not _one_of(fmt.get("type"), RESPONSE_FORMATS)):
