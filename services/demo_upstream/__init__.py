@@ -24,6 +24,9 @@ non-JSON body), ``hang`` (never answers), ``cut-after-N`` (N content chunks, the
 * ``POST /_control`` ``{"model": "<name>|*", "usage": "worst"}``: report the most a provider could bill
   instead of the token rule: ``prompt_tokens`` = UTF-8 bytes of the same texts (plus the JSON of ``tools``),
   ``completion_tokens`` = ``max_tokens`` (or the reply's words) x ``n``; ``"words"`` goes back to the rule;
+* ``POST /_control`` ``{"model": "<name>|*", "usage_details": {...}}``: fields merged into every reply's
+  ``usage`` (``prompt_tokens_details.cached_tokens``, ``completion_tokens_details.reasoning_tokens``, …);
+  ``{}`` drops them;
 * ``POST /_control`` ``{"reset": true}``: drop every rule, key requirement and usage mode (not the stats);
 * ``GET /_stats``: ``{"requests": {"<path> <model>": n}, "total": n,
   "last_authorization": {"<model>": "Bearer ..."}, "last_fields": {"<model>": ["<body field>", ...]}}``;

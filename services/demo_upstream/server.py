@@ -119,6 +119,7 @@ class _App:
         self.last_auth: dict[str, str] = {}
         self.last_fields: dict[str, list[str]] = {}
         self.usage_modes: dict[str, str] = {}  # model -> "worst"
+        self.usage_details: dict[str, dict[str, Any]] = {}  # model -> fields merged into each reply's usage
         self.connections: set[_Connection] = set()
 
     def handle(self, req: _Request) -> _Reply:
@@ -142,6 +143,7 @@ class _App:
             self.rules.clear()
             self.keys.clear()
             self.usage_modes.clear()
+            self.usage_details.clear()
         model = spec.get("model", "*")
         if not isinstance(model, str) or not model:
             raise ValueError("model must be a non-empty string")
@@ -171,6 +173,14 @@ class _App:
                 self.usage_modes[model] = mode
             else:
                 self.usage_modes.pop(model, None)
+        if "usage_details" in spec:
+            details = spec["usage_details"]
+            if not isinstance(details, dict):
+                raise ValueError("usage_details must be an object (fields merged into usage; {} clears)")
+            if details:
+                self.usage_details[model] = details
+            else:
+                self.usage_details.pop(model, None)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -281,6 +291,7 @@ class _App:
             choices = body.get("n")
             n = (limit if _is_int(limit) else n) * (choices if _is_int(choices) and choices > 1 else 1)
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n}
+        usage |= self.usage_details.get(model, self.usage_details.get("*", {}))
         head: dict[str, object] = {
             "id": ("chatcmpl-" if chat else "cmpl-") + os.urandom(12).hex(),
             "object": "chat.completion" if chat else "text_completion",
@@ -518,11 +529,14 @@ class Upstream:
         times: int = 1,
         require_key: str | None = None,
         usage: str | None = None,
+        usage_details: dict[str, Any] | None = None,
         reset: bool = False,
     ) -> None:
         spec: dict[str, object] = {"model": model, "times": times, "reset": reset}
         if usage is not None:
             spec["usage"] = usage
+        if usage_details is not None:
+            spec["usage_details"] = usage_details
         if status is not None:
             spec["status"] = status
         if require_key is not None:
