@@ -22,6 +22,7 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 from typing import Any
 
+import orjson
 from sqlalchemy import Row, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -181,6 +182,11 @@ def _usage_args(given: UsageEntry | None, default_status: str) -> tuple[Any, ...
         e.fallback_count,
         e.usage_estimated,
         e.decision or None,
+        e.cache_read_tokens,
+        e.cache_write_tokens,
+        e.reasoning_tokens,
+        e.end_user,
+        orjson.dumps(e.tags).decode() if e.tags else None,
     )
 
 

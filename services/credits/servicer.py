@@ -54,6 +54,11 @@ def usage_entry(record: credits_pb2.UsageRecord) -> UsageEntry:
         fallback_count=record.fallback_count,
         usage_estimated=record.usage_estimated,
         decision=record.decision,
+        cache_read_tokens=record.cache_read_tokens,
+        cache_write_tokens=record.cache_write_tokens,
+        reasoning_tokens=record.reasoning_tokens,
+        end_user=record.end_user,
+        tags=dict(record.tags),
     )
 
 
@@ -77,6 +82,17 @@ def usage_record(entry: UsageEntry) -> credits_pb2.UsageRecord:
         fallback_count=entry.fallback_count,
         usage_estimated=entry.usage_estimated,
         decision=entry.decision,
+        cache_read_tokens=entry.cache_read_tokens,
+        cache_write_tokens=entry.cache_write_tokens,
+        reasoning_tokens=entry.reasoning_tokens,
+        end_user=entry.end_user,
+        tags=entry.tags,
+    )
+
+
+def usage_filter(message: credits_pb2.UsageFilter) -> usage.UsageFilter:
+    return usage.UsageFilter(
+        model=message.model, api_key_id=message.api_key_id, end_user=message.end_user, tags=dict(message.tags)
     )
 
 
@@ -189,6 +205,7 @@ class CreditsServicer(credits_pb2_grpc.CreditsServicer):
             request.until_unix_ms,
             request.limit,
             cursor(request.before_id, "before_id"),
+            usage_filter(request.filter),
         )
         return credits_pb2.ListUsageReply(
             rows=[credits_pb2.UsageRow(usage=usage_record(r.entry), created_unix_ms=r.created_at) for r in rows],
@@ -200,7 +217,12 @@ class CreditsServicer(credits_pb2_grpc.CreditsServicer):
         self, request: credits_pb2.UsageSummaryRequest, context: Context
     ) -> credits_pb2.UsageSummaryReply:
         groups = await usage.summary(
-            self.ledger, request.user_id, request.group_by, request.since_unix_ms, request.until_unix_ms
+            self.ledger,
+            request.user_id,
+            request.group_by,
+            request.since_unix_ms,
+            request.until_unix_ms,
+            usage_filter(request.filter),
         )
         return credits_pb2.UsageSummaryReply(
             groups=[
@@ -210,6 +232,9 @@ class CreditsServicer(credits_pb2_grpc.CreditsServicer):
                     prompt_tokens=g.prompt_tokens,
                     completion_tokens=g.completion_tokens,
                     cost_micro=g.cost_micro,
+                    cache_read_tokens=g.cache_read_tokens,
+                    cache_write_tokens=g.cache_write_tokens,
+                    reasoning_tokens=g.reasoning_tokens,
                 )
                 for g in groups
             ]

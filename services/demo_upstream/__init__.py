@@ -31,7 +31,11 @@ non-JSON body), ``hang`` (never answers), ``cut-after-N`` (N content chunks, the
   Streams send content in ``chunks`` pieces, then each tool call as OpenAI does (id, type and name first, then
   the arguments in pieces), ``finish_reason`` and ``logprobs`` on the last chunk; ``n`` > 1 repeats the choice.
   The token rule counts the content's words plus one token per 16 bytes of each call's JSON;
-* ``POST /_control`` ``{"reset": true}``: drop every rule, key requirement, usage mode and script (not the stats);
+* ``POST /_control`` ``{"model": "<name>|*", "usage_details": {...}}``: fields merged into every reply's
+  ``usage`` (``prompt_tokens_details.cached_tokens``, ``completion_tokens_details.reasoning_tokens``, …);
+  ``{}`` drops them;
+* ``POST /_control`` ``{"reset": true}``: drop every rule, key requirement, usage mode, script and usage
+  details (not the stats);
 * ``GET /_stats``: ``{"requests": {"<path> <model>": n}, "total": n,
   "last_authorization": {"<model>": "Bearer ..."}, "last_fields": {"<model>": ["<body field>", ...]},
   "last_bodies": {"<model>": {...the last body...}}}``;

@@ -31,7 +31,7 @@ from services.router.adapters.openai import OpenAIAdapter
 from services.router.catalog import Catalog, Model
 from services.router.clients import Funds, Hold, Ledger, Vault
 from services.router.health_view import HealthView
-from services.router.pricing import cost_micro, credits, hold_tokens, worst_case_micro
+from services.router.pricing import Usage, charge_micro, credits, hold_tokens, worst_case_micro
 from services.router.request import Request, estimate_tokens
 from services.router.selection import Decision, select
 from services.router.settlements import Settlements
@@ -181,8 +181,9 @@ class Router:
         model, credential, hold, tries, began, reply = await self._first_answer(trace, call)
         waited = (time.monotonic() - began) * 1000
         if trace.answering is not None:
-            prompt, completion = normalize.usage_of(reply.body) or (None, None)
+            billed = normalize.usage_of(reply.body)
             response_model = str(reply.body.get("model") or "")
+            prompt, completion = (billed.prompt, billed.completion) if billed else (None, None)
             trace.answering.finish("ok", 200, "", prompt, completion, response_model)
         trace.upstream_ms += waited
         self.health.report(model.provider.name, model.provider.api_base, True, waited, 200, "")
@@ -239,7 +240,7 @@ class Router:
                 reason = exc.message if isinstance(exc, DomainError) else type(exc).__name__
                 record.finish("error", error=exc.code if isinstance(exc, DomainError) else type(exc).__name__)
                 trace.attempts.append(Attempt(model.id, model.provider.name, "error", 0, reason, 0.0))
-                await self._shielded(self._release(trace, hold, tries, self._usage(trace, model, 0, 0, 0, "error")))
+                await self._shielded(self._release(trace, hold, tries, self._usage(trace, model, Usage(), 0, "error")))
                 raise
             trace.answering = record
             return model, credential, hold, tries, began, answer
@@ -250,9 +251,9 @@ class Router:
 
     async def _abandoned(self, trace: _Trace, model: Model, credential: Credential, hold: Hold, attempt: int) -> None:
         """Settle an attempt its caller left while the provider had it: the prompt, and nothing written."""
-        prompt = trace.request.prompt_tokens
-        cost = cost_micro(model, prompt, 0) if _paid(model, credential) else 0
-        await self._account(trace, model, credential, hold, attempt, prompt, 0, cost, True, "cancelled")
+        used = Usage(trace.request.prompt_tokens)
+        cost = charge_micro(model, used) if _paid(model, credential) else 0
+        await self._account(trace, model, credential, hold, attempt, used, cost, True, "cancelled")
 
     async def _finish(
         self, trace: _Trace, model: Model, credential: Credential, hold: Hold, attempt: int, body: dict[str, Any]
@@ -260,16 +261,16 @@ class Router:
         request = trace.request
         reported = normalize.usage_of(body)
         if reported is not None:
-            prompt, completion, estimated = reported[0], reported[1], False
+            used, estimated = reported, False
         else:
-            prompt, completion, estimated = request.prompt_tokens, _written(model, request, _reply_chars(body)), True
-        cost = cost_micro(model, prompt, completion) if _paid(model, credential) else 0
-        funds = await self._account(trace, model, credential, hold, attempt, prompt, completion, cost, estimated, "ok")
+            used, estimated = Usage(request.prompt_tokens, _written(model, request, _reply_chars(body))), True
+        cost = charge_micro(model, used) if _paid(model, credential) else 0
+        funds = await self._account(trace, model, credential, hold, attempt, used, cost, estimated, "ok")
         if request.route == "embedding":
-            body = normalize.embedding(body, model.upstream, prompt)
+            body = normalize.embedding(body, model.upstream, used.prompt)
         else:
-            body = normalize.completion(request.route, body, model.upstream, prompt, completion)
-        outcome = self._outcome(trace, model, credential, prompt, completion, cost, funds, estimated)
+            body = normalize.completion(request.route, body, model.upstream, used.prompt, used.completion)
+        outcome = self._outcome(trace, model, credential, used, cost, funds, estimated)
         body["_metadata"] = _metadata(outcome)
         return orjson.dumps(body), outcome
 
@@ -312,7 +313,7 @@ class Router:
         request = trace.request
         route = request.route
         wants_usage = request.include_usage
-        reported: tuple[int, int] | None = None
+        reported: Usage | None = None
         held_usage: dict[str, Any] | None = None  # the usage chunk waits for the settlement to carry `_metadata`
         announced = False
         chars = 0
@@ -359,14 +360,14 @@ class Router:
             if status != "ok":
                 await self._shielded(_close(events))
             if reported is not None:
-                prompt, completion, estimated = reported[0], reported[1], False
+                used, estimated = reported, False
             else:
-                prompt, completion, estimated = request.prompt_tokens, _written(model, request, chars), True
-            cost = cost_micro(model, prompt, completion) if _paid(model, credential) else 0
+                used, estimated = Usage(request.prompt_tokens, _written(model, request, chars)), True
+            cost = charge_micro(model, used) if _paid(model, credential) else 0
             result = {"ok": "ok", "partial": "cut", "cancelled": "cancelled"}[status]
             if trace.answering is not None:
                 kind = failure.kind if failure else ""
-                trace.answering.finish(result, 200, kind, prompt, completion, response_model)
+                trace.answering.finish(result, 200, kind, used.prompt, used.completion, response_model)
                 trace.answering = None
             trace.attempts.append(
                 Attempt(model.id, model.provider.name, result, 200, failure.message if failure else "", waited)
@@ -382,17 +383,17 @@ class Router:
                     failure.message if failure else "",
                 )
             settled = self._shielded(
-                self._account(trace, model, credential, hold, attempt, prompt, completion, cost, estimated, status)
+                self._account(trace, model, credential, hold, attempt, used, cost, estimated, status)
             )
             if status == "cancelled":
                 self._keep(asyncio.ensure_future(settled))
         funds = await settled
-        outcome = self._outcome(trace, model, credential, prompt, completion, cost, funds, estimated)
+        outcome = self._outcome(trace, model, credential, used, cost, funds, estimated)
         if failure is not None:
             error = DomainError("provider_error", f"the stream from {model.provider.name} broke off: {failure.message}")
             yield router_pb2.StreamEvent(error=orjson.dumps(error.body()))
         elif wants_usage:
-            last = held_usage if held_usage is not None else _usage_chunk(route, model, prompt, completion)
+            last = held_usage if held_usage is not None else _usage_chunk(route, model, used)
             last["_metadata"] = _metadata(outcome)
             yield router_pb2.StreamEvent(chunk=orjson.dumps(last))
         yield router_pb2.StreamEvent(outcome=outcome)
@@ -457,8 +458,7 @@ class Router:
         credential: Credential,
         hold: Hold,
         attempt: int,
-        prompt: int,
-        completion: int,
+        used: Usage,
         cost: int,
         estimated: bool,
         status: str,
@@ -468,7 +468,7 @@ class Router:
         A settle credits cannot take now stays owed and is repeated until it lands (`settlements`); the
         answer goes out meanwhile, with the funds as the hold left them (a lower bound of what is left).
         """
-        usage = self._usage(trace, model, prompt, completion, cost, status, credential.byok, estimated)
+        usage = self._usage(trace, model, used, cost, status, credential.byok, estimated)
         key = f"{trace.ledger_id}:{attempt}:settle"
         funds = await self.settlements.settle(hold.hold_id, cost, key, usage, self.settings.rpc_timeout)
         if funds is None:
@@ -479,8 +479,7 @@ class Router:
         self,
         trace: _Trace,
         model: Model | None,
-        prompt: int,
-        completion: int,
+        used: Usage,
         cost: int,
         status: str,
         byok: bool = False,
@@ -500,8 +499,11 @@ class Router:
             provider=model.provider.name if model is not None else "",
             deployment=model.upstream if model is not None else "",
             power_level=trace.decision.power_level,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
+            prompt_tokens=used.prompt,
+            completion_tokens=used.completion,
+            cache_read_tokens=used.cache_read,
+            cache_write_tokens=used.cache_write,
+            reasoning_tokens=used.reasoning,
             cost_micro=cost,
             latency_ms=(time.monotonic() - trace.started) * 1000,
             status=status,
@@ -510,13 +512,15 @@ class Router:
             usage_estimated=estimated,
             route=trace.request.route,
             decision=orjson.dumps(decision),
+            end_user=trace.request.end_user,
+            tags=trace.request.tags,
         )
 
     async def _record_failure(self, trace: _Trace, model: Model | None, status: str) -> None:
         """The one usage row of a request that failed (nothing charged)."""
         if model is None and trace.attempts:
             model = self.catalog.models.get(trace.attempts[-1].model)
-        usage = self._usage(trace, model, 0, 0, 0, status)
+        usage = self._usage(trace, model, Usage(), 0, status)
         try:
             await self._shielded(self.ledger.record_usage(usage, f"{trace.ledger_id}:usage", self.settings.rpc_timeout))
         except DomainError as err:
@@ -553,8 +557,7 @@ class Router:
         trace: _Trace,
         model: Model,
         credential: Credential,
-        prompt: int,
-        completion: int,
+        used: Usage,
         cost: int,
         funds: Funds,
         estimated: bool,
@@ -564,8 +567,11 @@ class Router:
             provider=model.provider.name,
             deployment=model.upstream,
             power_level=trace.decision.power_level,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
+            prompt_tokens=used.prompt,
+            completion_tokens=used.completion,
+            cache_read_tokens=used.cache_read,
+            cache_write_tokens=used.cache_write,
+            reasoning_tokens=used.reasoning,
             cost_micro=cost,
             credits_remaining_micro=funds.available_micro,
             credits_low=funds.low,
@@ -615,14 +621,18 @@ def _reply_chars(body: dict[str, Any]) -> int:
     return total
 
 
-def _usage_chunk(route: str, model: Model, prompt: int, completion: int) -> dict[str, Any]:
+def _usage_chunk(route: str, model: Model, used: Usage) -> dict[str, Any]:
     return {
         "id": "chatcmpl-usage" if route == "chat" else "cmpl-usage",
         "object": "chat.completion.chunk" if route == "chat" else "text_completion",
         "created": int(time.time()),
         "model": model.upstream,
         "choices": [],
-        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+        "usage": {
+            "prompt_tokens": used.prompt,
+            "completion_tokens": used.completion,
+            "total_tokens": used.prompt + used.completion,
+        },
     }
 
 
@@ -641,4 +651,12 @@ def _metadata(outcome: router_pb2.Outcome) -> dict[str, Any]:
         "credits_remaining": orjson.Fragment(credits(outcome.credits_remaining_micro)),
         "byok": outcome.byok,
         "fallbacks": outcome.fallbacks,
+        # The split the charge was priced by: cache_read and cache_write are part of input, reasoning of output.
+        "tokens": {
+            "input": outcome.prompt_tokens,
+            "cache_read": outcome.cache_read_tokens,
+            "cache_write": outcome.cache_write_tokens,
+            "output": outcome.completion_tokens,
+            "reasoning": outcome.reasoning_tokens,
+        },
     }

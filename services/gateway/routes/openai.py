@@ -25,6 +25,7 @@ from services.gateway.edge import Edge, aliased, edge, json_response, read_json
 from services.gateway.limits import Admission
 from services.gateway.replay import Claim, ResponseCache, Stored, fingerprint
 from services.gateway.validation import VALIDATORS, credential
+from services.runtime import attribution
 from services.runtime.channels import metadata
 from services.runtime.errors import DomainError, from_rpc_error
 from services.runtime.logging import request_id
@@ -114,6 +115,7 @@ async def _accept(request: Request, route: str, dialect: Dialect | None = None) 
         body=body,
         power_level=request.headers.get("x-power-level", ""),
         inline_key=inline,
+        tags=attribution.from_header(request.headers.get(attribution.HEADER)),
     )
     name = dialect.route if dialect is not None else route
     return Completion(gateway, name, principal, message, payload, admission, request.headers.get("idempotency-key"))
@@ -217,6 +219,8 @@ async def _record_cache_hit(job: Completion, hit: Stored) -> None:
         status="ok",
         cache_hit=True,
         route=job.route,
+        end_user=attribution.end_user(job.payload.get("user")),
+        tags=attribution.merged(attribution.tags(job.payload.get("metadata")), job.message.tags),
     )
     await job.gateway.call(
         job.gateway.clients.credits.RecordUsage,
