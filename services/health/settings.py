@@ -26,6 +26,8 @@ class HealthSettings(CommonSettings):
     # A probe slower than this marks the provider degraded.
     health_degraded_latency_ms: float = Field(5000.0, gt=0)
     health_latency_window: int = Field(50, ge=1)
+    health_latency_ewma_weight: float = Field(default=0.3, gt=0, le=1)
+    """Weight of the newest answered call in the moving latency average that routers order equal models by."""
     health_history_retention_hours: float = Field(168.0, gt=0)
     # How often each replica reads the shared state to follow the others and ejections that ended.
     health_sync_seconds: float = Field(1.0, gt=0)

@@ -26,3 +26,6 @@ class RouterSettings(EdgeSettings):
     byok_cache_ttl: float = 5.0
     byok_fallback_to_platform: bool = False
     upstream_max_connections: int = 256
+    latency_report_seconds: float = Field(default=5.0, ge=0)
+    """How often at most the router reports an answered call's latency per endpoint to health, which orders
+    equally suitable models by it (0: every call)."""

@@ -39,7 +39,7 @@ class CompletionRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., caller: _Optional[_Union[Caller, _Mapping]] = ..., body: _Optional[bytes] = ..., power_level: _Optional[str] = ..., inline_key: _Optional[_Union[InlineKey, _Mapping]] = ...) -> None: ...
 
 class Outcome(_message.Message):
-    __slots__ = ("model", "provider", "deployment", "power_level", "prompt_tokens", "completion_tokens", "cost_micro", "credits_remaining_micro", "credits_low", "byok", "fallbacks", "usage_estimated", "upstream_ms")
+    __slots__ = ("model", "provider", "deployment", "power_level", "prompt_tokens", "completion_tokens", "cost_micro", "credits_remaining_micro", "credits_low", "byok", "fallbacks", "usage_estimated", "upstream_ms", "requested_model", "reason")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +53,8 @@ class Outcome(_message.Message):
     FALLBACKS_FIELD_NUMBER: _ClassVar[int]
     USAGE_ESTIMATED_FIELD_NUMBER: _ClassVar[int]
     UPSTREAM_MS_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_MODEL_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     model: str
     provider: str
     deployment: str
@@ -66,7 +68,9 @@ class Outcome(_message.Message):
     fallbacks: int
     usage_estimated: bool
     upstream_ms: float
-    def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., deployment: _Optional[str] = ..., power_level: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_micro: _Optional[int] = ..., credits_remaining_micro: _Optional[int] = ..., credits_low: _Optional[bool] = ..., byok: _Optional[bool] = ..., fallbacks: _Optional[int] = ..., usage_estimated: _Optional[bool] = ..., upstream_ms: _Optional[float] = ...) -> None: ...
+    requested_model: str
+    reason: str
+    def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., deployment: _Optional[str] = ..., power_level: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_micro: _Optional[int] = ..., credits_remaining_micro: _Optional[int] = ..., credits_low: _Optional[bool] = ..., byok: _Optional[bool] = ..., fallbacks: _Optional[int] = ..., usage_estimated: _Optional[bool] = ..., upstream_ms: _Optional[float] = ..., requested_model: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class CompletionReply(_message.Message):
     __slots__ = ("body", "outcome")
