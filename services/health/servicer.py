@@ -56,13 +56,15 @@ def _change(change: Change) -> health_pb2.MaintenanceRecord:
     )
 
 
-def _actor() -> str:
-    """Who is changing maintenance: the admin the gateway acts for, or the operator."""
+def _actor(named: str) -> str:
+    """Who is changing maintenance: the admin the gateway acts for, or the operator (as its CLI names itself)."""
     peer = identity.current()
     if peer is None:
         return "unknown"
-    if peer.service == identity.GATEWAY and peer.acting_user:
-        return f"user {peer.acting_user}"
+    if peer.service == identity.GATEWAY:
+        return f"user {peer.acting_user}" if peer.acting_user else "gateway"
+    if peer.service == identity.OPERATOR and named:
+        return "operator " + "".join(c for c in named if c.isprintable())[:100]
     return peer.service
 
 
@@ -101,7 +103,8 @@ class ProviderHealthServicer(health_pb2_grpc.ProviderHealthServicer):
     async def SetMaintenance(
         self, request: health_pb2.SetMaintenanceRequest, context: Context
     ) -> health_pb2.ListProvidersReply:
-        return _reply(await self.monitor.set_maintenance(request.provider, request.state, request.reason, _actor()))
+        actor = _actor(request.actor)
+        return _reply(await self.monitor.set_maintenance(request.provider, request.state, request.reason, actor))
 
     @rpc
     async def ListMaintenance(

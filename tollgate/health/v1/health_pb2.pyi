@@ -109,14 +109,16 @@ class CheckNowRequest(_message.Message):
     def __init__(self, providers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SetMaintenanceRequest(_message.Message):
-    __slots__ = ("provider", "state", "reason")
+    __slots__ = ("provider", "state", "reason", "actor")
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
     provider: str
     state: str
     reason: str
-    def __init__(self, provider: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    actor: str
+    def __init__(self, provider: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., actor: _Optional[str] = ...) -> None: ...
 
 class MaintenanceRecord(_message.Message):
     __slots__ = ("id", "provider", "state", "reason", "actor", "at_unix_ms")
