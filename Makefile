@@ -14,7 +14,7 @@ PROTOS := $(shell find proto -name '*.proto')
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS := True
 
-.PHONY: help install browser lock upgrade test-oldest proto proto-check run test test-unit test-integration test-e2e test-security fuzz bench bench-litellm bench-credits soak lint fmt clean
+.PHONY: help install browser lock upgrade test-oldest proto proto-check run test test-unit test-integration test-e2e test-security fuzz docs docs-serve bench bench-litellm bench-credits soak lint fmt clean
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -89,6 +89,16 @@ test-security: $(VENV)/.installed ## Black-box checks of internal identities and
 fuzz: $(VENV)/.installed ## Fuzz every route from /openapi.json with a real key (about 10,000 cases): no 5xx, OpenAI-shaped errors, the status mix
 	TOLLGATE_FUZZ_EXAMPLES=330 $(BIN)/pytest -q -s tests/e2e/test_fuzz.py
 
+# The reference pages are generated from the code at build time (docgen/hooks.py); --strict fails on a broken link,
+# a missing page or anchor, and a setting, route or command without its description.
+DOCS_ADDR ?= 127.0.0.1:8000
+
+docs: $(VENV)/.installed ## Build the documentation site (mkdocs-material, --strict) into site/
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
+docs-serve: $(VENV)/.installed ## Serve the documentation site at http://$(DOCS_ADDR), rebuilt on every change
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve --strict --dev-addr $(DOCS_ADDR)
+
 bench: $(VENV)/.installed ## Benchmark the suite (production profile: local PostgreSQL + Redis); table + bench/results/<time>.json
 	$(PY) -m bench.run
 
@@ -111,4 +121,4 @@ fmt: $(VENV)/.installed ## Format and autofix
 	$(BIN)/ruff check --fix .
 
 clean: ## Remove the virtualenv, caches and local data
-	rm -rf $(VENV) $(UV_HOME) .venv-oldest data .pytest_cache .mypy_cache .ruff_cache bench/results bench/.venv-litellm
+	rm -rf $(VENV) $(UV_HOME) .venv-oldest data site .pytest_cache .mypy_cache .ruff_cache bench/results bench/.venv-litellm

@@ -24,9 +24,17 @@ non-JSON body), ``hang`` (never answers), ``cut-after-N`` (N content chunks, the
 * ``POST /_control`` ``{"model": "<name>|*", "usage": "worst"}``: report the most a provider could bill
   instead of the token rule: ``prompt_tokens`` = UTF-8 bytes of the same texts (plus the JSON of ``tools``),
   ``completion_tokens`` = ``max_tokens`` (or the reply's words) x ``n``; ``"words"`` goes back to the rule;
-* ``POST /_control`` ``{"reset": true}``: drop every rule, key requirement and usage mode (not the stats);
+* ``POST /_control`` ``{"model": "<name>|*", "script": [reply, ...]}``: the next chat completions for that model
+  answer these replies in order (then the echo again; ``[]`` clears). A reply is ``{"content": str | null,
+  "tool_calls": [{"name": ..., "arguments": str | object, "id"?: ...} | {"name": ..., "input": str}],
+  "finish_reason"?, "usage"?: {...merged over the token rule...}, "logprobs"?}`` (``input``: a custom tool).
+  Streams send content in ``chunks`` pieces, then each tool call as OpenAI does (id, type and name first, then
+  the arguments in pieces), ``finish_reason`` and ``logprobs`` on the last chunk; ``n`` > 1 repeats the choice.
+  The token rule counts the content's words plus one token per 16 bytes of each call's JSON;
+* ``POST /_control`` ``{"reset": true}``: drop every rule, key requirement, usage mode and script (not the stats);
 * ``GET /_stats``: ``{"requests": {"<path> <model>": n}, "total": n,
-  "last_authorization": {"<model>": "Bearer ..."}, "last_fields": {"<model>": ["<body field>", ...]}}``;
+  "last_authorization": {"<model>": "Bearer ..."}, "last_fields": {"<model>": ["<body field>", ...]},
+  "last_bodies": {"<model>": {...the last body...}}}``;
   ``POST /_stats/reset`` clears it.
 
 ``GET /health`` answers ``{"status": "ok"}``.

@@ -12,7 +12,7 @@ import re
 import socket
 import struct
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -108,6 +108,30 @@ def _event(obj: object) -> bytes:
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 
 
+def _scripted_reply(reply: object) -> bool:
+    if not isinstance(reply, dict) or not isinstance(reply.get("content", ""), str | None):
+        return False
+    calls = reply.get("tool_calls", [])
+    return (
+        isinstance(calls, list)
+        and all(
+            isinstance(c, dict) and isinstance(c.get("name"), str) and ("arguments" in c or "input" in c) for c in calls
+        )
+        and isinstance(reply.get("usage", {}), dict)
+    )
+
+
+def _tool_body(call: dict[str, Any]) -> dict[str, object]:
+    """A scripted tool call as OpenAI sends it: a function with JSON arguments, or a custom tool's free input."""
+    if "input" in call:
+        return {"type": "custom", "custom": {"name": call["name"], "input": str(call["input"])}}
+    args = call["arguments"]
+    return {
+        "type": "function",
+        "function": {"name": call["name"], "arguments": args if isinstance(args, str) else orjson.dumps(args).decode()},
+    }
+
+
 class _App:
     def __init__(self, latency_ms: float, chunks: int, chunk_gap_ms: float) -> None:
         self.latency = latency_ms / 1000
@@ -119,6 +143,8 @@ class _App:
         self.last_auth: dict[str, str] = {}
         self.last_fields: dict[str, list[str]] = {}
         self.usage_modes: dict[str, str] = {}  # model -> "worst"
+        self.scripts: dict[str, deque[dict[str, Any]]] = {}  # model -> the replies it gives next, in order
+        self.last_bodies: dict[str, dict[str, Any]] = {}
         self.connections: set[_Connection] = set()
 
     def handle(self, req: _Request) -> _Reply:
@@ -142,6 +168,7 @@ class _App:
             self.rules.clear()
             self.keys.clear()
             self.usage_modes.clear()
+            self.scripts.clear()
         model = spec.get("model", "*")
         if not isinstance(model, str) or not model:
             raise ValueError("model must be a non-empty string")
@@ -171,6 +198,17 @@ class _App:
                 self.usage_modes[model] = mode
             else:
                 self.usage_modes.pop(model, None)
+        if "script" in spec:
+            script = spec["script"]
+            if not isinstance(script, list) or not all(_scripted_reply(r) for r in script):
+                raise ValueError(
+                    "script must be a list of replies: objects with optional content (string or null), tool_calls "
+                    "(objects with a string name and arguments or input), finish_reason, usage and logprobs"
+                )
+            if script:
+                self.scripts[model] = deque(script)
+            else:
+                self.scripts.pop(model, None)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -178,6 +216,7 @@ class _App:
             "total": sum(self.requests.values()),
             "last_authorization": dict(self.last_auth),
             "last_fields": dict(self.last_fields),
+            "last_bodies": dict(self.last_bodies),
         }
 
     def _control(self, req: _Request) -> _Reply:
@@ -194,6 +233,7 @@ class _App:
         self.requests.clear()
         self.last_auth.clear()
         self.last_fields.clear()
+        self.last_bodies.clear()
 
     def _stats_reset(self, req: _Request) -> _Reply:
         self.reset_stats()
@@ -226,6 +266,7 @@ class _App:
         model = body.get("model")
         name = model if isinstance(model, str) and model else "-"
         self.last_fields[name] = sorted(body)
+        self.last_bodies[name] = body
         self._gate(req, path, name)
         if name == "-":
             raise _Answer(_error(400, "model is required"))
@@ -251,6 +292,9 @@ class _App:
         texts = [_text(m.get("content")) for m in messages]
         user = [t for m, t in zip(messages, texts, strict=True) if m.get("role") == "user"]
         prompt_tokens = sum(_words(t) for t in texts)
+        script = self.scripts.get(model, self.scripts.get("*"))
+        if script:
+            return self._scripted(body, model, delay, script.popleft(), prompt_tokens)
         if self._worst(model):
             prompt_tokens = sum(_bytes(t) for t in texts) + (
                 _bytes(orjson.dumps(body["tools"])) if body.get("tools") else 0
@@ -320,6 +364,59 @@ class _App:
                 events[-1] += _event({**head, "choices": [], "usage": usage})
             events[-1] += b"data: [DONE]\n\n"
         return _Reply(200, events, _SSE, b"cache-control: no-cache\r\n", delay, self.gap, cut=bool(cut))
+
+    def _scripted(
+        self, body: dict[str, Any], model: str, delay: float, entry: dict[str, Any], prompt_tokens: int
+    ) -> _Reply:
+        content = entry.get("content", None if entry.get("tool_calls") else "")
+        calls = [
+            {"id": c.get("id") or f"call_{os.urandom(6).hex()}", **_tool_body(c)} for c in entry.get("tool_calls", [])
+        ]
+        finish = entry.get("finish_reason") or ("tool_calls" if calls else "stop")
+        completion = _words(content or "") + sum(max(1, len(orjson.dumps(c)) // 16) for c in calls)
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion}
+        usage |= entry.get("usage", {})
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        asked = body.get("n")
+        n = asked if _is_int(asked) and asked > 1 else 1
+        head: dict[str, object] = {
+            "id": "chatcmpl-" + os.urandom(12).hex(),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "system_fingerprint": None,
+        }
+        logprobs = entry.get("logprobs")
+        if not body.get("stream"):
+            message: dict[str, object] = {"role": "assistant", "content": content, "refusal": None}
+            if calls:
+                message["tool_calls"] = calls
+            choices = [
+                {"index": i, "message": message, "logprobs": logprobs, "finish_reason": finish} for i in range(n)
+            ]
+            return _Reply(200, orjson.dumps({**head, "choices": choices, "usage": usage}), delay=delay)
+
+        head["object"] = "chat.completion.chunk"
+        deltas: list[dict[str, object]] = [{"role": "assistant", "content": None if calls and not content else ""}]
+        deltas += [{"content": piece} for piece in _split(content, self.chunks)] if content else []
+        for i, call in enumerate(calls):
+            fn = call.get("function") or call.get("custom")
+            assert isinstance(fn, dict)
+            kind, field = ("function", "arguments") if "function" in call else ("custom", "input")
+            first = {"index": i, "id": call["id"], "type": kind, kind: {"name": fn["name"], field: ""}}
+            deltas.append({"tool_calls": [first]})
+            deltas += [{"tool_calls": [{"index": i, kind: {field: p}}]} for p in _split(fn[field], self.chunks)]
+        events = []
+        for i in range(n):
+            for j, delta in enumerate(deltas):
+                last = j == len(deltas) - 1
+                item = {"index": i, "delta": delta, "logprobs": logprobs if last else None}
+                events.append(_event({**head, "choices": [{**item, "finish_reason": finish if last else None}]}))
+        options = body.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage") is True:
+            events.append(_event({**head, "choices": [], "usage": usage}))
+        events[-1] += b"data: [DONE]\n\n"
+        return _Reply(200, events, _SSE, b"cache-control: no-cache\r\n", delay, self.gap)
 
     def _worst(self, model: str) -> bool:
         return self.usage_modes.get(model, self.usage_modes.get("*")) == "worst"

@@ -283,7 +283,8 @@ def test_require_key_and_stats_show_the_authorization(bg: _Background, http: htt
     }
     assert stats["last_fields"] == {"demo-echo": ["messages", "model"], "demo-echo-large": ["messages", "model"]}
     http.post("/_stats/reset").raise_for_status()
-    assert http.get("/_stats").json() == {"requests": {}, "total": 0, "last_authorization": {}, "last_fields": {}}
+    empty = {"requests": {}, "total": 0, "last_authorization": {}, "last_fields": {}, "last_bodies": {}}
+    assert http.get("/_stats").json() == empty
 
 
 def test_worst_usage_reports_the_most_a_provider_could_bill(client: openai.OpenAI, http: httpx.Client) -> None:
@@ -304,8 +305,60 @@ def test_worst_usage_reports_the_most_a_provider_could_bill(client: openai.OpenA
     assert again.usage is not None and (again.usage.prompt_tokens, again.usage.completion_tokens) == (2, 3)
 
 
+def test_script_answers_tool_calls_in_order(client: openai.OpenAI, http: httpx.Client) -> None:
+    weather = {"name": "get_weather", "arguments": {"city": "Paris"}, "id": "call_1"}
+    script = [
+        {"tool_calls": [weather], "usage": {"prompt_tokens": 11, "completion_tokens": 5}},
+        {"content": "It is sunny in Paris", "tool_calls": [{"name": "patch", "input": "*** Begin Patch"}]},
+        {"content": "done"},
+    ]
+    http.post("/_control", json={"model": "demo-echo", "script": script}).raise_for_status()
+    first = client.chat.completions.create(model="demo-echo", messages=[{"role": "user", "content": "weather?"}])
+    call = first.choices[0].message.tool_calls[0]  # type: ignore[index]
+    assert (first.choices[0].finish_reason, call.id, call.function.name) == ("tool_calls", "call_1", "get_weather")  # type: ignore[union-attr]
+    assert orjson.loads(call.function.arguments) == {"city": "Paris"}  # type: ignore[union-attr]
+    assert first.usage is not None and (first.usage.prompt_tokens, first.usage.total_tokens) == (11, 16)
+
+    stream = client.chat.completions.create(
+        model="demo-echo",
+        messages=[{"role": "user", "content": "x"}],
+        stream=True,
+        n=2,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = {
+        i: "".join(c.choices[0].delta.content or "" for c in chunks if c.choices and c.choices[0].index == i)
+        for i in (0, 1)
+    }
+    assert text == {0: "It is sunny in Paris", 1: "It is sunny in Paris"}
+    inputs = "".join(
+        (t.model_extra or {}).get("custom", {}).get("input", "")
+        for c in chunks
+        if c.choices and c.choices[0].index == 0
+        for t in c.choices[0].delta.tool_calls or []
+    )
+    assert inputs == "*** Begin Patch"
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishes == ["tool_calls", "tool_calls"]
+    assert chunks[-1].usage is not None and not chunks[-1].choices
+    assert _chat(client) == "done"
+    assert _chat(client) == "echo: hello there"  # the script is spent
+    assert http.get("/_stats").json()["last_bodies"]["demo-echo"]["messages"][-1]["content"] == "hello there"
+
+
 @pytest.mark.parametrize(
-    "spec", [{"status": "x"}, {"status": 200}, {"status": 500, "times": -2}, {"model": 3}, {"usage": "max"}]
+    "spec",
+    [
+        {"status": "x"},
+        {"status": 200},
+        {"status": 500, "times": -2},
+        {"model": 3},
+        {"usage": "max"},
+        {"script": {"content": "x"}},
+        {"script": [{"tool_calls": [{"arguments": "{}"}]}]},
+        {"script": [{"content": 3}]},
+    ],
 )
 def test_control_rejects_bad_specs(http: httpx.Client, spec: dict[str, Any]) -> None:
     assert http.post("/_control", json=spec).status_code == 400
