@@ -14,7 +14,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from services.gateway.edge import aliased, edge, json_response, query_limit, read_body, read_json, require_admin
+from services.gateway.edge import (
+    aliased,
+    edge,
+    is_admin,
+    json_response,
+    query_limit,
+    read_body,
+    read_json,
+    require_admin,
+)
 from services.gateway.openapi import extend, operation
 from services.runtime.errors import DomainError
 from services.runtime.provider_state import change, endpoint
@@ -26,10 +35,14 @@ _CHECK_TIMEOUT = 60.0
 _RANK = {"healthy": 0, "degraded": 1, "unknown": 2, "down": 3}
 
 
-def per_provider(states: Sequence[health_pb2.ProviderState]) -> list[dict[str, Any]]:
+def per_provider(states: Sequence[health_pb2.ProviderState], admin: bool = True) -> list[dict[str, Any]]:
+    """Endpoints grouped by provider; who holds a provider in maintenance is shown to admins only."""
     grouped: dict[str, list[dict[str, Any]]] = {}
     for state in states:
-        grouped.setdefault(state.provider, []).append(endpoint(state))
+        shown = endpoint(state)
+        if not admin and shown["maintenance"] is not None:
+            del shown["maintenance"]["by"]
+        grouped.setdefault(state.provider, []).append(shown)
     providers = []
     for name, endpoints in grouped.items():
         best = min(endpoints, key=lambda e: _RANK[e["state"]])
@@ -57,21 +70,21 @@ def overall(providers: Sequence[dict[str, Any]]) -> str:
     return "degraded" if states & {"healthy", "degraded"} else "down"
 
 
-async def _list(request: Request) -> list[health_pb2.ProviderState]:
+async def _list(request: Request) -> list[dict[str, Any]]:
     gateway = edge(request)
-    await gateway.principal(request)
+    principal = await gateway.principal(request)
     reply: health_pb2.ListProvidersReply = await gateway.call(
         gateway.clients.health.ListProviders, health_pb2.ListProvidersRequest(), "health"
     )
-    return list(reply.providers)
+    return per_provider(reply.providers, is_admin(principal))
 
 
 async def list_providers(request: Request) -> Response:
-    return json_response({"object": "list", "data": per_provider(await _list(request))})
+    return json_response({"object": "list", "data": await _list(request)})
 
 
 async def providers_health(request: Request) -> Response:
-    providers = per_provider(await _list(request))
+    providers = await _list(request)
     return json_response({"status": overall(providers), "providers": providers})
 
 

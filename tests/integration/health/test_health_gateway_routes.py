@@ -190,5 +190,8 @@ async def test_a_direct_grpc_call_without_the_operator_or_gateway_identity_is_re
             health_pb2.SetMaintenanceRequest(provider="demo", state="down", reason="cli", actor="cli:ops"), timeout=5
         )
         assert reply.providers[0].forced_by == "operator cli:ops"
-    listed = (await http.get("/v1/providers", headers=auth("user"))).json()["data"]
+    listed = (await http.get("/v1/providers", headers=auth("admin"))).json()["data"]
     assert [p["maintenance"] and p["maintenance"]["by"] for p in listed] == ["operator cli:ops", None]
+    # a normal key sees the hold and its reason, not who made it
+    shown = (await http.get("/v1/providers", headers=auth("user"))).json()["data"][0]["maintenance"]
+    assert shown["reason"] == "cli" and "by" not in shown
