@@ -14,7 +14,7 @@ PROTOS := $(shell find proto -name '*.proto')
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS := True
 
-.PHONY: help install browser lock upgrade test-oldest proto proto-check run test test-unit test-integration test-e2e test-security fuzz docs docs-serve bench bench-litellm bench-credits soak lint fmt clean
+.PHONY: help install browser promtool lock upgrade test-oldest proto proto-check run test test-unit test-integration test-e2e test-security test-agents fuzz docs docs-serve bench bench-litellm bench-credits soak lint fmt clean
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -40,6 +40,13 @@ browser: ## Install Debian's Chromium for the console's browser tests (when /usr
 	@test -x $(CHROMIUM) || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
 
+# The alert rules are checked by Prometheus's own promtool (Debian's prometheus package).
+PROMTOOL ?= promtool
+
+promtool: ## Install Debian's prometheus package for promtool (alert-rule and metrics checks), when it is missing
+	@command -v $(PROMTOOL) >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends prometheus; }
+
 lock: $(UV) ## Bring uv.lock (and bench/litellm/uv.lock) in line with pyproject.toml, changing as little as it can
 	$(UV) lock
 	$(UV) lock --project bench/litellm
@@ -62,7 +69,7 @@ proto-check: proto ## Fail when the generated code in git is stale
 run: $(VENV)/.installed ## Start the whole suite (PROFILE=embedded: SQLite, no Redis; PROFILE=prod: local PostgreSQL + Redis)
 	$(PY) -m services.launcher --profile $(PROFILE)
 
-test: $(VENV)/.installed browser ## Run every test: unit, integration (PostgreSQL, Redis) and end-to-end (openai SDK, the console in Chromium)
+test: $(VENV)/.installed browser promtool ## Run every test: unit, integration (PostgreSQL, Redis) and end-to-end (openai SDK, the console in Chromium)
 	$(BIN)/pytest -q
 
 # The SDK lower bound claimed in pyproject.toml, tested in a second virtualenv: the lock, then that one release.
@@ -74,17 +81,27 @@ test-oldest: $(VENV)/.installed ## The SDK tests on the oldest openai release py
 	$(UV) pip install -q --python .venv-oldest/bin/python "openai==$(OPENAI_OLDEST)"
 	.venv-oldest/bin/pytest -q -p no:cacheprovider $(SDK_TESTS)
 
-test-unit: $(VENV)/.installed ## Unit tests only
+test-unit: $(VENV)/.installed promtool ## Unit tests only
 	$(BIN)/pytest -q tests/unit
 
 test-integration: $(VENV)/.installed ## Integration tests (real PostgreSQL and Redis)
 	$(BIN)/pytest -q tests/integration
 
-test-e2e: $(VENV)/.installed browser ## End-to-end tests: the suite as real processes, the openai SDK (and a browser) as client
+test-e2e: $(VENV)/.installed browser promtool ## End-to-end tests: the suite as real processes, the openai SDK (and a browser) as client
 	$(BIN)/pytest -q tests/e2e
 
 test-security: $(VENV)/.installed ## Black-box checks of internal identities and access rules against the running suite
 	$(BIN)/pytest -q tests/security
+
+# Agent CLIs for `make test-agents`, pinned, from the npm registry into a git-ignored folder on first use.
+AGENTS := .cache/agents
+CLAUDE_CODE_VERSION := 2.1.332
+
+$(AGENTS)/node_modules/.bin/claude:
+	npm install --prefix $(AGENTS) --no-save --no-audit --no-fund -q @anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION)
+
+test-agents: $(VENV)/.installed $(AGENTS)/node_modules/.bin/claude ## Real agent CLIs (Claude Code) through the suite, offline; needs Node and npm
+	TOLLGATE_AGENTS=1 $(BIN)/pytest -q tests/agents
 
 fuzz: $(VENV)/.installed ## Fuzz every route from /openapi.json with a real key (about 10,000 cases): no 5xx, OpenAI-shaped errors, the status mix
 	TOLLGATE_FUZZ_EXAMPLES=330 $(BIN)/pytest -q -s tests/e2e/test_fuzz.py

@@ -12,6 +12,7 @@ import grpc
 
 from services.credits import holds, usage
 from services.credits.ledger import Balance, Ledger, Transaction
+from services.credits.metrics import operation
 from services.credits.usage import UsageEntry
 from services.runtime import identity
 from services.runtime.errors import DomainError, rpc
@@ -112,32 +113,37 @@ class CreditsServicer(credits_pb2_grpc.CreditsServicer):
 
     @rpc
     async def Grant(self, request: credits_pb2.GrantRequest, context: Context) -> credits_pb2.GrantReply:
-        tx_id, balance = await self.ledger.grant(
-            request.user_id,
-            request.amount_micro,
-            request.idempotency_key,
-            request.kind,
-            request.reason,
-            request.actor,
-        )
+        with operation("grant"):
+            tx_id, balance = await self.ledger.grant(
+                request.user_id,
+                request.amount_micro,
+                request.idempotency_key,
+                request.kind,
+                request.reason,
+                request.actor,
+            )
         return credits_pb2.GrantReply(transaction_id=str(tx_id), balance=balance_message(balance))
 
     @rpc
     async def Reserve(self, request: credits_pb2.ReserveRequest, context: Context) -> credits_pb2.ReserveReply:
-        hold_id, balance = await holds.reserve(
-            self.ledger,
-            request.user_id,
-            request.amount_micro,
-            request.idempotency_key,
-            request.request_id,
-            request.ttl_seconds,
-        )
+        with operation("reserve"):
+            hold_id, balance = await holds.reserve(
+                self.ledger,
+                request.user_id,
+                request.amount_micro,
+                request.idempotency_key,
+                request.request_id,
+                request.ttl_seconds,
+            )
         return credits_pb2.ReserveReply(hold_id=hold_id, balance=balance_message(balance))
 
     @rpc
     async def Settle(self, request: credits_pb2.SettleRequest, context: Context) -> credits_pb2.SettleReply:
         entry = usage_entry(request.usage) if request.HasField("usage") else None
-        done = await holds.settle(self.ledger, request.hold_id, request.amount_micro, request.idempotency_key, entry)
+        with operation("settle"):
+            done = await holds.settle(
+                self.ledger, request.hold_id, request.amount_micro, request.idempotency_key, entry
+            )
         return credits_pb2.SettleReply(
             charged_micro=done.charged_micro,
             overdraft_micro=done.overdraft_micro,
@@ -147,7 +153,8 @@ class CreditsServicer(credits_pb2_grpc.CreditsServicer):
     @rpc
     async def Release(self, request: credits_pb2.ReleaseRequest, context: Context) -> credits_pb2.ReleaseReply:
         entry = usage_entry(request.usage) if request.HasField("usage") else None
-        balance = await holds.release(self.ledger, request.hold_id, request.idempotency_key, entry)
+        with operation("release"):
+            balance = await holds.release(self.ledger, request.hold_id, request.idempotency_key, entry)
         return credits_pb2.ReleaseReply(balance=balance_message(balance))
 
     @rpc
@@ -158,7 +165,8 @@ class CreditsServicer(credits_pb2_grpc.CreditsServicer):
         peer = identity.current()
         if peer is not None and peer.service == identity.GATEWAY:
             usage.require_free_cache_hit(entry)
-        await usage.record_usage(self.ledger, entry, request.idempotency_key)
+        with operation("record_usage"):
+            await usage.record_usage(self.ledger, entry, request.idempotency_key)
         return credits_pb2.RecordUsageReply()
 
     @rpc

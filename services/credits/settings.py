@@ -74,6 +74,13 @@ class CreditsSettings(CommonSettings):
     credits_outbox_timeout_seconds: float = 10.0
     """HTTP timeout per post."""
 
+    credits_metrics_interval_seconds: float = 15.0
+    """How often the ledger's standing (holds outstanding, outbox backlog, low-credit accounts) is read from the
+    database into its gauges; 0 stops reading it."""
+    credits_reconcile_interval_seconds: float = 3600.0
+    """How often credits reconciles its own ledger in the background (the check of `tollgate credits
+    reconcile`) and sets `tollgate_reconcile_mismatches`; the first run is at start-up; 0: never."""
+
     @field_validator("credits_default_grant", "credits_low_threshold")
     @classmethod
     def _whole_micro(cls, value: Decimal) -> Decimal:

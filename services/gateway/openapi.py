@@ -159,7 +159,96 @@ SCHEMAS: dict[str, Any] = {
         },
     },
     "Object": {"type": "object"},
+    "AnthropicError": {
+        "type": "object",
+        "required": ["type", "error"],
+        "properties": {
+            "type": {"const": "error"},
+            "error": {
+                "type": "object",
+                "required": ["type", "message"],
+                "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+            },
+            "request_id": {"type": "string"},
+        },
+    },
 }
+
+# Anthropic's Messages API (services/gateway/dialects/anthropic.py says what maps where).
+_BLOCK = {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}}}
+_ANTHROPIC_MESSAGES = {
+    "type": "array",
+    "minItems": 1,
+    "items": {
+        "type": "object",
+        "required": ["role", "content"],
+        "properties": {
+            "role": {"type": "string", "enum": ["user", "assistant"]},
+            "content": {"anyOf": [{"type": "string"}, {"type": "array", "items": _BLOCK}]},
+        },
+    },
+}
+_ANTHROPIC_PROMPT = {
+    "model": {"type": "string", "description": "A catalog model id or alias"},
+    "messages": _ANTHROPIC_MESSAGES,
+    "system": {"anyOf": [{"type": "string"}, {"type": "array", "items": _BLOCK}]},
+    "tools": {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "required": ["name", "input_schema"],
+            "properties": {
+                "name": {"type": "string"},
+                "description": {"type": "string"},
+                "input_schema": {"type": "object"},
+            },
+        },
+    },
+    "tool_choice": {
+        "type": "object",
+        "required": ["type"],
+        "properties": {"type": {"type": "string", "enum": ["auto", "any", "tool", "none"]}, "name": {"type": "string"}},
+    },
+    "thinking": {"type": "object", "description": "Accepted; not sent on (see the Messages API page)"},
+}
+SCHEMAS["MessagesRequest"] = {
+    "type": "object",
+    "required": ["model", "messages", "max_tokens"],
+    "additionalProperties": False,
+    "properties": {
+        **_ANTHROPIC_PROMPT,
+        "max_tokens": {"type": "integer", "minimum": 1},
+        "stream": {"type": "boolean"},
+        "stop_sequences": {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 4},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 1},
+        "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+        "top_k": {"type": "integer", "minimum": 0, "description": "Accepted; chat has no top_k, so not sent on"},
+        "metadata": {"type": "object", "properties": {"user_id": {"type": "string"}}},
+        "context_management": {"type": "object", "description": "Accepted; not sent on"},
+        "service_tier": {"type": "string", "description": "Accepted; not sent on"},
+        "power_level": _SAMPLING["power_level"],
+    },
+}
+SCHEMAS["CountTokensRequest"] = {
+    "type": "object",
+    "required": ["model", "messages"],
+    "additionalProperties": False,
+    "properties": _ANTHROPIC_PROMPT,
+}
+_ANTHROPIC_HEADERS = [
+    {"name": "anthropic-version", "in": "header", "required": False, "schema": {"type": "string"}},
+    {"name": "anthropic-beta", "in": "header", "required": False, "schema": {"type": "string"}},
+]
+
+
+def anthropic_operation(summary: str, body: str, stream: bool = False) -> dict[str, Any]:
+    """An operation of the Messages API: its errors are Anthropic's shape, its key may come as `x-api-key`."""
+    op = operation(summary, body=body, stream=stream, params=[*_ANTHROPIC_HEADERS, *_HEADERS[: 2 if stream else 1]])
+    for code, response in list(op["responses"].items()):
+        if code != "200":
+            op["responses"][code] = {**response, "content": {"application/json": {"schema": _ref("AnthropicError")}}}
+    op["security"] = [{"bearer": []}, {"x-api-key": []}]
+    return op
 
 
 def operation(
@@ -216,6 +305,11 @@ OPERATIONS: dict[str, tuple[bool, dict[str, dict[str, Any]]]] = {
         True,
         {"post": operation("Choose a model without calling a provider", body="SelectRequest", params=_HEADERS[:1])},
     ),
+    "/v1/messages": (True, {"post": anthropic_operation("Create a message (Anthropic)", "MessagesRequest", True)}),
+    "/v1/messages/count_tokens": (
+        True,
+        {"post": anthropic_operation("Count a message's input tokens (Anthropic), free", "CountTokensRequest")},
+    ),
     "/health": (False, {"get": operation("Liveness", auth=False)}),
     "/health/live": (False, {"get": operation("Liveness", auth=False)}),
     "/health/ready": (False, {"get": operation("Readiness: the services a request needs", auth=False)}),
@@ -240,14 +334,20 @@ def document() -> dict[str, Any]:
         "info": {
             "title": "tollgate",
             "version": "1.0.0",
-            "description": "OpenAI-compatible LLM gateway. Errors are OpenAI-shaped; amounts are in credits.",
+            "description": (
+                "OpenAI-compatible LLM gateway, with Anthropic's Messages API. Errors are OpenAI-shaped "
+                "(Anthropic-shaped on /v1/messages*); amounts are in credits."
+            ),
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
         "paths": paths,
         "components": {
             "schemas": SCHEMAS,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "A tg-… API key"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "A tg-… API key"},
+                "x-api-key": {"type": "apiKey", "in": "header", "name": "x-api-key", "description": "The same key"},
+            },
         },
     }
 

@@ -15,6 +15,9 @@ class GatewaySettings(EdgeSettings):
     mode generates one and keeps it on disk; required in production."""
     gateway_metrics_port: int = 0
     """Prometheus `/metrics` on its own port, never on the public one; 0 leaves it off."""
+    gateway_metrics_dir: str = ""
+    """Where the workers of a gateway with `TOLLGATE_GATEWAY_WORKERS` above 1 keep their metric files: a fresh
+    sub-folder is made there at each start and removed at exit. Empty: the system's temporary folder."""
     auth_failure_limit: int = 20
     """Failed authentications (a key presented and refused) per client address and minute before a 429
     (0: no limit)."""

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from services.router import normalize
+from services.router import normalize, telemetry
 from services.router.adapters.base import Adapter, Reply, UpstreamError
 from services.router.adapters.openai import OpenAIAdapter
 from services.router.catalog import Catalog, Model
@@ -98,6 +98,7 @@ class _Trace:
     started: float = field(default_factory=time.monotonic)
     attempts: list[Attempt] = field(default_factory=list)
     upstream_ms: float = 0.0
+    answering: telemetry.AttemptRecord | None = None  # the attempt that answered, until it ends
 
     @property
     def fallbacks(self) -> int:
@@ -174,9 +175,14 @@ class Router:
 
         model, credential, hold, tries, began, reply = await self._first_answer(trace, call)
         waited = (time.monotonic() - began) * 1000
+        if trace.answering is not None:
+            prompt, completion = normalize.usage_of(reply.body) or (None, None)
+            response_model = str(reply.body.get("model") or "")
+            trace.answering.finish("ok", 200, "", prompt, completion, response_model)
         trace.upstream_ms += waited
         self.health.report(model.provider.name, model.provider.api_base, True, waited, 200, "")
         trace.attempts.append(Attempt(model.id, model.provider.name, "ok", 200, "", waited))
+        telemetry.fell_back(request.route, trace.fallbacks)
         return await self._shielded(self._finish(trace, model, credential, hold, tries, reply.body))
 
     async def _first_answer(
@@ -199,9 +205,11 @@ class Router:
             tries += 1
             hold = await self._reserve(trace, model, credential, tries)
             began = time.monotonic()
+            record = telemetry.AttemptRecord(trace.request.route, model, tries).start()
             try:
                 answer = await start(model, credential)
             except UpstreamError as err:
+                record.finish("error", err.status, err.kind)
                 self._failed(trace, model, credential, err, began)
                 if err.kind == "timeout" and caller.deadline.expires - time.monotonic() < _DEADLINE_SLACK:
                     # The caller's own deadline, not the provider's, cut a call the provider had: as if it hung up.
@@ -217,18 +225,23 @@ class Router:
                 continue
             except asyncio.CancelledError:
                 # The caller went away while the provider had the request: it bills the prompt, and so do we.
+                record.finish("cancelled")
                 trace.attempts.append(Attempt(model.id, model.provider.name, "cancelled", 0, "", 0.0))
                 await self._shielded(self._abandoned(trace, model, credential, hold, tries))
                 raise
             except BaseException as exc:
                 # Refused before it was sent (a body that cannot be encoded) or our own fault: nothing to pay.
                 reason = exc.message if isinstance(exc, DomainError) else type(exc).__name__
+                record.finish("error", error=exc.code if isinstance(exc, DomainError) else type(exc).__name__)
                 trace.attempts.append(Attempt(model.id, model.provider.name, "error", 0, reason, 0.0))
                 await self._shielded(self._release(trace, hold, tries, self._usage(trace, model, 0, 0, 0, "error")))
                 raise
+            trace.answering = record
             return model, credential, hold, tries, began, answer
         await self._record_failure(trace, None, "error")
-        raise self._exhausted(trace)
+        error = self._exhausted(trace)
+        telemetry.exhausted(trace.request.route, error.code)
+        raise error
 
     async def _abandoned(self, trace: _Trace, model: Model, credential: Credential, hold: Hold, attempt: int) -> None:
         """Settle an attempt its caller left while the provider had it: the prompt, and nothing written."""
@@ -299,6 +312,7 @@ class Router:
         announced = False
         chars = 0
         status = "cancelled"
+        response_model = str(first.obj.get("model") or "")
         failure: UpstreamError | None = None
         event = first
         try:
@@ -345,9 +359,14 @@ class Router:
                 prompt, completion, estimated = request.prompt_tokens, _written(model, request, chars), True
             cost = cost_micro(model, prompt, completion) if _paid(model, credential) else 0
             result = {"ok": "ok", "partial": "cut", "cancelled": "cancelled"}[status]
+            if trace.answering is not None:
+                kind = failure.kind if failure else ""
+                trace.answering.finish(result, 200, kind, prompt, completion, response_model)
+                trace.answering = None
             trace.attempts.append(
                 Attempt(model.id, model.provider.name, result, 200, failure.message if failure else "", waited)
             )
+            telemetry.fell_back(route, trace.fallbacks)
             if failure is None or not credential.byok:
                 self.health.report(
                     model.provider.name,

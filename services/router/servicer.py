@@ -76,6 +76,15 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         return list_models(self.router.catalog, self.router.health)
 
     @rpc
+    async def CountTokens(self, request: router_pb2.CompletionRequest, context: Context) -> router_pb2.TokenCount:
+        request_id.set(request.request_id)
+        parsed = requests.parse("chat", request.body, request.power_level)
+        model = self.router.decide(parsed).candidates[0].model
+        return router_pb2.TokenCount(
+            input_tokens=parsed.prompt.bound(model), model=model.id, tokenized=parsed.prompt.tokenized(model)
+        )
+
+    @rpc
     async def SelectModel(self, request: router_pb2.CompletionRequest, context: Context) -> router_pb2.Selection:
         request_id.set(request.request_id)
         route: Route = "chat"

@@ -177,3 +177,13 @@ class Selection(_message.Message):
     provider: str
     estimated_prompt_tokens: int
     def __init__(self, chosen: _Optional[str] = ..., power_level: _Optional[str] = ..., reason: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., provider: _Optional[str] = ..., estimated_prompt_tokens: _Optional[int] = ...) -> None: ...
+
+class TokenCount(_message.Message):
+    __slots__ = ("input_tokens", "model", "tokenized")
+    INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    TOKENIZED_FIELD_NUMBER: _ClassVar[int]
+    input_tokens: int
+    model: str
+    tokenized: bool
+    def __init__(self, input_tokens: _Optional[int] = ..., model: _Optional[str] = ..., tokenized: _Optional[bool] = ...) -> None: ...
