@@ -1,4 +1,5 @@
-"""`tollgate health`: show provider state and run probes now, talking gRPC to the health service.
+"""`tollgate health`: show provider state, run probes now, and hold providers down or up for maintenance,
+talking gRPC to the health service.
 
 `register(sub)` adds the command group to the CLI's subparsers; each command's handler is stored as
 `func` (`args -> exit status`). The health address is `--health-addr` or `TOLLGATE_HEALTH_ADDR`.
@@ -10,9 +11,8 @@ import argparse
 from collections.abc import Sequence
 from typing import Any, TypeAlias
 
-import orjson
-
-from services.cli.common import add_connection, runner, when
+from services.cli.common import actor, add_connection, print_json, print_table, runner, when
+from services.runtime.provider_state import change, endpoint
 from tollgate.health.v1 import health_pb2 as pb
 from tollgate.health.v1 import health_pb2_grpc
 
@@ -21,34 +21,15 @@ Stub: TypeAlias = "health_pb2_grpc.ProviderHealthAsyncStub"
 _COLUMNS = ("provider", "state", "latency", "p50/p90/p99 ms", "checked", "fails", "ejected until", "last error")
 
 
-def state_row(state: pb.ProviderState) -> dict[str, Any]:
-    return {
-        "provider": state.provider,
-        "base_url": state.base_url,
-        "state": pb.State.Name(state.state).removeprefix("STATE_").lower(),
-        "latency_ms": round(state.latency_ms, 1),
-        "p50_ms": round(state.p50_ms, 1),
-        "p90_ms": round(state.p90_ms, 1),
-        "p99_ms": round(state.p99_ms, 1),
-        "last_checked_unix_ms": state.last_checked_unix_ms,
-        "consecutive_failures": state.consecutive_failures,
-        "ejected": state.ejected,
-        "ejected_until_unix_ms": state.ejected_until_unix_ms,
-        "ejections": state.ejections,
-        "last_failure_unix_ms": state.last_failure_unix_ms,
-        "last_error": state.last_error,
-    }
-
-
 def print_states(states: Sequence[pb.ProviderState], as_json: bool) -> None:
-    rows = [state_row(s) for s in states]
+    rows = [endpoint(s) for s in states]
     if as_json:
-        print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        print_json(rows)
         return
     table = [
         (
             f"{r['provider']} ({r['base_url']})",
-            r["state"],
+            r["state"] + (f" (held {r['maintenance']['state']})" if r["maintenance"] else ""),
             f"{r['latency_ms']:.0f} ms" if r["last_checked_unix_ms"] else "-",
             f"{r['p50_ms']:.0f}/{r['p90_ms']:.0f}/{r['p99_ms']:.0f}",
             when(r["last_checked_unix_ms"], seconds=True),
@@ -58,9 +39,7 @@ def print_states(states: Sequence[pb.ProviderState], as_json: bool) -> None:
         )
         for r in rows
     ]
-    widths = [max(len(c), *(len(row[i]) for row in table)) for i, c in enumerate(_COLUMNS)]
-    for line in (_COLUMNS, *table):
-        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+    print_table(_COLUMNS, table)
 
 
 async def show(stub: Stub, args: argparse.Namespace) -> int:
@@ -75,9 +54,28 @@ async def check_now(stub: Stub, args: argparse.Namespace) -> int:
     return 0 if all(s.state != pb.STATE_DOWN for s in reply.providers) else 2
 
 
+async def maintenance(stub: Stub, args: argparse.Namespace) -> int:
+    message = pb.SetMaintenanceRequest(provider=args.provider, state=args.state, reason=args.reason, actor=actor())
+    reply = await stub.SetMaintenance(message, timeout=args.timeout)
+    print_states(reply.providers, args.json)
+    return 0
+
+
+async def maintenance_log(stub: Stub, args: argparse.Namespace) -> int:
+    message = pb.ListMaintenanceRequest(provider=args.provider or "", limit=args.limit)
+    reply = await stub.ListMaintenance(message, timeout=args.timeout)
+    rows = [change(r) for r in reply.records]
+    if args.json:
+        print_json(rows)
+        return 0
+    table = [(when(r["at_unix_ms"], seconds=True), r["provider"], r["state"], r["actor"], r["reason"]) for r in rows]
+    print_table(("when", "provider", "state", "by", "reason"), table)
+    return 0
+
+
 def register(sub: Any) -> None:
-    """Add `tollgate health show|check-now` to the CLI's subparsers."""
-    health = sub.add_parser("health", help="provider health: show state, probe now")
+    """Add `tollgate health show|check-now|maintenance|maintenance-log` to the CLI's subparsers."""
+    health = sub.add_parser("health", help="provider health: show state, probe now, maintenance")
     commands = health.add_subparsers(dest="health_command", required=True)
 
     def options(parser: argparse.ArgumentParser) -> None:
@@ -92,3 +90,16 @@ def register(sub: Any) -> None:
     p.add_argument("providers", nargs="*", metavar="PROVIDER", help="catalog provider ids")
     options(p)
     p.set_defaults(func=runner("health", health_pb2_grpc.ProviderHealthStub, check_now))
+
+    p = commands.add_parser("maintenance", help="hold a provider down or up, or hand it back to probes (auto)")
+    p.add_argument("provider", metavar="PROVIDER", help="catalog provider id")
+    p.add_argument("state", choices=("down", "up", "auto"))
+    p.add_argument("--reason", default="", help="why (required for down and up); kept in the audit trail")
+    options(p)
+    p.set_defaults(func=runner("health", health_pb2_grpc.ProviderHealthStub, maintenance))
+
+    p = commands.add_parser("maintenance-log", help="who held which provider down or up, when and why")
+    p.add_argument("provider", nargs="?", metavar="PROVIDER", help="only this provider")
+    p.add_argument("--limit", type=int, default=100)
+    options(p)
+    p.set_defaults(func=runner("health", health_pb2_grpc.ProviderHealthStub, maintenance_log))

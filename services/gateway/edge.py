@@ -189,6 +189,16 @@ async def read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
+def query_limit(request: Request, default: int = 100, most: int = 1000) -> int:
+    """The `?limit=` of a listing: an integer from 1 to `most`, `default` when absent."""
+    raw = request.query_params.get("limit", "")
+    if not raw:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= most:
+        raise DomainError("invalid_request", f"'limit' must be an integer from 1 to {most}", "limit")
+    return int(raw)
+
+
 async def read_json(request: Request) -> tuple[bytes, dict[str, Any]]:
     """The body as bytes (relayed verbatim) and parsed; it must be a JSON object."""
     body = await read_body(request)

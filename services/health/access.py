@@ -1,5 +1,5 @@
 """Who may call health: the router follows and feeds provider state, the gateway and the operator read it,
-admins probe on demand."""
+admins probe on demand and force providers down or up."""
 
 from __future__ import annotations
 
@@ -15,5 +15,7 @@ ACCESS = Access.of(
         "WatchProviders": {R},
         "ReportOutcome": {R},
         "CheckNow": {ADMIN},
+        "SetMaintenance": {ADMIN},
+        "ListMaintenance": {ADMIN},
     },
 )

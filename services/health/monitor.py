@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from services.health import metrics
 from services.health.ejection import EjectionPolicy, ejection_allowed
 from services.health.lock import claim_probe, reschedule
+from services.health.maintenance import Change, Hold, checked
 from services.health.probes import Clock, Prober, ProbeResult
 from services.health.settings import HealthSettings
 from services.health.state import (
@@ -63,6 +64,7 @@ class HealthMonitor:
         self._records: dict[tuple[str, str], TargetRecord] = {k: TargetRecord(*k) for k in self.targets}
         self._published: dict[tuple[str, str], ProviderStatus] = {}
         self._inflight: dict[tuple[str, str], asyncio.Task[bool]] = {}
+        self._holds: dict[str, Hold] = {}
         self._next_prune = 0.0
         self._failing = False
 
@@ -73,7 +75,7 @@ class HealthMonitor:
         return [self._published.get(k) or self._assess(r, now) for k, r in self._records.items()]
 
     def _assess(self, record: TargetRecord, now: float) -> ProviderStatus:
-        return assess(record, now, self.settings.health_degraded_latency_ms)
+        return assess(record, now, self.settings.health_degraded_latency_ms, self._holds.get(record.provider))
 
     def _refresh(self) -> None:
         now = self.clock()
@@ -99,7 +101,8 @@ class HealthMonitor:
         await self.sync()
 
     async def sync(self) -> None:
-        """Adopt what the database says (other replicas' probes and outcomes) and publish changes."""
+        """Adopt what the database says (other replicas' probes, outcomes and holds) and publish changes."""
+        self._holds = await self.store.holds()
         self._adopt(await self.store.load())
 
     async def run(self) -> None:
@@ -208,7 +211,8 @@ class HealthMonitor:
             return
 
         def change(record: TargetRecord, ejected: int, total: int) -> TargetRecord:
-            return after_outcome(record, outcome, now, self.policy, ejection_allowed(ejected, total, self.policy))
+            allowed = ejection_allowed(ejected, total, self.policy)
+            return after_outcome(record, outcome, now, self.policy, allowed, self.settings.health_latency_ewma_weight)
 
         record = await self.store.change(target.key, change, self.targets.keys(), now)
         self._adopt([record])
@@ -229,6 +233,18 @@ class HealthMonitor:
         await asyncio.gather(*(check(t) for t in chosen))
         keys = {t.key for t in chosen}
         return [s for s in self.snapshot() if s.key in keys]
+
+    async def set_maintenance(self, provider: str, state: str, reason: str, actor: str) -> list[ProviderStatus]:
+        """Hold `provider` down or up, or release it (`auto`), audited; returns its endpoints' new state."""
+        if provider not in {t.provider for t in self.targets.values()}:
+            raise DomainError("not_found", f"unknown provider {provider!r}", "provider")
+        state, reason = checked(state, reason)
+        await self.store.set_hold(provider, state, reason, actor, self.clock())
+        await self.sync()
+        return [s for s in self.snapshot() if s.provider == provider]
+
+    async def maintenance_log(self, provider: str = "", limit: int = 100) -> list[Change]:
+        return await self.store.maintenance_log(provider, max(1, min(limit, 1000)))
 
     async def aclose(self) -> None:
         for task in list(self._inflight.values()):

@@ -1,6 +1,9 @@
-"""Active probes: one cheap, unbilled call per target (GET `{api_base}/models`) with a timeout.
+"""Active probes: one cheap, unbilled call per target, its kind's own model listing, with a timeout.
 
-The platform key from the provider's `api_key_env` is sent when that variable is set; the key never
+OpenAI-compatible providers list at `GET {api_base}/models` with `Authorization: Bearer`; Anthropic at
+`GET {api_base}/v1/models` with `x-api-key` and `anthropic-version`; Gemini at `GET {api_base}/v1beta/models`
+with `x-goog-api-key` (a base that already ends in the version keeps it). The platform key from the
+provider's `api_key_env` is sent, in that kind's header only, when the variable is set; the key never
 appears in a result. Without a key, a 401/403 still proves the endpoint answers and counts as reachable.
 """
 
@@ -10,7 +13,6 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -29,24 +31,42 @@ class ProbeResult:
     checked: float  # wall-clock seconds
 
 
+ANTHROPIC_VERSION = "2023-06-01"
+# kind -> (the version segment its listing lives under, or "" for the base itself)
+_LISTING_VERSION = {"openai": "", "anthropic": "/v1", "gemini": "/v1beta"}
+
+
+def listing_path(target: Target) -> str:
+    """The path (after the host) of the target's model listing."""
+    version = _LISTING_VERSION.get(target.kind, "")
+    base = target.base_url
+    if version and not base.endswith(("/v1", "/v1beta", "/v1alpha")):
+        base += version
+    return f"{base}/models"
+
+
 def _headers(target: Target) -> tuple[dict[str, str], bool]:
+    headers = {"anthropic-version": ANTHROPIC_VERSION} if target.kind == "anthropic" else {}
     key = os.environ.get(target.api_key_env, "") if target.api_key_env else ""
     if not key:
-        return {}, False
+        return headers, False
     register_secret(key)
-    headers = {"authorization": f"Bearer {key}"}
-    if (urlsplit(target.base_url).hostname or "").endswith("anthropic.com"):
-        headers |= {"x-api-key": key, "anthropic-version": "2023-06-01"}
+    if target.kind == "anthropic":
+        headers["x-api-key"] = key
+    elif target.kind == "gemini":
+        headers["x-goog-api-key"] = key
+    else:
+        headers["authorization"] = f"Bearer {key}"
     return headers, True
 
 
-def judge(status: int, keyed: bool) -> tuple[bool, str]:
+def judge(status: int, keyed: bool, path: str = "/models") -> tuple[bool, str]:
     """Whether an HTTP answer to the probe means the provider is up, and the error when it is not."""
     if 200 <= status < 300 or status == 429:
         return True, ""
     if status in (401, 403):
         return (False, f"the platform key was rejected (HTTP {status})") if keyed else (True, "")
-    return False, f"GET /models answered HTTP {status}"
+    return False, f"GET {path} answered HTTP {status}"
 
 
 class Prober:
@@ -65,15 +85,16 @@ class Prober:
     async def probe(self, target: Target) -> ProbeResult:
         timeout = min(self.timeout, target.timeout_s) if target.timeout_s > 0 else self.timeout
         headers, keyed = _headers(target)
+        url = listing_path(target)
         started = time.perf_counter()
         try:
-            response = await self._client.get(f"{target.base_url}/models", headers=headers, timeout=timeout)
+            response = await self._client.get(url, headers=headers, timeout=timeout)
             await response.aclose()
         except httpx.TimeoutException:
             return self._result(False, started, 0, f"no answer within {timeout:g}s")
         except httpx.HTTPError as exc:
             return self._result(False, started, 0, f"cannot connect ({type(exc).__name__})")
-        ok, error = judge(response.status_code, keyed)
+        ok, error = judge(response.status_code, keyed, httpx.URL(url).path)
         return self._result(ok, started, response.status_code, error)
 
     def _result(self, ok: bool, started: float, status: int, error: str) -> ProbeResult:

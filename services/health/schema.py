@@ -1,4 +1,4 @@
-"""The health service's tables: the current record of each target and the probe history.
+"""The health service's tables: the current record of each target, the probe history, and maintenance.
 
 Times are integer milliseconds since the epoch (wall clock, shared by every replica).
 """
@@ -30,6 +30,8 @@ targets = Table(
     # The next active probe is due then; the replica whose guarded update moves it forward probes.
     Column("probe_due_ms", BigInteger, nullable=False, default=0),
     Column("updated_ms", BigInteger, nullable=False, default=0),
+    # Moving average of the latency of answered calls that routers report.
+    Column("latency_ewma_ms", Float, nullable=False, default=0.0),
 )
 
 probes = Table(
@@ -45,4 +47,28 @@ probes = Table(
     Column("error", Text, nullable=False),
     Index("ix_health_probes_target_checked", "provider", "base_url", "checked_ms"),
     Index("ix_health_probes_checked", "checked_ms"),
+)
+
+# A provider an admin holds down or up, whatever probes and outcomes say; no row: automatic.
+maintenance = Table(
+    "health_maintenance",
+    metadata,
+    Column("provider", String(200), primary_key=True),
+    Column("state", String(8), nullable=False),  # down | up
+    Column("reason", Text, nullable=False),
+    Column("actor", String(300), nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+)
+
+# Every maintenance change (auto included): who, when, why. Append-only.
+maintenance_audit = Table(
+    "health_maintenance_audit",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("provider", String(200), nullable=False),
+    Column("state", String(8), nullable=False),  # down | up | auto
+    Column("reason", Text, nullable=False),
+    Column("actor", String(300), nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Index("ix_health_maintenance_audit_provider", "provider", "id"),
 )

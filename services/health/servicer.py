@@ -7,8 +7,10 @@ from typing import Any, TypeAlias
 
 import grpc
 
+from services.health.maintenance import Change
 from services.health.monitor import HealthMonitor
 from services.health.state import Outcome, ProviderStatus
+from services.runtime import identity
 from services.runtime.errors import rpc
 from tollgate.health.v1 import health_pb2, health_pb2_grpc
 
@@ -35,7 +37,35 @@ def to_proto(status: ProviderStatus) -> health_pb2.ProviderState:
         p90_ms=status.p90_ms,
         p99_ms=status.p99_ms,
         last_failure_unix_ms=_ms(status.last_failure),
+        latency_ewma_ms=status.latency_ewma_ms,
+        forced=status.forced,
+        forced_reason=status.forced_reason,
+        forced_by=status.forced_by,
+        forced_unix_ms=_ms(status.forced_at),
     )
+
+
+def _change(change: Change) -> health_pb2.MaintenanceRecord:
+    return health_pb2.MaintenanceRecord(
+        id=change.id,
+        provider=change.provider,
+        state=change.state,
+        reason=change.reason,
+        actor=change.actor,
+        at_unix_ms=_ms(change.at),
+    )
+
+
+def _actor(named: str) -> str:
+    """Who is changing maintenance: the admin the gateway acts for, or the operator (as its CLI names itself)."""
+    peer = identity.current()
+    if peer is None:
+        return "unknown"
+    if peer.service == identity.GATEWAY:
+        return f"user {peer.acting_user}" if peer.acting_user else "gateway"
+    if peer.service == identity.OPERATOR and named:
+        return "operator " + "".join(c for c in named if c.isprintable())[:100]
+    return peer.service
 
 
 def _reply(statuses: Iterable[ProviderStatus]) -> health_pb2.ListProvidersReply:
@@ -68,3 +98,17 @@ class ProviderHealthServicer(health_pb2_grpc.ProviderHealthServicer):
     @rpc
     async def CheckNow(self, request: health_pb2.CheckNowRequest, context: Context) -> health_pb2.ListProvidersReply:
         return _reply(await self.monitor.check_now(list(request.providers)))
+
+    @rpc
+    async def SetMaintenance(
+        self, request: health_pb2.SetMaintenanceRequest, context: Context
+    ) -> health_pb2.ListProvidersReply:
+        actor = _actor(request.actor)
+        return _reply(await self.monitor.set_maintenance(request.provider, request.state, request.reason, actor))
+
+    @rpc
+    async def ListMaintenance(
+        self, request: health_pb2.ListMaintenanceRequest, context: Context
+    ) -> health_pb2.ListMaintenanceReply:
+        changes = await self.monitor.maintenance_log(request.provider, request.limit or 100)
+        return health_pb2.ListMaintenanceReply(records=[_change(c) for c in changes])

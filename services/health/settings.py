@@ -32,6 +32,8 @@ class HealthSettings(CommonSettings):
     """A probe slower than this marks the provider degraded."""
     health_latency_window: int = Field(50, ge=1)
     """Recent probes behind p50/p90/p99."""
+    health_latency_ewma_weight: float = Field(default=0.3, gt=0, le=1)
+    """Weight of the newest answered call in the moving latency average that routers order equal models by."""
     health_history_retention_hours: float = Field(168.0, gt=0)
     """Hours of probe history kept."""
     health_sync_seconds: float = Field(1.0, gt=0)

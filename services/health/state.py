@@ -1,7 +1,8 @@
 """Provider state as routers and operators see it, derived from a target's stored record.
 
 healthy: the last probe answered in time and nothing failed since; degraded: half-open, slow, or failing
-below the ejection threshold; down: ejected; unknown: never probed and no outcome reported yet.
+below the ejection threshold; down: ejected; unknown: never probed and no outcome reported yet. An admin's
+maintenance hold overrides all of it: held down is down, held up is healthy.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
 from services.health.ejection import Circuit, EjectionPolicy, Outlier, record_failure, record_success
+from services.health.maintenance import Hold
 from services.health.probes import ProbeResult
 from services.runtime.logging import redact
 
@@ -41,6 +43,7 @@ class TargetRecord:
     p90_ms: float = 0.0
     p99_ms: float = 0.0
     probe_due: float = 0.0
+    latency_ewma_ms: float = 0.0  # answered calls as routers report them; 0 until one is
 
     @property
     def key(self) -> tuple[str, str]:
@@ -63,16 +66,23 @@ class ProviderStatus:
     p90_ms: float
     p99_ms: float
     last_failure: float
+    latency_ewma_ms: float = 0.0
+    forced: str = ""  # down | up while an admin holds the provider there
+    forced_reason: str = ""
+    forced_by: str = ""
+    forced_at: float = 0.0
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.provider, self.base_url)
 
 
-def assess(record: TargetRecord, now: float, degraded_latency_ms: float) -> ProviderStatus:
+def assess(record: TargetRecord, now: float, degraded_latency_ms: float, hold: Hold | None = None) -> ProviderStatus:
     outlier = record.outlier
     circuit = outlier.circuit(now)
-    if circuit is Circuit.OPEN:
+    if hold is not None:
+        state = HealthState.DOWN if hold.state == "down" else HealthState.HEALTHY
+    elif circuit is Circuit.OPEN:
         state = HealthState.DOWN
     elif circuit is Circuit.HALF_OPEN or outlier.consecutive_failures > 0:
         state = HealthState.DEGRADED
@@ -98,6 +108,11 @@ def assess(record: TargetRecord, now: float, degraded_latency_ms: float) -> Prov
         p90_ms=record.p90_ms,
         p99_ms=record.p99_ms,
         last_failure=outlier.last_failure,
+        latency_ewma_ms=record.latency_ewma_ms,
+        forced=hold.state if hold is not None else "",
+        forced_reason=hold.reason if hold is not None else "",
+        forced_by=hold.actor if hold is not None else "",
+        forced_at=hold.at if hold is not None else 0.0,
     )
 
 
@@ -138,18 +153,26 @@ def after_probe(record: TargetRecord, result: ProbeResult, policy: EjectionPolic
     return replace(record, outlier=outlier, latency_ms=result.latency_ms, last_checked=now, last_error=error)
 
 
+def moving_latency(current: float, sample: float, weight: float) -> float:
+    """The exponentially weighted moving average after `sample`; the first sample is taken as it is."""
+    if sample <= 0:
+        return current
+    return sample if current <= 0 else current + weight * (sample - current)
+
+
 def after_outcome(
-    record: TargetRecord, outcome: Outcome, now: float, policy: EjectionPolicy, may_eject: bool
+    record: TargetRecord, outcome: Outcome, now: float, policy: EjectionPolicy, may_eject: bool, weight: float = 0.3
 ) -> TargetRecord:
     if outcome.success:
-        return replace(record, outlier=record_success(record.outlier, now), last_success=now)
+        ewma = moving_latency(record.latency_ewma_ms, outcome.latency_ms, weight)
+        return replace(record, outlier=record_success(record.outlier, now), last_success=now, latency_ewma_ms=ewma)
     outlier = record_failure(record.outlier, now, policy, active=False, may_eject=may_eject)
     return replace(record, outlier=outlier, last_error=describe_failure(outcome.http_status, outcome.error))
 
 
 def needs_recording(record: TargetRecord, outcome: Outcome, now: float) -> bool:
-    """False for the common case, a success on a closed target with no failures: nothing would change."""
-    if not outcome.success:
+    """False for a success on a closed target with no failures that measured nothing: nothing would change."""
+    if not outcome.success or outcome.latency_ms > 0:
         return True
     quiet = record.outlier.circuit(now) is Circuit.CLOSED and record.outlier.consecutive_failures == 0
     return not quiet or record.last_success == 0

@@ -1,4 +1,4 @@
-"""The SQL of the health service: target records, the probe history and its retention.
+"""The SQL of the health service: target records, the probe history and its retention, maintenance holds.
 
 Every change of a record happens in one transaction that locks the row (`FOR UPDATE` on PostgreSQL,
 `BEGIN IMMEDIATE` on SQLite), so replicas sharing a database count failures and eject consistently.
@@ -16,8 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.health.ejection import Outlier
 from services.health.lock import to_ms
+from services.health.maintenance import Change as MaintenanceChange
+from services.health.maintenance import Hold
 from services.health.probes import ProbeResult
-from services.health.schema import probes, targets
+from services.health.schema import maintenance, maintenance_audit, probes, targets
 from services.health.state import TargetRecord, percentiles
 from services.health.targets import Target
 
@@ -50,6 +52,7 @@ def _record(m: Mapping[Any, Any]) -> TargetRecord:
         p90_ms=m["p90_ms"],
         p99_ms=m["p99_ms"],
         probe_due=_seconds(m["probe_due_ms"]),
+        latency_ewma_ms=m["latency_ewma_ms"],
     )
 
 
@@ -70,6 +73,7 @@ def _values(record: TargetRecord) -> dict[str, Any]:
         "p50_ms": record.p50_ms,
         "p90_ms": record.p90_ms,
         "p99_ms": record.p99_ms,
+        "latency_ewma_ms": record.latency_ewma_ms,
     }
 
 
@@ -170,3 +174,36 @@ class HealthStore:
         async with self.engine.begin() as conn:
             result = await conn.execute(delete(probes).where(probes.c.checked_ms < to_ms(before)))
         return int(result.rowcount)
+
+    # maintenance
+
+    async def holds(self) -> dict[str, Hold]:
+        """The providers an admin holds down or up, by name."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(maintenance))
+            return {r.provider: Hold(r.provider, r.state, r.reason, r.actor, _seconds(r.at_ms)) for r in rows}
+
+    async def set_hold(self, provider: str, state: str, reason: str, actor: str, now: float) -> None:
+        """Hold `provider` down or up (`auto`: release it) and append the change to the audit trail, at once."""
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(maintenance).where(maintenance.c.provider == provider))
+            if state != "auto":
+                await conn.execute(
+                    insert(maintenance).values(
+                        provider=provider, state=state, reason=reason, actor=actor, at_ms=to_ms(now)
+                    )
+                )
+            await conn.execute(
+                insert(maintenance_audit).values(
+                    provider=provider, state=state, reason=reason, actor=actor, at_ms=to_ms(now)
+                )
+            )
+
+    async def maintenance_log(self, provider: str, limit: int) -> list[MaintenanceChange]:
+        """The newest maintenance changes (of `provider`, or all when empty), newest first."""
+        query = select(maintenance_audit).order_by(maintenance_audit.c.id.desc()).limit(limit)
+        if provider:
+            query = query.where(maintenance_audit.c.provider == provider)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(query)
+            return [MaintenanceChange(r.id, r.provider, r.state, r.reason, r.actor, _seconds(r.at_ms)) for r in rows]

@@ -45,7 +45,11 @@ async def build() -> Service:
         fail("MAX_ATTEMPTS", "must be at least 1")
     identity.use(identity.signer_for(settings, identity.ROUTER, settings.router_identity_key))
     verifier = server.verifier("router", settings, [ACCESS])
-    health = HealthView(lambda: channels.channel(settings.health_addr), settings.rpc_timeout_seconds)
+    health = HealthView(
+        lambda: channels.channel(settings.health_addr),
+        settings.rpc_timeout_seconds,
+        latency_report_seconds=settings.latency_report_seconds,
+    )
     ledger = GrpcLedger(lambda: channels.channel(settings.credits_addr))
     settlements = Settlements(
         ledger,

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable
 
 import grpc
@@ -35,11 +36,14 @@ class HealthView:
         channel: Callable[[], grpc.aio.Channel] | None = None,
         rpc_timeout: float = 5.0,
         queue_size: int = 10_000,
+        latency_report_seconds: float = 5.0,
     ) -> None:
         self._channel = channel
         self._rpc_timeout = rpc_timeout
+        self._latency_every = latency_report_seconds
         self.states: dict[str, health_pb2.ProviderState] = {}
         self._last_ok: dict[tuple[str, str], bool] = {}
+        self._latency_due: dict[tuple[str, str], float] = {}
         self._reports: asyncio.Queue[health_pb2.OutcomeReport] = asyncio.Queue(queue_size)
 
     # reading (the hot path)
@@ -49,6 +53,15 @@ class HealthView:
         if found is None:
             return "unknown"
         return "down" if found.ejected else STATE_NAMES.get(found.state, "unknown")
+
+    def latency(self, provider: str) -> float:
+        """Health's moving average of the provider's answered calls, in ms; 0 until measured."""
+        found = self.states.get(provider)
+        return found.latency_ewma_ms if found is not None else 0.0
+
+    def forced(self, provider: str) -> str:
+        found = self.states.get(provider)
+        return found.forced if found is not None else ""
 
     def badness(self, provider: str) -> tuple[int, int]:
         """Sort key among unhealthy providers: state first, then consecutive failures."""
@@ -65,13 +78,18 @@ class HealthView:
     def report(self, provider: str, base_url: str, success: bool, latency_ms: float, status: int, error: str) -> None:
         """Queue one outcome for health; dropped (never blocking) when the queue is full.
 
-        A success is news only after a failure or while health does not call the provider healthy, so
-        steady success costs no call at all; every failure, and the first success after it, is sent.
+        A success is news after a failure or while health does not call the provider healthy; otherwise one
+        success per `latency_report_seconds` carries its latency for health's moving average, so steady
+        success costs at most one call per interval; every failure, and the first success after it, is sent.
         """
         endpoint = (provider, base_url)
-        if success and self._last_ok.get(endpoint) and self.state(provider) == "healthy":
+        now = time.monotonic()
+        latency_due = now >= self._latency_due.get(endpoint, 0.0)
+        if success and self._last_ok.get(endpoint) and self.state(provider) == "healthy" and not latency_due:
             return
         self._last_ok[endpoint] = success
+        if success:
+            self._latency_due[endpoint] = now + self._latency_every
         report = health_pb2.OutcomeReport(
             provider=provider,
             base_url=base_url,

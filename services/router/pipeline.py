@@ -579,6 +579,8 @@ class Router:
             fallbacks=trace.fallbacks,
             usage_estimated=estimated,
             upstream_ms=trace.upstream_ms,
+            requested_model=trace.decision.requested or "",
+            reason=_why(trace, model),
         )
 
     # shielding
@@ -592,6 +594,22 @@ class Router:
         task = asyncio.ensure_future(work)
         self._keep(task)
         return await asyncio.shield(task)
+
+
+def _why(trace: _Trace, model: Model) -> str:
+    """Why `model` answered: the named model, or what stood in for it after which failure, or the level's choice."""
+    decision = trace.decision
+    if decision.requested == model.id:
+        return "requested model"
+    failed = [
+        f"{a.model}: {'HTTP ' + str(a.status) if a.status else a.error or a.result}"
+        for a in trace.attempts
+        if a.model != model.id and a.result != "ok"
+    ]
+    if decision.requested is not None and decision.requested in decision.skipped:
+        failed.insert(0, f"{decision.requested}: {decision.skipped[decision.requested]}")
+    why = decision.reason_of(model) if decision.requested is not None else decision.reason
+    return f"{why} after {'; '.join(failed)}" if failed else why
 
 
 def _written(model: Model, request: Request, chars: int) -> int:
@@ -659,4 +677,6 @@ def _metadata(outcome: router_pb2.Outcome) -> dict[str, Any]:
             "output": outcome.completion_tokens,
             "reasoning": outcome.reasoning_tokens,
         },
+        "requested_model": outcome.requested_model or None,
+        "reason": outcome.reason,
     }

@@ -42,3 +42,6 @@ class RouterSettings(EdgeSettings):
     """When a user's own key is rejected (401/402/403), retry with the platform key."""
     upstream_max_connections: int = 256
     """Pooled connections per provider."""
+    latency_report_seconds: float = Field(default=5.0, ge=0)
+    """How often at most the router reports an answered call's latency per endpoint to health, which orders
+    equally suitable models by it (0: every call)."""

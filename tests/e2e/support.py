@@ -7,6 +7,8 @@ import socket
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,15 @@ def start_suite(tmp: Path, upstream_args: tuple[str, ...] = (), **env: str) -> S
     )
     suite.start()
     return suite
+
+
+def eventually(check: Callable[[], bool], what: str, timeout: float = 15) -> None:
+    """Wait until `check()` holds, or fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        time.sleep(0.05)
 
 
 def bearer(key: str) -> dict[str, str]:

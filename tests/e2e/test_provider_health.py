@@ -3,15 +3,14 @@ it comes back through half-open to healthy and is chosen again."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from services.launcher import Suite
-from tests.e2e.support import bearer, start_suite
+from tests.e2e.support import bearer, eventually, start_suite
 
 INTERVAL = 0.3
 
@@ -23,14 +22,6 @@ def watched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
     )
     yield suite
     suite.stop()
-
-
-def _eventually(check: Callable[[], bool], what: str, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.1)
 
 
 def test_failing_provider_is_skipped_then_chosen_again(watched: Suite) -> None:
@@ -56,14 +47,14 @@ def _flip_and_recover(gateway: httpx.Client, upstream: httpx.Client) -> None:
         assert reply.status_code == 200, reply.text
         return str(reply.json()["model"])
 
-    _eventually(lambda: state("fake") == "healthy", "fake healthy")
+    eventually(lambda: state("fake") == "healthy", "fake healthy")
     assert chosen() == "echo-paid"
 
     # The fake provider's probes (which carry its platform key) are now refused; the keyless one still answers.
     upstream.post("/_control", json={"model": "-", "require_key": "sk-not-the-platform-key"}).raise_for_status()
-    _eventually(lambda: state("fake") == "down", "fake marked down")
+    eventually(lambda: state("fake") == "down", "fake marked down")
     assert state("fake-free") != "down"
-    _eventually(lambda: chosen() == "echo-free", "router skips the down provider", timeout=5)
+    eventually(lambda: chosen() == "echo-free", "router skips the down provider", timeout=5)
 
     upstream.post("/_control", json={"reset": True}).raise_for_status()
     seen: set[str] = set()
@@ -72,6 +63,6 @@ def _flip_and_recover(gateway: httpx.Client, upstream: httpx.Client) -> None:
         seen.add(state("fake"))
         return "healthy" in seen
 
-    _eventually(recovered, "fake healthy again")
+    eventually(recovered, "fake healthy again")
     assert "degraded" in seen or "down" in seen
     assert chosen() == "echo-paid"

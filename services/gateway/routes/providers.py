@@ -1,6 +1,7 @@
-"""Provider health over HTTP: state and latency per provider, and a manual probe for admins.
+"""Provider health over HTTP: state and latency per provider; for admins a manual probe and maintenance.
 
-The health service owns the state; these routes read it (`ListProviders`) or run probes now (`CheckNow`).
+The health service owns the state; these routes read it (`ListProviders`), run probes now (`CheckNow`),
+hold a provider down or up (`SetMaintenance`) and list who did so (`ListMaintenance`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from services.gateway.edge import aliased, edge, json_response, read_body, require_admin
+from services.gateway.edge import (
+    aliased,
+    edge,
+    is_admin,
+    json_response,
+    query_limit,
+    read_body,
+    read_json,
+    require_admin,
+)
 from services.gateway.openapi import extend, operation
 from services.runtime.errors import DomainError
+from services.runtime.provider_state import change, endpoint
 from tollgate.health.v1 import health_pb2
 
 # Seconds a manual check may take: every probe runs with the health service's own probe timeout.
@@ -24,33 +35,14 @@ _CHECK_TIMEOUT = 60.0
 _RANK = {"healthy": 0, "degraded": 1, "unknown": 2, "down": 3}
 
 
-def _state(value: int) -> str:
-    return health_pb2.State.Name(value).removeprefix("STATE_").lower()
-
-
-def endpoint(state: health_pb2.ProviderState) -> dict[str, Any]:
-    return {
-        "provider": state.provider,
-        "base_url": state.base_url,
-        "state": _state(state.state),
-        "latency_ms": round(state.latency_ms, 1),
-        "p50_ms": round(state.p50_ms, 1),
-        "p90_ms": round(state.p90_ms, 1),
-        "p99_ms": round(state.p99_ms, 1),
-        "last_checked_unix_ms": state.last_checked_unix_ms,
-        "consecutive_failures": state.consecutive_failures,
-        "ejected": state.ejected,
-        "ejected_until_unix_ms": state.ejected_until_unix_ms,
-        "ejections": state.ejections,
-        "last_failure_unix_ms": state.last_failure_unix_ms,
-        "last_error": state.last_error,
-    }
-
-
-def per_provider(states: Sequence[health_pb2.ProviderState]) -> list[dict[str, Any]]:
+def per_provider(states: Sequence[health_pb2.ProviderState], admin: bool = True) -> list[dict[str, Any]]:
+    """Endpoints grouped by provider; who holds a provider in maintenance is shown to admins only."""
     grouped: dict[str, list[dict[str, Any]]] = {}
     for state in states:
-        grouped.setdefault(state.provider, []).append(endpoint(state))
+        shown = endpoint(state)
+        if not admin and shown["maintenance"] is not None:
+            del shown["maintenance"]["by"]
+        grouped.setdefault(state.provider, []).append(shown)
     providers = []
     for name, endpoints in grouped.items():
         best = min(endpoints, key=lambda e: _RANK[e["state"]])
@@ -61,6 +53,8 @@ def per_provider(states: Sequence[health_pb2.ProviderState]) -> list[dict[str, A
                 "state": best["state"],
                 "healthy": best["state"] == "healthy",
                 **{k: best[k] for k in ("latency_ms", "p50_ms", "p90_ms", "p99_ms", "last_checked_unix_ms")},
+                # a hold is per provider: every endpoint carries the same one
+                "maintenance": endpoints[0]["maintenance"],
                 "endpoints": endpoints,
             }
         )
@@ -76,21 +70,21 @@ def overall(providers: Sequence[dict[str, Any]]) -> str:
     return "degraded" if states & {"healthy", "degraded"} else "down"
 
 
-async def _list(request: Request) -> list[health_pb2.ProviderState]:
+async def _list(request: Request) -> list[dict[str, Any]]:
     gateway = edge(request)
-    await gateway.principal(request)
+    principal = await gateway.principal(request)
     reply: health_pb2.ListProvidersReply = await gateway.call(
         gateway.clients.health.ListProviders, health_pb2.ListProvidersRequest(), "health"
     )
-    return list(reply.providers)
+    return per_provider(reply.providers, is_admin(principal))
 
 
 async def list_providers(request: Request) -> Response:
-    return json_response({"object": "list", "data": per_provider(await _list(request))})
+    return json_response({"object": "list", "data": await _list(request)})
 
 
 async def providers_health(request: Request) -> Response:
-    providers = per_provider(await _list(request))
+    providers = await _list(request)
     return json_response({"status": overall(providers), "providers": providers})
 
 
@@ -121,15 +115,52 @@ async def check_now(request: Request) -> Response:
     return json_response({"status": overall(providers), "checked": len(reply.providers), "providers": providers})
 
 
+async def set_maintenance(request: Request) -> Response:
+    gateway = edge(request)
+    require_admin(await gateway.principal(request))
+    _, payload = await read_json(request)
+    unknown = sorted(set(payload) - {"state", "reason"})
+    if unknown:
+        raise DomainError("invalid_request", f"Unknown field '{unknown[0]}': send state and reason", unknown[0])
+    state, reason = payload.get("state"), payload.get("reason", "")
+    if not isinstance(state, str):
+        raise DomainError("invalid_request", "'state' must be one of down, up, auto", "state")
+    if not isinstance(reason, str):
+        raise DomainError("invalid_request", "'reason' must be a string", "reason")
+    message = health_pb2.SetMaintenanceRequest(provider=request.path_params["provider"], state=state, reason=reason)
+    reply: health_pb2.ListProvidersReply = await gateway.call(gateway.clients.health.SetMaintenance, message, "health")
+    [provider] = per_provider(reply.providers)
+    return json_response(provider)
+
+
+async def maintenance_log(request: Request) -> Response:
+    gateway = edge(request)
+    require_admin(await gateway.principal(request))
+    message = health_pb2.ListMaintenanceRequest(
+        provider=request.query_params.get("provider", ""), limit=query_limit(request)
+    )
+    reply: health_pb2.ListMaintenanceReply = await gateway.call(
+        gateway.clients.health.ListMaintenance, message, "health"
+    )
+    return json_response(
+        {"object": "list", "data": [{"object": "maintenance.change", **change(r)} for r in reply.records]}
+    )
+
+
 extend("/v1/providers", True, {"get": operation("Providers with their health state and latency percentiles")})
 extend("/v1/providers/health", True, {"get": operation("Provider health: overall status and every endpoint")})
 _CHECK = {"post": operation('Probe providers now (admin); body {"providers": [...]} or empty for all')}
 extend("/v1/admin/providers/health/check", False, _CHECK)
 extend("/api/v1/admin/llm/health/check", False, _CHECK)
+_HOLD = 'Hold a provider down or up, or hand it back to probes (admin); body {"state": "down"|"up"|"auto", "reason"}'
+extend("/v1/providers/{provider}/maintenance", False, {"post": operation(_HOLD)})
+extend("/v1/admin/providers/maintenance", False, {"get": operation("Who held which provider down or up (admin)")})
 
 ROUTES = [
     *aliased("/providers", list_providers, ["GET"]),
     *aliased("/providers/health", providers_health, ["GET"]),
     Route("/v1/admin/providers/health/check", check_now, methods=["POST"]),
     Route("/api/v1/admin/llm/health/check", check_now, methods=["POST"]),
+    Route("/v1/providers/{provider}/maintenance", set_maintenance, methods=["POST"]),
+    Route("/v1/admin/providers/maintenance", maintenance_log, methods=["GET"]),
 ]

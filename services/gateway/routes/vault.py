@@ -10,9 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from services.gateway.edge import edge, json_response, require_admin
+from services.gateway.edge import edge, json_response, query_limit, require_admin
 from services.gateway.openapi import extend, operation, query
-from services.runtime.errors import DomainError
 from tollgate.keyvault.v1 import keyvault_pb2
 
 
@@ -37,19 +36,12 @@ async def vault_status(request: Request) -> Response:
     )
 
 
-def _limit(request: Request) -> int:
-    raw = request.query_params.get("limit", "")
-    if not raw:
-        return 100
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
-        raise DomainError("invalid_request", "'limit' must be an integer from 1 to 1000", "limit")
-    return int(raw)
-
-
 async def audit_events(request: Request) -> Response:
     gateway = edge(request)
     require_admin(await gateway.principal(request))
-    message = keyvault_pb2.ListAuditEventsRequest(user_id=request.query_params.get("user", ""), limit=_limit(request))
+    message = keyvault_pb2.ListAuditEventsRequest(
+        user_id=request.query_params.get("user", ""), limit=query_limit(request)
+    )
     reply: keyvault_pb2.ListAuditEventsReply = await gateway.call(
         gateway.clients.keyvault.ListAuditEvents, message, "keyvault"
     )

@@ -54,3 +54,26 @@ async def test_check_now_then_show(stub: cli.Stub, capsys: pytest.CaptureFixture
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:2] == ["provider", "state"]
     assert any(line.startswith("gone ") and " down " in line and "cannot connect" in line for line in lines)
+
+
+async def test_maintenance_holds_and_its_log(stub: cli.Stub, capsys: pytest.CaptureFixture[str]) -> None:
+    args = parse("health", "maintenance", "gone", "up", "--reason", "known outage of the probe path", "--json")
+    assert await cli.maintenance(stub, args) == 0
+    (held,) = orjson.loads(capsys.readouterr().out)
+    assert held["state"] == "healthy" and held["maintenance"]["state"] == "up"
+    assert held["maintenance"]["by"].startswith("operator cli")
+    assert await cli.check_now(stub, parse("health", "check-now")) == 0  # its failing probe does not matter now
+    capsys.readouterr()
+    assert await cli.show(stub, parse("health", "show")) == 0
+    assert any(line.startswith("gone ") and "(held up)" in line for line in capsys.readouterr().out.splitlines())
+
+    assert await cli.maintenance(stub, parse("health", "maintenance", "gone", "auto")) == 0
+    capsys.readouterr()
+    assert await cli.maintenance_log(stub, parse("health", "maintenance-log", "gone")) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["when", "provider", "state", "by", "reason"]
+    assert [line.split()[3] for line in lines[1:]] == ["auto", "up"]
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await cli.maintenance(stub, parse("health", "maintenance", "gone", "down"))  # no reason
+    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT

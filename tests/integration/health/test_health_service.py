@@ -51,7 +51,7 @@ async def test_watch_sends_a_snapshot_then_down_within_an_interval_then_recovery
     while state.state == State.STATE_HEALTHY:
         state = await next_state(events)
     assert state.state == State.STATE_DOWN and state.ejected
-    assert state.last_error == "GET /models answered HTTP 503"
+    assert state.last_error == "GET /v1/models answered HTTP 503"
 
     upstream.control(reset=True)
     while state.state == State.STATE_DOWN:

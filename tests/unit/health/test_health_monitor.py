@@ -37,7 +37,7 @@ async def test_a_failing_provider_goes_down_in_one_interval_and_recovers_through
     assert await monitor.probe_round() == 1
     down = only(monitor)
     assert down.state is HealthState.DOWN and down.ejected
-    assert down.last_error == "GET /models answered HTTP 500"
+    assert down.last_error == "GET /v1/models answered HTTP 500"
 
     upstream.control(reset=True)
     clock.advance(10)

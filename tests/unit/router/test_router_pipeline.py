@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from typing import Any, cast
 
@@ -49,6 +50,7 @@ async def test_chat_charges_exactly_tokens_times_price(router: Router) -> None:
     assert meta["cost_incurred"] == pytest.approx(0.00011)
     assert b'"cost_incurred":0.00011' in body
     assert meta["byok"] is False and meta["power_level"] == "BALANCED"
+    assert meta["requested_model"] == "echo" and meta["reason"] == "requested model"
     usage = ledger(router).usage[0]
     decision = orjson.loads(usage.decision)
     assert decision["chosen"] == "echo" and decision["attempts"][0]["result"] == "ok"
@@ -67,6 +69,9 @@ async def test_failure_falls_back_with_exactly_one_charge(router: Router, model:
     assert not ledger(router).holds
     attempts = orjson.loads(ledger(router).usage[-1].decision)["attempts"]
     assert [a["result"] for a in attempts] == ["error", "ok"]
+    meta = orjson.loads(body)["_metadata"]
+    assert meta["model_used"] == "spare" and meta["requested_model"] == model
+    assert meta["reason"].startswith(f"declared fallback of {model} after {model}: ")
 
 
 async def test_client_error_does_not_fall_back_and_is_not_charged(router: Router) -> None:
@@ -237,7 +242,26 @@ async def test_stream_hides_usage_when_not_asked_but_still_charges(router: Route
 async def test_stream_falls_back_before_the_first_chunk(router: Router) -> None:
     events = await collect(router, chat("broken-500", stream=True))
     assert events[-1].outcome.model == "spare" and events[-1].outcome.fallbacks == 1
+    assert events[-1].outcome.reason == "declared fallback of broken-500 after broken-500: HTTP 500"
     assert ledger(router).kinds() == ["reserve", "release", "reserve", "settle"]
+
+
+async def test_a_named_model_without_declared_fallbacks_is_not_substituted(router: Router) -> None:
+    # `quiet` declares no fallback and the request sets no power level: a failure is an error, not another model
+    router.catalog.models["quiet"] = dataclasses.replace(router.catalog.models["quiet"], upstream="fail-500")
+    with pytest.raises(DomainError) as err:
+        await router.complete(parse("chat", chat("quiet")), caller())
+    assert err.value.code == "provider_error" and "HTTP 500" in err.value.message
+    # with an explicit power level the level's choice may stand in, and says so
+    body, outcome = await router.complete(parse("chat", chat("quiet", power_level="eco")), caller())
+    meta = orjson.loads(body)["_metadata"]
+    assert outcome.model != "quiet" and meta["reason"] == "power level ECO after quiet: HTTP 500"
+
+
+async def test_an_automatic_choice_says_its_level_reason(router: Router) -> None:
+    body, _ = await router.complete(parse("chat", orjson.dumps({**CHAT, "power_level": "eco"})), caller())
+    meta = orjson.loads(body)["_metadata"]
+    assert meta["requested_model"] is None and meta["reason"].startswith("ECO: cheapest")
 
 
 async def test_mid_stream_cut_ends_with_error_event_and_partial_charge(router: Router) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -124,3 +125,19 @@ def test_the_typical_estimate_does_not_shrink_cjk_emoji_or_code_to_a_quarter() -
         request = parse("chat", orjson.dumps({"messages": [{"role": "user", "content": text}]}))
         assert request.prompt_tokens >= at_least, text[:8]
         assert request.prompt_tokens <= len(text.encode()) + 64  # never past what a hold allows
+
+
+def test_steady_success_reports_its_latency_once_per_interval() -> None:
+    view = HealthView(latency_report_seconds=0.2)
+    view.apply(
+        health_pb2.ProviderEvent(
+            snapshot=True, providers=[health_pb2.ProviderState(provider="p", state=health_pb2.STATE_HEALTHY)]
+        )
+    )
+    sent = view._reports
+    for _ in range(5):
+        view.report("p", "http://x", True, 42.0, 200, "")
+    time.sleep(0.25)
+    view.report("p", "http://x", True, 43.0, 200, "")
+    view.report("p", "http://x", True, 44.0, 200, "")
+    assert [sent.get_nowait().latency_ms for _ in range(sent.qsize())] == [42.0, 43.0]

@@ -165,3 +165,83 @@ def test_all_down_tries_the_least_bad(catalog: Catalog) -> None:
 def test_named_model_on_a_down_provider_falls_to_its_chain(catalog: Catalog) -> None:
     decision = decide(catalog, {**MSG, "model": "pro"}, "PRECISION", health=_health(big=health_pb2.STATE_DOWN))
     assert ids(decision)[0] == "balanced"
+
+
+# A named model keeps its word: first unless down, refused when it cannot serve, substituted only as declared.
+
+
+def test_named_model_on_a_degraded_provider_stays_first(catalog: Catalog) -> None:
+    health = _health(big=health_pb2.STATE_DEGRADED)
+    assert ids(decide(catalog, {**MSG, "model": "pro"}, health=health))[0] == "pro"
+    assert ids(decide(catalog, {**MSG, "model": "pro"}, "ECO", health=health))[0] == "pro"
+
+
+def test_named_model_without_a_level_falls_back_only_as_declared(catalog: Catalog) -> None:
+    decision = decide(catalog, {**MSG, "model": "pro"})
+    assert ids(decision) == ["pro", "balanced"]
+    assert [c.reason for c in decision.candidates] == ["requested", "declared fallback of pro"]
+    assert ids(decide(catalog, {**MSG, "model": "starter"})) == ["starter"]
+
+
+def test_an_explicit_level_adds_its_ranking_after_the_declared_fallbacks(catalog: Catalog) -> None:
+    decision = decide(catalog, {**MSG, "model": "pro", "power_level": "eco"})
+    assert [c.reason for c in decision.candidates][2:] == ["power level ECO", "power level ECO"]
+
+
+IMAGE = {"type": "image_url", "image_url": {"url": "data:,"}}
+
+
+@pytest.mark.parametrize(
+    ("model", "extra", "param", "words"),
+    [
+        ("tiny-free", {"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools", "does not support tools"),
+        ("premium", {"response_format": {"type": "json_object"}}, "response_format", "does not support json"),
+        ("starter", {"messages": [{"role": "user", "content": [IMAGE]}]}, "messages", "does not support vision"),
+        ("tiny-free", {"max_tokens": 5000}, "max_tokens", "context window of 4096"),
+        ("tiny-free", {"messages": [{"role": "user", "content": "word " * 20_000}]}, "messages", "context window"),
+    ],
+)
+def test_a_named_model_that_cannot_serve_is_refused_naming_why(
+    catalog: Catalog, model: str, extra: dict[str, object], param: str, words: str
+) -> None:
+    for level in ("", "ECO", "CUSTOM"):
+        with pytest.raises(DomainError) as err:
+            decide(catalog, {**MSG, "model": model, **extra}, level)
+        assert (err.value.code, err.value.param) == ("invalid_request", param)
+        assert words in err.value.message and f"`{model}`" in err.value.message
+
+
+def test_a_provider_forced_down_is_never_chosen_not_even_as_least_bad(catalog: Catalog) -> None:
+    view = _health(local=health_pb2.STATE_DOWN, cheap=health_pb2.STATE_DOWN, mid=health_pb2.STATE_DOWN)
+    view.states["local"].forced = "down"
+    decision = decide(catalog, MSG, "ECO", health=view)
+    assert "tiny-free" not in ids(decision) and "maintenance" in decision.skipped["tiny-free"]
+    with pytest.raises(DomainError) as err:
+        decide(catalog, {**MSG, "model": "tiny-free"}, health=view)
+    assert err.value.code == "provider_unavailable" and "maintenance" in err.value.message
+
+
+TWINS = """
+version: 1
+providers:
+  slow-host: {api_base: "http://slow/v1"}
+  fast-host: {api_base: "http://fast/v1"}
+  other: {api_base: "http://o/v1"}
+models:
+  - {id: a-slow, provider: slow-host, tier: BALANCED, price: {input: 0.001, output: 0.002}, quality: 70}
+  - {id: b-fast, provider: fast-host, tier: BALANCED, price: {input: 0.001, output: 0.002}, quality: 70}
+  - {id: c-better, provider: other, tier: BALANCED, price: {input: 0.001, output: 0.002}, quality: 80}
+"""
+
+
+def test_equally_suitable_models_go_fastest_first_by_health_latency() -> None:
+    twins = parse(TWINS, env={})
+    view = _health(**{"slow-host": health_pb2.STATE_HEALTHY, "fast-host": health_pb2.STATE_HEALTHY})
+    assert ids(decide(twins, MSG, health=view)) == ["c-better", "a-slow", "b-fast"]  # unmeasured: by id
+    view.states["slow-host"].latency_ewma_ms = 900.0
+    view.states["fast-host"].latency_ewma_ms = 80.0
+    # latency orders only what the level cannot tell apart; the better model stays first however slow
+    view.states["other"] = health_pb2.ProviderState(
+        provider="other", state=health_pb2.STATE_HEALTHY, latency_ewma_ms=5000.0
+    )
+    assert ids(decide(twins, MSG, health=view)) == ["c-better", "b-fast", "a-slow"]

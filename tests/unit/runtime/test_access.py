@@ -61,7 +61,8 @@ def test_the_tables_of_the_services() -> None:
     for method in ("PutProviderKey", "ListProviderKeys", "DeleteProviderKey"):
         assert allowed(KEYVAULT, method) == {"gateway", "admin-gateway"}, method
     assert allowed(HEALTH, "ReportOutcome") == allowed(HEALTH, "WatchProviders") == {"router"}
-    assert allowed(HEALTH, "CheckNow") == {"admin-gateway", "operator"}
+    for method in ("CheckNow", "SetMaintenance", "ListMaintenance"):
+        assert allowed(HEALTH, method) == {"admin-gateway", "operator"}, method
     for method in ROUTER.rules:
         assert allowed(ROUTER, method) == {"gateway", "admin-gateway", "user-key"}, method
     assert ROUTER.callers() == {"gateway"} and ROUTER.accepts_users()

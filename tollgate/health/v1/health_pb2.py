@@ -24,31 +24,39 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftollgate/health/v1/health.proto\x12\x12tollgate.health.v1\"\xd2\x02\n\rProviderState\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61se_url\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.tollgate.health.v1.State\x12\x12\n\nlatency_ms\x18\x04 \x01(\x01\x12\x1c\n\x14last_checked_unix_ms\x18\x05 \x01(\x03\x12\x1c\n\x14\x63onsecutive_failures\x18\x06 \x01(\x05\x12\x12\n\nlast_error\x18\x07 \x01(\t\x12\x0f\n\x07\x65jected\x18\x08 \x01(\x08\x12\x1d\n\x15\x65jected_until_unix_ms\x18\t \x01(\x03\x12\x11\n\tejections\x18\n \x01(\x05\x12\x0e\n\x06p50_ms\x18\x0b \x01(\x01\x12\x0e\n\x06p90_ms\x18\x0c \x01(\x01\x12\x0e\n\x06p99_ms\x18\r \x01(\x01\x12\x1c\n\x14last_failure_unix_ms\x18\x0e \x01(\x03\"\x16\n\x14ListProvidersRequest\"J\n\x12ListProvidersReply\x12\x34\n\tproviders\x18\x01 \x03(\x0b\x32!.tollgate.health.v1.ProviderState\"\x17\n\x15WatchProvidersRequest\"W\n\rProviderEvent\x12\x10\n\x08snapshot\x18\x01 \x01(\x08\x12\x34\n\tproviders\x18\x02 \x03(\x0b\x32!.tollgate.health.v1.ProviderState\"|\n\rOutcomeReport\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61se_url\x18\x02 \x01(\t\x12\x0f\n\x07success\x18\x03 \x01(\x08\x12\x12\n\nlatency_ms\x18\x04 \x01(\x01\x12\x13\n\x0bhttp_status\x18\x05 \x01(\x05\x12\r\n\x05\x65rror\x18\x06 \x01(\t\"\x0b\n\tReportAck\"$\n\x0f\x43heckNowRequest\x12\x11\n\tproviders\x18\x01 \x03(\t*Q\n\x05State\x12\x11\n\rSTATE_UNKNOWN\x10\x00\x12\x11\n\rSTATE_HEALTHY\x10\x01\x12\x12\n\x0eSTATE_DEGRADED\x10\x02\x12\x0e\n\nSTATE_DOWN\x10\x03\x32\x81\x03\n\x0eProviderHealth\x12\x61\n\rListProviders\x12(.tollgate.health.v1.ListProvidersRequest\x1a&.tollgate.health.v1.ListProvidersReply\x12`\n\x0eWatchProviders\x12).tollgate.health.v1.WatchProvidersRequest\x1a!.tollgate.health.v1.ProviderEvent0\x01\x12Q\n\rReportOutcome\x12!.tollgate.health.v1.OutcomeReport\x1a\x1d.tollgate.health.v1.ReportAck\x12W\n\x08\x43heckNow\x12#.tollgate.health.v1.CheckNowRequest\x1a&.tollgate.health.v1.ListProvidersReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftollgate/health/v1/health.proto\x12\x12tollgate.health.v1\"\xbd\x03\n\rProviderState\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61se_url\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.tollgate.health.v1.State\x12\x12\n\nlatency_ms\x18\x04 \x01(\x01\x12\x1c\n\x14last_checked_unix_ms\x18\x05 \x01(\x03\x12\x1c\n\x14\x63onsecutive_failures\x18\x06 \x01(\x05\x12\x12\n\nlast_error\x18\x07 \x01(\t\x12\x0f\n\x07\x65jected\x18\x08 \x01(\x08\x12\x1d\n\x15\x65jected_until_unix_ms\x18\t \x01(\x03\x12\x11\n\tejections\x18\n \x01(\x05\x12\x0e\n\x06p50_ms\x18\x0b \x01(\x01\x12\x0e\n\x06p90_ms\x18\x0c \x01(\x01\x12\x0e\n\x06p99_ms\x18\r \x01(\x01\x12\x1c\n\x14last_failure_unix_ms\x18\x0e \x01(\x03\x12\x17\n\x0flatency_ewma_ms\x18\x0f \x01(\x01\x12\x0e\n\x06\x66orced\x18\x10 \x01(\t\x12\x15\n\rforced_reason\x18\x11 \x01(\t\x12\x11\n\tforced_by\x18\x12 \x01(\t\x12\x16\n\x0e\x66orced_unix_ms\x18\x13 \x01(\x03\"\x16\n\x14ListProvidersRequest\"J\n\x12ListProvidersReply\x12\x34\n\tproviders\x18\x01 \x03(\x0b\x32!.tollgate.health.v1.ProviderState\"\x17\n\x15WatchProvidersRequest\"W\n\rProviderEvent\x12\x10\n\x08snapshot\x18\x01 \x01(\x08\x12\x34\n\tproviders\x18\x02 \x03(\x0b\x32!.tollgate.health.v1.ProviderState\"|\n\rOutcomeReport\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61se_url\x18\x02 \x01(\t\x12\x0f\n\x07success\x18\x03 \x01(\x08\x12\x12\n\nlatency_ms\x18\x04 \x01(\x01\x12\x13\n\x0bhttp_status\x18\x05 \x01(\x05\x12\r\n\x05\x65rror\x18\x06 \x01(\t\"\x0b\n\tReportAck\"$\n\x0f\x43heckNowRequest\x12\x11\n\tproviders\x18\x01 \x03(\t\"W\n\x15SetMaintenanceRequest\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\"s\n\x11MaintenanceRecord\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\x12\n\nat_unix_ms\x18\x06 \x01(\x03\"9\n\x16ListMaintenanceRequest\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"N\n\x14ListMaintenanceReply\x12\x36\n\x07records\x18\x01 \x03(\x0b\x32%.tollgate.health.v1.MaintenanceRecord*Q\n\x05State\x12\x11\n\rSTATE_UNKNOWN\x10\x00\x12\x11\n\rSTATE_HEALTHY\x10\x01\x12\x12\n\x0eSTATE_DEGRADED\x10\x02\x12\x0e\n\nSTATE_DOWN\x10\x03\x32\xcf\x04\n\x0eProviderHealth\x12\x61\n\rListProviders\x12(.tollgate.health.v1.ListProvidersRequest\x1a&.tollgate.health.v1.ListProvidersReply\x12`\n\x0eWatchProviders\x12).tollgate.health.v1.WatchProvidersRequest\x1a!.tollgate.health.v1.ProviderEvent0\x01\x12Q\n\rReportOutcome\x12!.tollgate.health.v1.OutcomeReport\x1a\x1d.tollgate.health.v1.ReportAck\x12W\n\x08\x43heckNow\x12#.tollgate.health.v1.CheckNowRequest\x1a&.tollgate.health.v1.ListProvidersReply\x12\x63\n\x0eSetMaintenance\x12).tollgate.health.v1.SetMaintenanceRequest\x1a&.tollgate.health.v1.ListProvidersReply\x12g\n\x0fListMaintenance\x12*.tollgate.health.v1.ListMaintenanceRequest\x1a(.tollgate.health.v1.ListMaintenanceReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tollgate.health.v1.health_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STATE']._serialized_start=787
-  _globals['_STATE']._serialized_end=868
+  _globals['_STATE']._serialized_start=1239
+  _globals['_STATE']._serialized_end=1320
   _globals['_PROVIDERSTATE']._serialized_start=56
-  _globals['_PROVIDERSTATE']._serialized_end=394
-  _globals['_LISTPROVIDERSREQUEST']._serialized_start=396
-  _globals['_LISTPROVIDERSREQUEST']._serialized_end=418
-  _globals['_LISTPROVIDERSREPLY']._serialized_start=420
-  _globals['_LISTPROVIDERSREPLY']._serialized_end=494
-  _globals['_WATCHPROVIDERSREQUEST']._serialized_start=496
-  _globals['_WATCHPROVIDERSREQUEST']._serialized_end=519
-  _globals['_PROVIDEREVENT']._serialized_start=521
-  _globals['_PROVIDEREVENT']._serialized_end=608
-  _globals['_OUTCOMEREPORT']._serialized_start=610
-  _globals['_OUTCOMEREPORT']._serialized_end=734
-  _globals['_REPORTACK']._serialized_start=736
-  _globals['_REPORTACK']._serialized_end=747
-  _globals['_CHECKNOWREQUEST']._serialized_start=749
-  _globals['_CHECKNOWREQUEST']._serialized_end=785
-  _globals['_PROVIDERHEALTH']._serialized_start=871
-  _globals['_PROVIDERHEALTH']._serialized_end=1256
+  _globals['_PROVIDERSTATE']._serialized_end=501
+  _globals['_LISTPROVIDERSREQUEST']._serialized_start=503
+  _globals['_LISTPROVIDERSREQUEST']._serialized_end=525
+  _globals['_LISTPROVIDERSREPLY']._serialized_start=527
+  _globals['_LISTPROVIDERSREPLY']._serialized_end=601
+  _globals['_WATCHPROVIDERSREQUEST']._serialized_start=603
+  _globals['_WATCHPROVIDERSREQUEST']._serialized_end=626
+  _globals['_PROVIDEREVENT']._serialized_start=628
+  _globals['_PROVIDEREVENT']._serialized_end=715
+  _globals['_OUTCOMEREPORT']._serialized_start=717
+  _globals['_OUTCOMEREPORT']._serialized_end=841
+  _globals['_REPORTACK']._serialized_start=843
+  _globals['_REPORTACK']._serialized_end=854
+  _globals['_CHECKNOWREQUEST']._serialized_start=856
+  _globals['_CHECKNOWREQUEST']._serialized_end=892
+  _globals['_SETMAINTENANCEREQUEST']._serialized_start=894
+  _globals['_SETMAINTENANCEREQUEST']._serialized_end=981
+  _globals['_MAINTENANCERECORD']._serialized_start=983
+  _globals['_MAINTENANCERECORD']._serialized_end=1098
+  _globals['_LISTMAINTENANCEREQUEST']._serialized_start=1100
+  _globals['_LISTMAINTENANCEREQUEST']._serialized_end=1157
+  _globals['_LISTMAINTENANCEREPLY']._serialized_start=1159
+  _globals['_LISTMAINTENANCEREPLY']._serialized_end=1237
+  _globals['_PROVIDERHEALTH']._serialized_start=1323
+  _globals['_PROVIDERHEALTH']._serialized_end=1914
 # @@protoc_insertion_point(module_scope)

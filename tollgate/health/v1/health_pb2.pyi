@@ -19,7 +19,7 @@ STATE_DEGRADED: State
 STATE_DOWN: State
 
 class ProviderState(_message.Message):
-    __slots__ = ("provider", "base_url", "state", "latency_ms", "last_checked_unix_ms", "consecutive_failures", "last_error", "ejected", "ejected_until_unix_ms", "ejections", "p50_ms", "p90_ms", "p99_ms", "last_failure_unix_ms")
+    __slots__ = ("provider", "base_url", "state", "latency_ms", "last_checked_unix_ms", "consecutive_failures", "last_error", "ejected", "ejected_until_unix_ms", "ejections", "p50_ms", "p90_ms", "p99_ms", "last_failure_unix_ms", "latency_ewma_ms", "forced", "forced_reason", "forced_by", "forced_unix_ms")
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     BASE_URL_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +34,11 @@ class ProviderState(_message.Message):
     P90_MS_FIELD_NUMBER: _ClassVar[int]
     P99_MS_FIELD_NUMBER: _ClassVar[int]
     LAST_FAILURE_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_EWMA_MS_FIELD_NUMBER: _ClassVar[int]
+    FORCED_FIELD_NUMBER: _ClassVar[int]
+    FORCED_REASON_FIELD_NUMBER: _ClassVar[int]
+    FORCED_BY_FIELD_NUMBER: _ClassVar[int]
+    FORCED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     provider: str
     base_url: str
     state: State
@@ -48,7 +53,12 @@ class ProviderState(_message.Message):
     p90_ms: float
     p99_ms: float
     last_failure_unix_ms: int
-    def __init__(self, provider: _Optional[str] = ..., base_url: _Optional[str] = ..., state: _Optional[_Union[State, str]] = ..., latency_ms: _Optional[float] = ..., last_checked_unix_ms: _Optional[int] = ..., consecutive_failures: _Optional[int] = ..., last_error: _Optional[str] = ..., ejected: _Optional[bool] = ..., ejected_until_unix_ms: _Optional[int] = ..., ejections: _Optional[int] = ..., p50_ms: _Optional[float] = ..., p90_ms: _Optional[float] = ..., p99_ms: _Optional[float] = ..., last_failure_unix_ms: _Optional[int] = ...) -> None: ...
+    latency_ewma_ms: float
+    forced: str
+    forced_reason: str
+    forced_by: str
+    forced_unix_ms: int
+    def __init__(self, provider: _Optional[str] = ..., base_url: _Optional[str] = ..., state: _Optional[_Union[State, str]] = ..., latency_ms: _Optional[float] = ..., last_checked_unix_ms: _Optional[int] = ..., consecutive_failures: _Optional[int] = ..., last_error: _Optional[str] = ..., ejected: _Optional[bool] = ..., ejected_until_unix_ms: _Optional[int] = ..., ejections: _Optional[int] = ..., p50_ms: _Optional[float] = ..., p90_ms: _Optional[float] = ..., p99_ms: _Optional[float] = ..., last_failure_unix_ms: _Optional[int] = ..., latency_ewma_ms: _Optional[float] = ..., forced: _Optional[str] = ..., forced_reason: _Optional[str] = ..., forced_by: _Optional[str] = ..., forced_unix_ms: _Optional[int] = ...) -> None: ...
 
 class ListProvidersRequest(_message.Message):
     __slots__ = ()
@@ -97,3 +107,45 @@ class CheckNowRequest(_message.Message):
     PROVIDERS_FIELD_NUMBER: _ClassVar[int]
     providers: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, providers: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SetMaintenanceRequest(_message.Message):
+    __slots__ = ("provider", "state", "reason", "actor")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    state: str
+    reason: str
+    actor: str
+    def __init__(self, provider: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., actor: _Optional[str] = ...) -> None: ...
+
+class MaintenanceRecord(_message.Message):
+    __slots__ = ("id", "provider", "state", "reason", "actor", "at_unix_ms")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    AT_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    provider: str
+    state: str
+    reason: str
+    actor: str
+    at_unix_ms: int
+    def __init__(self, id: _Optional[int] = ..., provider: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., actor: _Optional[str] = ..., at_unix_ms: _Optional[int] = ...) -> None: ...
+
+class ListMaintenanceRequest(_message.Message):
+    __slots__ = ("provider", "limit")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    limit: int
+    def __init__(self, provider: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListMaintenanceReply(_message.Message):
+    __slots__ = ("records",)
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedCompositeFieldContainer[MaintenanceRecord]
+    def __init__(self, records: _Optional[_Iterable[_Union[MaintenanceRecord, _Mapping]]] = ...) -> None: ...

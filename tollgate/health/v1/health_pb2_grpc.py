@@ -54,6 +54,16 @@ class ProviderHealthStub:
                 request_serializer=tollgate_dot_health_dot_v1_dot_health__pb2.CheckNowRequest.SerializeToString,
                 response_deserializer=tollgate_dot_health_dot_v1_dot_health__pb2.ListProvidersReply.FromString,
                 _registered_method=True)
+        self.SetMaintenance = channel.unary_unary(
+                '/tollgate.health.v1.ProviderHealth/SetMaintenance',
+                request_serializer=tollgate_dot_health_dot_v1_dot_health__pb2.SetMaintenanceRequest.SerializeToString,
+                response_deserializer=tollgate_dot_health_dot_v1_dot_health__pb2.ListProvidersReply.FromString,
+                _registered_method=True)
+        self.ListMaintenance = channel.unary_unary(
+                '/tollgate.health.v1.ProviderHealth/ListMaintenance',
+                request_serializer=tollgate_dot_health_dot_v1_dot_health__pb2.ListMaintenanceRequest.SerializeToString,
+                response_deserializer=tollgate_dot_health_dot_v1_dot_health__pb2.ListMaintenanceReply.FromString,
+                _registered_method=True)
 
 
 class ProviderHealthServicer:
@@ -83,6 +93,20 @@ class ProviderHealthServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetMaintenance(self, request, context):
+        """Admin: force a provider down or up (maintenance), or hand it back to probes and outcomes ("auto").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMaintenance(self, request, context):
+        """Admin: the audit trail of maintenance changes, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProviderHealthServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -105,6 +129,16 @@ def add_ProviderHealthServicer_to_server(servicer, server):
                     servicer.CheckNow,
                     request_deserializer=tollgate_dot_health_dot_v1_dot_health__pb2.CheckNowRequest.FromString,
                     response_serializer=tollgate_dot_health_dot_v1_dot_health__pb2.ListProvidersReply.SerializeToString,
+            ),
+            'SetMaintenance': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetMaintenance,
+                    request_deserializer=tollgate_dot_health_dot_v1_dot_health__pb2.SetMaintenanceRequest.FromString,
+                    response_serializer=tollgate_dot_health_dot_v1_dot_health__pb2.ListProvidersReply.SerializeToString,
+            ),
+            'ListMaintenance': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMaintenance,
+                    request_deserializer=tollgate_dot_health_dot_v1_dot_health__pb2.ListMaintenanceRequest.FromString,
+                    response_serializer=tollgate_dot_health_dot_v1_dot_health__pb2.ListMaintenanceReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -215,6 +249,60 @@ class ProviderHealth:
             '/tollgate.health.v1.ProviderHealth/CheckNow',
             tollgate_dot_health_dot_v1_dot_health__pb2.CheckNowRequest.SerializeToString,
             tollgate_dot_health_dot_v1_dot_health__pb2.ListProvidersReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetMaintenance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.health.v1.ProviderHealth/SetMaintenance',
+            tollgate_dot_health_dot_v1_dot_health__pb2.SetMaintenanceRequest.SerializeToString,
+            tollgate_dot_health_dot_v1_dot_health__pb2.ListProvidersReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMaintenance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.health.v1.ProviderHealth/ListMaintenance',
+            tollgate_dot_health_dot_v1_dot_health__pb2.ListMaintenanceRequest.SerializeToString,
+            tollgate_dot_health_dot_v1_dot_health__pb2.ListMaintenanceReply.FromString,
             options,
             channel_credentials,
             insecure,

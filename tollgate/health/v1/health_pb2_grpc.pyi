@@ -37,6 +37,10 @@ class ProviderHealthStub:
     WatchProviders: _grpc.UnaryStreamMultiCallable[_health_pb2.WatchProvidersRequest, _health_pb2.ProviderEvent]
     ReportOutcome: _grpc.UnaryUnaryMultiCallable[_health_pb2.OutcomeReport, _health_pb2.ReportAck]
     CheckNow: _grpc.UnaryUnaryMultiCallable[_health_pb2.CheckNowRequest, _health_pb2.ListProvidersReply]
+    SetMaintenance: _grpc.UnaryUnaryMultiCallable[_health_pb2.SetMaintenanceRequest, _health_pb2.ListProvidersReply]
+    """Admin: force a provider down or up (maintenance), or hand it back to probes and outcomes ("auto")."""
+    ListMaintenance: _grpc.UnaryUnaryMultiCallable[_health_pb2.ListMaintenanceRequest, _health_pb2.ListMaintenanceReply]
+    """Admin: the audit trail of maintenance changes, newest first."""
 
 @_typing.type_check_only
 class ProviderHealthAsyncStub(ProviderHealthStub):
@@ -45,6 +49,10 @@ class ProviderHealthAsyncStub(ProviderHealthStub):
     WatchProviders: _aio.UnaryStreamMultiCallable[_health_pb2.WatchProvidersRequest, _health_pb2.ProviderEvent]  # type: ignore[assignment]
     ReportOutcome: _aio.UnaryUnaryMultiCallable[_health_pb2.OutcomeReport, _health_pb2.ReportAck]  # type: ignore[assignment]
     CheckNow: _aio.UnaryUnaryMultiCallable[_health_pb2.CheckNowRequest, _health_pb2.ListProvidersReply]  # type: ignore[assignment]
+    SetMaintenance: _aio.UnaryUnaryMultiCallable[_health_pb2.SetMaintenanceRequest, _health_pb2.ListProvidersReply]  # type: ignore[assignment]
+    """Admin: force a provider down or up (maintenance), or hand it back to probes and outcomes ("auto")."""
+    ListMaintenance: _aio.UnaryUnaryMultiCallable[_health_pb2.ListMaintenanceRequest, _health_pb2.ListMaintenanceReply]  # type: ignore[assignment]
+    """Admin: the audit trail of maintenance changes, newest first."""
 
 class ProviderHealthServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -74,5 +82,21 @@ class ProviderHealthServicer(metaclass=_abc_1.ABCMeta):
         request: _health_pb2.CheckNowRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_health_pb2.ListProvidersReply, _abc.Awaitable[_health_pb2.ListProvidersReply]]: ...
+
+    @_abc_1.abstractmethod
+    def SetMaintenance(
+        self,
+        request: _health_pb2.SetMaintenanceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_health_pb2.ListProvidersReply, _abc.Awaitable[_health_pb2.ListProvidersReply]]:
+        """Admin: force a provider down or up (maintenance), or hand it back to probes and outcomes ("auto")."""
+
+    @_abc_1.abstractmethod
+    def ListMaintenance(
+        self,
+        request: _health_pb2.ListMaintenanceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_health_pb2.ListMaintenanceReply, _abc.Awaitable[_health_pb2.ListMaintenanceReply]]:
+        """Admin: the audit trail of maintenance changes, newest first."""
 
 def add_ProviderHealthServicer_to_server(servicer: ProviderHealthServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
