@@ -11,6 +11,13 @@ message contents (text parts only), or over the prompt / embedding inputs; ``com
 of whitespace-separated words of the reply. A ``max_tokens`` / ``max_completion_tokens`` smaller than that
 truncates the reply to that many words (joined by single spaces) with ``finish_reason="length"``.
 
+``POST /v1/responses`` answers OpenAI's Responses shape with the same echo (of the last user input item) and
+token rule (``input_tokens``: the words of the message items and ``instructions``; ``output_tokens``: the reply's
+words, cut at ``max_output_tokens`` with ``status="incomplete"``); streamed, the typed events from
+``response.created`` to ``response.completed`` (which carries ``usage``). ``cut-after-N`` and ``no-usage`` work
+there too, and ``usage_details`` fields (``input_tokens_details``, ``output_tokens_details``) merge into its
+``usage``; ``script`` and ``usage: worst`` are chat-only.
+
 Failure injection by model name: ``fail-500`` (any ``fail-4xx``/``fail-5xx``: that status with an
 OpenAI-shaped error body), ``fail-429`` (adds ``Retry-After: 1``), ``fail-401``, ``garbage`` (200 with a
 non-JSON body), ``hang`` (never answers), ``cut-after-N`` (N content chunks, then the connection drops without

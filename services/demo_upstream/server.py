@@ -454,9 +454,96 @@ class _App:
         obj = {"object": "list", "data": data, "model": model, "usage": usage}
         return _Reply(200, orjson.dumps(obj), delay=delay)
 
+    def _responses(self, req: _Request) -> _Reply:
+        """OpenAI's Responses API over the same echo and token rule (input items' text words in, reply words out)."""
+        body, model, delay = self._admit(req, "/v1/responses")
+        given = body.get("input")
+        items = [{"type": "message", "role": "user", "content": given}] if isinstance(given, str) else given
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise _Answer(_error(400, "input must be a string or a list of input items"))
+        texts = [_text(i.get("content")) for i in items if i.get("type", "message") == "message"]
+        user = [_text(i.get("content")) for i in items if i.get("role") == "user"]
+        instructions = body.get("instructions")
+        prompt_tokens = sum(_words(t) for t in texts) + (_words(instructions) if isinstance(instructions, str) else 0)
+        words = ("echo: " + (user[-1] if user else "")).split()
+        limit = body.get("max_output_tokens")
+        status, incomplete = "completed", None
+        if _is_int(limit) and 0 <= limit < len(words):
+            words, status, incomplete = words[:limit], "incomplete", {"reason": "max_output_tokens"}
+        reply = " ".join(words)
+        usage: dict[str, Any] = {
+            "input_tokens": prompt_tokens,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": len(words),
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": prompt_tokens + len(words),
+        }
+        usage |= self.usage_details.get(model, self.usage_details.get("*", {}))
+        item_id = "msg_" + os.urandom(12).hex()
+        part = {"type": "output_text", "text": reply, "annotations": [], "logprobs": []}
+        item = {"id": item_id, "type": "message", "status": status, "role": "assistant", "content": [part]}
+        response: dict[str, Any] = {
+            "id": "resp_" + os.urandom(12).hex(),
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": status,
+            "background": False,
+            "error": None,
+            "incomplete_details": incomplete,
+            "instructions": instructions,
+            "max_output_tokens": limit,
+            "model": model,
+            "output": [item],
+            "parallel_tool_calls": body.get("parallel_tool_calls", True),
+            "previous_response_id": None,
+            "store": body.get("store", True),
+            "temperature": body.get("temperature", 1.0),
+            "text": body.get("text") or {"format": {"type": "text"}},
+            "tool_choice": body.get("tool_choice", "auto"),
+            "tools": body.get("tools") or [],
+            "top_p": body.get("top_p", 1.0),
+            "truncation": "disabled",
+            "usage": None if model == "no-usage" else usage,
+            "metadata": {},
+        }
+        cut = _CUT.fullmatch(model)
+        if not body.get("stream"):
+            if cut:
+                return _Reply(200, [], delay=delay, cut=True)
+            return _Reply(200, orjson.dumps(response), delay=delay)
+        pieces = _split(reply, max(self.chunks, int(cut[1]) + 1) if cut else self.chunks)
+        started = {**response, "status": "in_progress", "output": [], "usage": None, "incomplete_details": None}
+        where = {"item_id": item_id, "output_index": 0, "content_index": 0}
+        typed: list[dict[str, Any]] = [
+            {"type": "response.created", "response": started},
+            {"type": "response.in_progress", "response": started},
+            {
+                "type": "response.output_item.added",
+                "output_index": 0,
+                "item": {**item, "status": "in_progress", "content": []},
+            },
+            {"type": "response.content_part.added", **where, "part": {**part, "text": ""}},
+        ]
+        deltas = [{"type": "response.output_text.delta", **where, "delta": p, "logprobs": []} for p in pieces]
+        if cut:
+            typed += deltas[: int(cut[1])]
+        else:
+            typed += [
+                *deltas,
+                {"type": "response.output_text.done", **where, "text": reply, "logprobs": []},
+                {"type": "response.content_part.done", **where, "part": part},
+                {"type": "response.output_item.done", "output_index": 0, "item": item},
+                {"type": f"response.{status}", "response": response},
+            ]
+        events = [
+            b"event: %s\n%s" % (e["type"].encode(), _event({**e, "sequence_number": n})) for n, e in enumerate(typed)
+        ]
+        return _Reply(200, events, _SSE, b"cache-control: no-cache\r\n", delay, self.gap, cut=bool(cut))
+
 
 _ROUTES = {
     "/v1/chat/completions": ("POST", _App._chat),
+    "/v1/responses": ("POST", _App._responses),
     "/v1/completions": ("POST", _App._completions),
     "/v1/embeddings": ("POST", _App._embeddings),
     "/v1/models": ("GET", _App._models),

@@ -162,8 +162,13 @@ def embedding(payload: dict[str, Any]) -> None:
         raise _bad("encoding_format", "'encoding_format' must be 'float' or 'base64'")
 
 
+def responses(payload: dict[str, Any]) -> None:
+    """A Responses body passed through: checked by its dialect as it reads it (`dialects.responses.validate`)."""
+
+
 VALIDATORS: dict[str, Callable[[dict[str, Any]], None]] = {
     "chat": chat,
     "completion": completion,
     "embedding": embedding,
+    "responses": responses,
 }

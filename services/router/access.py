@@ -19,5 +19,7 @@ ACCESS = Access.of(
         "ListModels": {G, USER},
         "SelectModel": {G, USER},
         "CountTokens": {G, USER},
+        "Respond": {G, USER},
+        "RespondStream": {G, USER},
     },
 )

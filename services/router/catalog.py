@@ -48,6 +48,7 @@ _PROVIDER_KEYS = {
     "connect_timeout_s",
     "free",
     "byok",
+    "responses",
 }
 _MODEL_KEYS = {
     "id",
@@ -84,6 +85,7 @@ class Provider:
     connect_timeout_s: float
     free: bool
     byok: bool = False  # the provider checks the key it is sent, so a caller's own key may replace the platform's
+    responses: bool = False  # it serves OpenAI's `/v1/responses`: Responses requests are passed through to it
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,7 +306,14 @@ class _Builder:
             connect_timeout_s=self._positive(raw.get("connect_timeout_s", 5), f"{where}: connect_timeout_s"),
             free=self._bool(raw.get("free", False), f"{where}: free"),
             byok=self._bool(raw.get("byok", False), f"{where}: byok"),
+            responses=self._responses(raw.get("responses", False), adapter, where),
         )
+
+    def _responses(self, value: object, adapter: object, where: str) -> bool:
+        responses = self._bool(value, f"{where}: responses")
+        if responses and adapter != "openai":
+            raise CatalogError(f"{where}: responses is only for adapter openai (it calls {{api_base}}/responses)")
+        return responses
 
     def _model(self, index: int, spec: object, providers: dict[str, Provider]) -> Model:
         raw = self._mapping(spec, f"models[{index}]")

@@ -72,6 +72,7 @@ def list_models(catalog: Catalog, health: HealthView) -> router_pb2.ListModelsRe
                 "context_window": m.context_window,
                 "capabilities": capabilities,
                 "byok": m.provider.byok,
+                "responses": m.provider.responses,
                 "quality": m.quality,
                 "health": state,
             }

@@ -69,6 +69,86 @@ def usage_of(body: dict[str, Any]) -> Usage | None:
     ).consistent()
 
 
+def usage_for(route: str, body: dict[str, Any]) -> Usage | None:
+    """The usage a reply of `route` reports: the Responses API's own names on `responses`."""
+    return response_usage(body) if route == "responses" else usage_of(body)
+
+
+def response_usage(response: object) -> Usage | None:
+    """The tokens a Responses object's `usage` reports: `input_tokens`, `output_tokens`,
+    `input_tokens_details.cached_tokens` and `output_tokens_details.reasoning_tokens`."""
+    usage = response.get("usage") if isinstance(response, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    prompt, completion = usage.get("input_tokens"), usage.get("output_tokens", 0)
+    if not _count(prompt) or not isinstance(completion, int | None) or isinstance(completion, bool):
+        return None
+    assert isinstance(prompt, int)
+    inputs = usage.get("input_tokens_details")
+    outputs = usage.get("output_tokens_details")
+    inputs = inputs if isinstance(inputs, dict) else {}
+    outputs = outputs if isinstance(outputs, dict) else {}
+    return Usage(
+        prompt,
+        completion or 0,
+        cache_read=_first(inputs.get("cached_tokens")),
+        reasoning=_first(outputs.get("reasoning_tokens")),
+    ).consistent()
+
+
+# The events that end a Responses stream; one that ends without them was cut.
+RESPONSE_ENDS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+def response(body: dict[str, Any], model: str, used: Usage) -> dict[str, Any]:
+    """A passed-through Responses object: `model` the catalog id, `usage` what is charged."""
+    body["object"] = "response"
+    body["model"] = model
+    usage = body.get("usage")
+    usage = dict(usage) if isinstance(usage, dict) else {}
+    usage |= {
+        "input_tokens": used.prompt,
+        "output_tokens": used.completion,
+        "total_tokens": used.prompt + used.completion,
+    }
+    usage.setdefault("input_tokens_details", {"cached_tokens": used.cache_read})
+    usage.setdefault("output_tokens_details", {"reasoning_tokens": used.reasoning})
+    body["usage"] = usage
+    return body
+
+
+def response_event(obj: dict[str, Any], model: str) -> bool:
+    """Bring one Responses stream event into shape in place (its response's `model` the catalog id); True
+    when anything changed."""
+    inner = obj.get("response")
+    if isinstance(inner, dict) and inner.get("model") != model:
+        inner["model"] = model
+        return True
+    return False
+
+
+def response_text(obj: dict[str, Any]) -> int:
+    """Weighed characters of generated text in one Responses stream event (text and call-argument deltas)."""
+    if obj.get("type") in ("response.output_text.delta", "response.function_call_arguments.delta"):
+        delta = obj.get("delta")
+        return text_weight(delta) if isinstance(delta, str) else 0
+    return 0
+
+
+def response_chars(body: dict[str, Any]) -> int:
+    """Weighed characters of a Responses object's output text and call arguments."""
+    total = 0
+    for item in body.get("output") or ():
+        if not isinstance(item, dict):
+            continue
+        if isinstance(item.get("arguments"), str):
+            total += text_weight(item["arguments"])
+        for part in item.get("content") or ():
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                total += text_weight(part["text"])
+    return total
+
+
 def _count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 

@@ -77,8 +77,43 @@ COMPLETION = frozenset(
     }
 )
 EMBEDDING = frozenset({"model", "input", "dimensions", "encoding_format", "user"})
-ALLOWED: dict[str, frozenset[str]] = {"chat": CHAT, "completion": COMPLETION, "embedding": EMBEDDING}
+# POST /v1/responses, passed through to upstreams that serve it; the gateway owns stored responses, so
+# `previous_response_id`, `conversation`, `background` and stored `prompt` templates never travel on.
+RESPONSES = frozenset(
+    {
+        "model",
+        "input",
+        "instructions",
+        "include",
+        "max_output_tokens",
+        "parallel_tool_calls",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        "reasoning",
+        "safety_identifier",
+        "service_tier",
+        "store",
+        "stream",
+        "stream_options",
+        "temperature",
+        "text",
+        "tool_choice",
+        "tools",
+        "top_p",
+        "truncation",
+        "user",
+    }
+)
+ALLOWED: dict[str, frozenset[str]] = {
+    "chat": CHAT,
+    "completion": COMPLETION,
+    "embedding": EMBEDDING,
+    "responses": RESPONSES,
+}
 STREAM_OPTIONS = frozenset({"include_usage", "include_obfuscation"})
+# Responses tools a passthrough may carry: the caller's own functions. Hosted tools (web search, file search,
+# code interpreter, image generation, computer use, MCP) are billed per call or reach beyond the provider.
+RESPONSES_TOOLS = frozenset({"function", "custom"})
 # Names litellm reads as its own call options although OpenAI documents them too: never passed as keywords.
 LITELLM_OWNED = frozenset({"metadata"})
 
@@ -203,12 +238,27 @@ def checked(route: str, body: dict[str, Any]) -> dict[str, Any]:
     tier = kept.get("service_tier")
     if tier is not None and tier not in _DEFAULT_SERVICE_TIERS:
         raise _refused("service_tier", "'service_tier' must be 'auto' or 'default': the catalog prices that tier")
+    if route == "responses":
+        _responses_tools(kept.get("tools"))
     options = kept.get("stream_options")
     if isinstance(options, dict) and not options.keys() <= STREAM_OPTIONS:
         kept["stream_options"] = {k: v for k, v in options.items() if k in STREAM_OPTIONS}
     if dropped:
         log.debug("fields dropped from a %s body (not OpenAI parameters): %s", route, ", ".join(sorted(dropped)))
     return kept
+
+
+def _responses_tools(tools: object) -> None:
+    if tools is None:
+        return
+    if not isinstance(tools, list):
+        raise _refused("tools", "'tools' must be an array")
+    for i, tool in enumerate(tools):
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if kind not in RESPONSES_TOOLS:
+            raise _refused(
+                f"tools[{i}]", f"tool type {kind!r} is not supported: only function and custom tools are passed through"
+            )
 
 
 def outgoing(route: str, payload: dict[str, Any], litellm: bool = False) -> dict[str, Any]:

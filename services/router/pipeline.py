@@ -166,6 +166,8 @@ class Router:
                     "provider",
                 )
             decision.candidates = own
+        if request.route == "responses":
+            _only_responses(decision)
         return decision
 
     # non-streamed
@@ -181,7 +183,7 @@ class Router:
         model, credential, hold, tries, began, reply = await self._first_answer(trace, call)
         waited = (time.monotonic() - began) * 1000
         if trace.answering is not None:
-            billed = normalize.usage_of(reply.body)
+            billed = normalize.usage_for(request.route, reply.body)
             response_model = str(reply.body.get("model") or "")
             prompt, completion = (billed.prompt, billed.completion) if billed else (None, None)
             trace.answering.finish("ok", 200, "", prompt, completion, response_model)
@@ -259,7 +261,7 @@ class Router:
         self, trace: _Trace, model: Model, credential: Credential, hold: Hold, attempt: int, body: dict[str, Any]
     ) -> tuple[bytes, router_pb2.Outcome]:
         request = trace.request
-        reported = normalize.usage_of(body)
+        reported = normalize.usage_for(request.route, body)
         if reported is not None:
             used, estimated = reported, False
         else:
@@ -268,6 +270,8 @@ class Router:
         funds = await self._account(trace, model, credential, hold, attempt, used, cost, estimated, "ok")
         if request.route == "embedding":
             body = normalize.embedding(body, model.upstream, used.prompt)
+        elif request.route == "responses":
+            body = normalize.response(body, model.id, used)
         else:
             body = normalize.completion(request.route, body, model.upstream, used.prompt, used.completion)
         outcome = self._outcome(trace, model, credential, used, cost, funds, estimated)
@@ -321,13 +325,20 @@ class Router:
         response_model = str(first.obj.get("model") or "")
         failure: UpstreamError | None = None
         event = first
+        ended = route != "responses"  # a Responses stream ends with its own event, not with the connection
         try:
             while True:
                 obj = event.obj
-                chars += normalize.chunk_text(route, obj)
                 raw = event.raw
                 relay = True
-                if obj.get("usage") is not None:
+                chars += normalize.response_text(obj) if route == "responses" else normalize.chunk_text(route, obj)
+                if route == "responses":
+                    if obj.get("type") in normalize.RESPONSE_ENDS:
+                        ended = True
+                        reported = normalize.response_usage(obj.get("response")) or reported
+                    if normalize.response_event(obj, model.id):
+                        raw = b""
+                elif obj.get("usage") is not None:
                     reported = normalize.usage_of(obj) or reported
                     if obj.get("choices"):
                         if not wants_usage:
@@ -339,7 +350,7 @@ class Router:
                             normalize.chunk(route, obj, model.upstream)
                             held_usage = obj
                 if relay:
-                    if normalize.chunk(route, obj, model.upstream) or not raw:
+                    if (route != "responses" and normalize.chunk(route, obj, model.upstream)) or not raw:
                         raw = orjson.dumps(obj)
                     if announced:
                         yield router_pb2.StreamEvent(chunk=raw)
@@ -350,6 +361,8 @@ class Router:
                     event = await anext(events)
                 except StopAsyncIteration:
                     break
+            if not ended:
+                raise UpstreamError("cut", 200, f"{model.provider.name} ended the stream before response.completed")
             status = "ok"
         except UpstreamError as err:
             failure = err
@@ -401,6 +414,10 @@ class Router:
     # the steps of an attempt
 
     def _payload(self, request: Request, stream: bool) -> dict[str, Any]:
+        if request.route == "responses":
+            # The gateway keeps stored responses (one owner for GET, DELETE and previous_response_id).
+            kept = {k: v for k, v in request.body.items() if stream or k not in ("stream", "stream_options")}
+            return {**kept, "store": False, **({"stream": True} if stream else {})}
         if not stream:
             return {k: v for k, v in request.body.items() if k not in ("stream", "stream_options")}
         options = request.body.get("stream_options") or {}
@@ -510,7 +527,7 @@ class Router:
             byok=byok,
             fallback_count=trace.fallbacks,
             usage_estimated=estimated,
-            route=trace.request.route,
+            route=trace.request.client_api or trace.request.route,
             decision=orjson.dumps(decision),
             end_user=trace.request.end_user,
             tags=trace.request.tags,
@@ -629,7 +646,22 @@ def _client_error(err: UpstreamError) -> DomainError:
     return DomainError("provider_error", err.message)
 
 
+def _only_responses(decision: Decision) -> None:
+    """A passthrough falls back only among candidates whose provider serves the Responses API."""
+    serving = [c for c in decision.candidates if c.model.provider.responses]
+    if not serving:
+        chosen = decision.candidates[0].model
+        raise DomainError(
+            "invalid_request",
+            f"{chosen.id} runs on {chosen.provider.name}, which does not serve the Responses API",
+            "model",
+        )
+    decision.candidates = serving
+
+
 def _reply_chars(body: dict[str, Any]) -> int:
+    if "output" in body and "choices" not in body:
+        return normalize.response_chars(body)
     total = 0
     for choice in body.get("choices") or ():
         if isinstance(choice, dict):

@@ -34,7 +34,9 @@ from services.runtime import attribution
 from services.runtime.errors import DomainError
 
 AUTO = ("", "auto")
-CAPABILITY_OF_ROUTE = {"chat": "chat", "completion": "completion", "embedding": "embeddings"}
+CAPABILITY_OF_ROUTE = {"chat": "chat", "completion": "completion", "embedding": "embeddings", "responses": "chat"}
+# The client APIs the gateway translates onto a route (the usage row names them instead of the route).
+CLIENT_APIS = ("", "responses", "messages")
 MAX_N = 128
 MAX_BEST_OF = 20
 _IMAGE_PARTS = ("image_url", "input_image", "image")
@@ -56,6 +58,7 @@ class Request:
     prompt: Prompt = field(default_factory=Prompt)  # what bounds the input, per model
     end_user: str = ""  # the body's `user`
     tags: dict[str, str] = field(default_factory=dict)  # `metadata` and the gateway's X-Tollgate-Tags
+    client_api: str = ""  # the client API the gateway translated from, when not the route's own (usage rows)
 
 
 def _invalid(message: str, param: str) -> DomainError:
@@ -90,7 +93,10 @@ def parse(
     header_power_level: str = "",
     selection_only: bool = False,
     header_tags: Mapping[str, str] | None = None,
+    client_api: str = "",
 ) -> Request:
+    if client_api not in CLIENT_APIS:
+        raise _invalid(f"client_api must be one of {', '.join(a for a in CLIENT_APIS if a)} or empty", "client_api")
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -120,8 +126,9 @@ def parse(
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise _invalid("stream_options must be an object", "stream_options")
-    include_usage = bool(options and options.get("include_usage") is True)
-    limits = [v for v in (_positive_int(body, "max_tokens", 1), _positive_int(body, "max_completion_tokens", 1)) if v]
+    include_usage = bool(options and options.get("include_usage") is True) and route != "responses"
+    limit_names = ("max_output_tokens",) if route == "responses" else ("max_tokens", "max_completion_tokens")
+    limits = [v for v in (_positive_int(body, name, 1) for name in limit_names) if v]
     max_tokens = max(limits) if limits else None
 
     needs = {CAPABILITY_OF_ROUTE[route]}
@@ -134,6 +141,11 @@ def parse(
         prediction = body.get("prediction")
         if prediction is not None:
             prompt.predicted_bytes = _json(prediction, "prediction")
+    elif route == "responses":
+        choices = 1
+        prompt = _responses_prompt(body)
+        if prompt.images:
+            needs.add("vision")
     elif route == "completion":
         n = _positive_int(body, "n", 1, MAX_N) or 1
         best_of = _positive_int(body, "best_of", 0, MAX_BEST_OF)
@@ -147,6 +159,8 @@ def parse(
     if body.get("tools") or body.get("functions"):
         needs.add("tools")
     response_format = body.get("response_format")
+    if route == "responses" and isinstance(body.get("text"), dict):
+        response_format = body["text"].get("format")
     if isinstance(response_format, dict) and response_format.get("type") in ("json_object", "json_schema"):
         needs.add("json")
     return Request(
@@ -163,6 +177,7 @@ def parse(
         prompt=prompt,
         end_user=end_user,
         tags=tags,
+        client_api=client_api,
     )
 
 
@@ -212,6 +227,42 @@ def _chat_prompt(body: dict[str, Any]) -> Prompt:
     return prompt
 
 
+def _responses_prompt(body: dict[str, Any]) -> Prompt:
+    """The bound of a Responses request's input: its items, `instructions` and tools, as a chat prompt's."""
+    given = body.get("input")
+    if isinstance(given, str):
+        items: list[Any] = [{"type": "message", "role": "user", "content": given}]
+    elif isinstance(given, list) and given:
+        items = given
+    else:
+        raise _invalid("input must be a string or a non-empty array of input items", "input")
+    prompt = Prompt(fixed=REQUEST_ALLOWANCE)
+    instructions = body.get("instructions")
+    if instructions is not None:
+        if not isinstance(instructions, str):
+            raise _invalid("instructions must be a string", "instructions")
+        items = [{"role": "system", "content": instructions}, *items]
+    for item in items:
+        if not isinstance(item, dict):
+            raise _invalid("each input item must be an object", "input")
+        prompt.fixed += MESSAGE_ALLOWANCE
+        prompt.messages += 1
+        for key, value in item.items():
+            if value is None:
+                continue
+            if key == "content":
+                _content(value, prompt)
+            else:
+                prompt.other_bytes += utf8(value) if isinstance(value, str) else _json(value, "input")
+    for key in ("tools", "tool_choice", "text"):
+        value = body.get(key)
+        if value is not None:
+            prompt.other_bytes += _json(value, key)
+    if body.get("tools") or isinstance(body.get("text"), dict):
+        prompt.fixed += TOOLS_ALLOWANCE
+    return prompt
+
+
 def _content(content: object, prompt: Prompt) -> None:
     if content is None:
         return
@@ -237,6 +288,8 @@ def _content(content: object, prompt: Prompt) -> None:
         elif kind == "file":
             file = part.get("file")
             _data(file.get("file_data") if isinstance(file, dict) else None, part, prompt)
+        elif kind == "input_file":  # Responses: the data (or a file_id the body does not bound) on the part
+            _data(part.get("file_data"), part, prompt)
         else:
             prompt.other_bytes += _json(part, "messages")
 

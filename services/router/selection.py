@@ -23,7 +23,7 @@ from services.runtime.errors import DomainError
 
 # Why a named model is refused, by the capability it lacks: the request field that needs it.
 _PARAM_OF_CAPABILITY = {"tools": "tools", "json": "response_format", "vision": "messages"}
-_INPUT_PARAM = {"chat": "messages", "completion": "prompt", "embedding": "input"}
+_INPUT_PARAM = {"chat": "messages", "completion": "prompt", "embedding": "input", "responses": "input"}
 
 
 @dataclass(slots=True)

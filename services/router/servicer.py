@@ -30,7 +30,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         self, route: Route, req: router_pb2.CompletionRequest, context: Context
     ) -> router_pb2.CompletionReply:
         caller, admission = await self.callers.admit(req, context)
-        parsed = requests.parse(route, req.body, req.power_level, header_tags=req.tags)
+        parsed = requests.parse(route, req.body, req.power_level, header_tags=req.tags, client_api=req.client_api)
         body, outcome = await self.router.complete(parsed, caller)
         await self.callers.spend(admission, outcome)
         return router_pb2.CompletionReply(body=body, outcome=outcome)
@@ -39,7 +39,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         self, route: Route, req: router_pb2.CompletionRequest, context: Context
     ) -> AsyncIterator[router_pb2.StreamEvent]:
         caller, admission = await self.callers.admit(req, context)
-        parsed = requests.parse(route, req.body, req.power_level, header_tags=req.tags)
+        parsed = requests.parse(route, req.body, req.power_level, header_tags=req.tags, client_api=req.client_api)
         async for event in self.router.stream(parsed, caller):
             if event.HasField("outcome"):
                 await self.callers.spend(admission, event.outcome)
@@ -69,6 +69,17 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         self, request: router_pb2.CompletionRequest, context: Context
     ) -> AsyncIterator[router_pb2.StreamEvent]:
         async for event in self._stream("completion", request, context):
+            yield event
+
+    @rpc
+    async def Respond(self, request: router_pb2.CompletionRequest, context: Context) -> router_pb2.CompletionReply:
+        return await self._unary("responses", request, context)
+
+    @rpc
+    async def RespondStream(
+        self, request: router_pb2.CompletionRequest, context: Context
+    ) -> AsyncIterator[router_pb2.StreamEvent]:
+        async for event in self._stream("responses", request, context):
             yield event
 
     @rpc

@@ -42,7 +42,7 @@ EXHAUSTED = Counter(
     ["route", "code"],
 )
 
-_OPERATIONS = {"chat": "chat", "completion": "text_completion", "embedding": "embeddings"}
+_OPERATIONS = {"chat": "chat", "completion": "text_completion", "embedding": "embeddings", "responses": "chat"}
 
 
 @dataclass(slots=True)

@@ -102,6 +102,18 @@ def upstream_count(upstream: httpx.Client, route: str, model: str) -> int:
     return int(upstream.get("/_stats").json()["requests"].get(f"{route} {model}", 0))
 
 
+def usage_rows(http: httpx.Client, key: str, count: int, wait: float = 10.0) -> list[dict[str, Any]]:
+    """The key's user's `/v1/usage` rows once `count` of them are written and settled."""
+    deadline = time.monotonic() + wait
+    rows: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        rows = http.get("/v1/usage", headers=bearer(key)).json()["data"]
+        if len(rows) >= count and all(r["status"] != "pending" for r in rows):
+            return rows
+        time.sleep(0.05)
+    raise AssertionError(f"expected {count} usage rows, got {rows}")
+
+
 def reconcile(database_url: str) -> subprocess.CompletedProcess[str]:
     """`tollgate credits reconcile` against a suite's credits database."""
     return subprocess.run(

@@ -244,6 +244,7 @@ async def usage(request: Request) -> Response:
             "model": r.usage.model,
             "provider": r.usage.provider,
             "power_level": r.usage.power_level,
+            "route": r.usage.route,
             "status": r.usage.status,
             "prompt_tokens": r.usage.prompt_tokens,
             "completion_tokens": r.usage.completion_tokens,

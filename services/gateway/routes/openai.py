@@ -116,6 +116,7 @@ async def _accept(request: Request, route: str, dialect: Dialect | None = None) 
         power_level=request.headers.get("x-power-level", ""),
         inline_key=inline,
         tags=attribution.from_header(request.headers.get(attribution.HEADER)),
+        client_api=dialect.route if dialect is not None else "",
     )
     name = dialect.route if dialect is not None else route
     return Completion(gateway, name, principal, message, payload, admission, request.headers.get("idempotency-key"))

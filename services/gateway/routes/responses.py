@@ -1,4 +1,8 @@
-"""OpenAI's Responses API: create (through the chat pipeline, as a dialect), read and delete stored responses."""
+"""OpenAI's Responses API: create, read and delete stored responses.
+
+A request naming a model whose provider serves the Responses API (`responses: true` in the catalog) is passed
+through to it (`dialects.passthrough`); any other is translated onto the chat pipeline (`dialects.responses`).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from services.gateway.conversations import Conversations
+from services.gateway.dialects.passthrough import Passthrough
 from services.gateway.dialects.responses import Responses, output_items
-from services.gateway.edge import aliased, edge, json_response, read_json
-from services.gateway.routes.openai import _serve
+from services.gateway.edge import Edge, aliased, edge, json_response, read_json
+from services.gateway.routes.openai import _serve, catalog
 from services.runtime.errors import DomainError
 
 
@@ -35,9 +40,14 @@ async def create_response(request: Request) -> Response:
             )
         record = await stored.find(principal.user_id, previous)
         context = [*record["context"], *output_items(record["response"])]
-    dialect = Responses(context)
     router = gateway.clients.router
-    response = await _serve(request, "chat", router.Chat, router.ChatStream, dialect)
+    dialect: Responses | Passthrough
+    if await _passes_through(gateway, payload.get("model")):
+        dialect = Passthrough(context)
+        response = await _serve(request, "responses", router.Respond, router.RespondStream, dialect)
+    else:
+        dialect = Responses(context)
+        response = await _serve(request, "chat", router.Chat, router.ChatStream, dialect)
 
     async def save() -> None:
         if dialect.result is not None and dialect.store and dialect.result["status"] != "failed":
@@ -55,6 +65,16 @@ async def create_response(request: Request) -> Response:
     else:
         await save()
     return response
+
+
+async def _passes_through(gateway: Edge, model: object) -> bool:
+    """Whether the model the request names (by id or alias) runs on a provider that serves the Responses API."""
+    if not isinstance(model, str) or not model:
+        return False
+    for entry in await catalog(gateway):
+        if model == entry.get("id") or model in (entry.get("aliases") or ()):
+            return entry.get("responses") is True
+    return False
 
 
 async def get_response(request: Request) -> Response:

@@ -9,8 +9,13 @@ from typing import Any, Literal, Protocol
 from services.router.catalog import Model
 from services.runtime.logging import redact
 
-Route = Literal["chat", "completion", "embedding"]
-PATHS: dict[str, str] = {"chat": "/chat/completions", "completion": "/completions", "embedding": "/embeddings"}
+Route = Literal["chat", "completion", "embedding", "responses"]
+PATHS: dict[str, str] = {
+    "chat": "/chat/completions",
+    "completion": "/completions",
+    "embedding": "/embeddings",
+    "responses": "/responses",
+}
 
 
 class UpstreamError(Exception):

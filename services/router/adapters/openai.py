@@ -101,6 +101,8 @@ class OpenAIAdapter:
                     obj = None
                 if not isinstance(obj, dict):
                     raise UpstreamError("garbage", 200, f"{provider.name} streamed a payload that is not JSON")
+                if route == "responses" and obj.get("type") == "error":
+                    obj = {"error": obj}
                 if "error" in obj and "choices" not in obj:
                     error = obj["error"]
                     text = error.get("message", "") if isinstance(error, dict) else str(error)

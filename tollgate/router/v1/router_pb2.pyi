@@ -25,7 +25,7 @@ class InlineKey(_message.Message):
     def __init__(self, provider: _Optional[str] = ..., api_key: _Optional[str] = ...) -> None: ...
 
 class CompletionRequest(_message.Message):
-    __slots__ = ("request_id", "caller", "body", "power_level", "inline_key", "tags")
+    __slots__ = ("request_id", "caller", "body", "power_level", "inline_key", "tags", "client_api")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -39,13 +39,15 @@ class CompletionRequest(_message.Message):
     POWER_LEVEL_FIELD_NUMBER: _ClassVar[int]
     INLINE_KEY_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_API_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     caller: Caller
     body: bytes
     power_level: str
     inline_key: InlineKey
     tags: _containers.ScalarMap[str, str]
-    def __init__(self, request_id: _Optional[str] = ..., caller: _Optional[_Union[Caller, _Mapping]] = ..., body: _Optional[bytes] = ..., power_level: _Optional[str] = ..., inline_key: _Optional[_Union[InlineKey, _Mapping]] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    client_api: str
+    def __init__(self, request_id: _Optional[str] = ..., caller: _Optional[_Union[Caller, _Mapping]] = ..., body: _Optional[bytes] = ..., power_level: _Optional[str] = ..., inline_key: _Optional[_Union[InlineKey, _Mapping]] = ..., tags: _Optional[_Mapping[str, str]] = ..., client_api: _Optional[str] = ...) -> None: ...
 
 class Outcome(_message.Message):
     __slots__ = ("model", "provider", "deployment", "power_level", "prompt_tokens", "completion_tokens", "cost_micro", "credits_remaining_micro", "credits_low", "byok", "fallbacks", "usage_estimated", "upstream_ms", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "requested_model", "reason")

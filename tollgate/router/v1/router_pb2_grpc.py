@@ -74,6 +74,16 @@ class RouterStub:
                 request_serializer=tollgate_dot_router_dot_v1_dot_router__pb2.CompletionRequest.SerializeToString,
                 response_deserializer=tollgate_dot_router_dot_v1_dot_router__pb2.TokenCount.FromString,
                 _registered_method=True)
+        self.Respond = channel.unary_unary(
+                '/tollgate.router.v1.Router/Respond',
+                request_serializer=tollgate_dot_router_dot_v1_dot_router__pb2.CompletionRequest.SerializeToString,
+                response_deserializer=tollgate_dot_router_dot_v1_dot_router__pb2.CompletionReply.FromString,
+                _registered_method=True)
+        self.RespondStream = channel.unary_stream(
+                '/tollgate.router.v1.Router/RespondStream',
+                request_serializer=tollgate_dot_router_dot_v1_dot_router__pb2.CompletionRequest.SerializeToString,
+                response_deserializer=tollgate_dot_router_dot_v1_dot_router__pb2.StreamEvent.FromString,
+                _registered_method=True)
 
 
 class RouterServicer:
@@ -128,6 +138,20 @@ class RouterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Respond(self, request, context):
+        """OpenAI's Responses API passed through to an upstream that serves it (its provider has `responses: true`):
+        the body is a Responses request, the reply a Responses object, the stream its typed events.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RespondStream(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RouterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -170,6 +194,16 @@ def add_RouterServicer_to_server(servicer, server):
                     servicer.CountTokens,
                     request_deserializer=tollgate_dot_router_dot_v1_dot_router__pb2.CompletionRequest.FromString,
                     response_serializer=tollgate_dot_router_dot_v1_dot_router__pb2.TokenCount.SerializeToString,
+            ),
+            'Respond': grpc.unary_unary_rpc_method_handler(
+                    servicer.Respond,
+                    request_deserializer=tollgate_dot_router_dot_v1_dot_router__pb2.CompletionRequest.FromString,
+                    response_serializer=tollgate_dot_router_dot_v1_dot_router__pb2.CompletionReply.SerializeToString,
+            ),
+            'RespondStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.RespondStream,
+                    request_deserializer=tollgate_dot_router_dot_v1_dot_router__pb2.CompletionRequest.FromString,
+                    response_serializer=tollgate_dot_router_dot_v1_dot_router__pb2.StreamEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -388,6 +422,60 @@ class Router:
             '/tollgate.router.v1.Router/CountTokens',
             tollgate_dot_router_dot_v1_dot_router__pb2.CompletionRequest.SerializeToString,
             tollgate_dot_router_dot_v1_dot_router__pb2.TokenCount.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Respond(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.router.v1.Router/Respond',
+            tollgate_dot_router_dot_v1_dot_router__pb2.CompletionRequest.SerializeToString,
+            tollgate_dot_router_dot_v1_dot_router__pb2.CompletionReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RespondStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tollgate.router.v1.Router/RespondStream',
+            tollgate_dot_router_dot_v1_dot_router__pb2.CompletionRequest.SerializeToString,
+            tollgate_dot_router_dot_v1_dot_router__pb2.StreamEvent.FromString,
             options,
             channel_credentials,
             insecure,

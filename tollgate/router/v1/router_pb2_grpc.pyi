@@ -43,6 +43,11 @@ class RouterStub:
     SelectModel: _grpc.UnaryUnaryMultiCallable[_router_pb2.CompletionRequest, _router_pb2.Selection]
     CountTokens: _grpc.UnaryUnaryMultiCallable[_router_pb2.CompletionRequest, _router_pb2.TokenCount]
     """The input tokens of a chat request for the model it would be routed to; free, no provider call."""
+    Respond: _grpc.UnaryUnaryMultiCallable[_router_pb2.CompletionRequest, _router_pb2.CompletionReply]
+    """OpenAI's Responses API passed through to an upstream that serves it (its provider has `responses: true`):
+    the body is a Responses request, the reply a Responses object, the stream its typed events.
+    """
+    RespondStream: _grpc.UnaryStreamMultiCallable[_router_pb2.CompletionRequest, _router_pb2.StreamEvent]
 
 @_typing.type_check_only
 class RouterAsyncStub(RouterStub):
@@ -56,6 +61,11 @@ class RouterAsyncStub(RouterStub):
     SelectModel: _aio.UnaryUnaryMultiCallable[_router_pb2.CompletionRequest, _router_pb2.Selection]  # type: ignore[assignment]
     CountTokens: _aio.UnaryUnaryMultiCallable[_router_pb2.CompletionRequest, _router_pb2.TokenCount]  # type: ignore[assignment]
     """The input tokens of a chat request for the model it would be routed to; free, no provider call."""
+    Respond: _aio.UnaryUnaryMultiCallable[_router_pb2.CompletionRequest, _router_pb2.CompletionReply]  # type: ignore[assignment]
+    """OpenAI's Responses API passed through to an upstream that serves it (its provider has `responses: true`):
+    the body is a Responses request, the reply a Responses object, the stream its typed events.
+    """
+    RespondStream: _aio.UnaryStreamMultiCallable[_router_pb2.CompletionRequest, _router_pb2.StreamEvent]  # type: ignore[assignment]
 
 class RouterServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -114,5 +124,22 @@ class RouterServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_router_pb2.TokenCount, _abc.Awaitable[_router_pb2.TokenCount]]:
         """The input tokens of a chat request for the model it would be routed to; free, no provider call."""
+
+    @_abc_1.abstractmethod
+    def Respond(
+        self,
+        request: _router_pb2.CompletionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.CompletionReply, _abc.Awaitable[_router_pb2.CompletionReply]]:
+        """OpenAI's Responses API passed through to an upstream that serves it (its provider has `responses: true`):
+        the body is a Responses request, the reply a Responses object, the stream its typed events.
+        """
+
+    @_abc_1.abstractmethod
+    def RespondStream(
+        self,
+        request: _router_pb2.CompletionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_router_pb2.StreamEvent], _abc.AsyncIterator[_router_pb2.StreamEvent]]: ...
 
 def add_RouterServicer_to_server(servicer: RouterServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
