@@ -105,7 +105,7 @@ def test_stream_relays_the_upstream_events_and_charges_exactly(
     assert charged == cost_micro(final.usage.input_tokens, final.usage.output_tokens, *PRICE) > 0
 
 
-def test_steering_fields_and_hosted_tools_are_refused_before_any_call(
+def test_steering_fields_hosted_tools_and_upstream_references_are_refused_before_any_call(
     suite: Suite, upstream: httpx.Client, user: str
 ) -> None:
     passed = upstream_count(upstream, "/v1/responses", UPSTREAM_MODEL)
@@ -118,7 +118,16 @@ def test_steering_fields_and_hosted_tools_are_refused_before_any_call(
             client.responses.create(
                 model="echo-responses", input="hi", tools=[{"type": "code_interpreter", "container": {"type": "auto"}}]
             )
+        with pytest.raises(openai.BadRequestError) as reference:  # items the platform's account holds upstream
+            client.responses.create(model="echo-responses", input=[{"type": "item_reference", "id": "msg_1"}])
+        with pytest.raises(openai.BadRequestError) as uploaded:
+            client.responses.create(
+                model="echo-responses",
+                input=[{"role": "user", "content": [{"type": "input_file", "file_id": "file-platform-owned"}]}],
+            )
     assert steering.value.body["param"] == "base_url"  # type: ignore[index]
+    assert reference.value.body["param"] == "input[0].type"  # type: ignore[index]
+    assert uploaded.value.body["param"] == "input[0].content[0].file_data"  # type: ignore[index]
     assert hosted.value.body["param"] == "tools[0]"  # type: ignore[index]
     assert upstream_count(upstream, "/v1/responses", UPSTREAM_MODEL) == passed
 

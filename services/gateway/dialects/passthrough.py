@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-from services.gateway.dialects.responses import DROPPED_TOOLS, ROUTE, validate
+from services.gateway.dialects.responses import DROPPED_TOOLS, ROUTE, messages, validate
 from services.gateway.edge import error_response
 from services.runtime.errors import DomainError
 from tollgate.router.v1 import router_pb2
@@ -52,6 +52,9 @@ class Passthrough:
         given = payload["input"]
         turn = [{"type": "message", "role": "user", "content": given}] if isinstance(given, str) else list(given)
         self.items = [*self.context, *turn]
+        # The translation's item rules: no item_reference and no uploaded file ids, which would reach what the
+        # platform's account holds at the provider; reasoning items pass through.
+        messages(turn)
         body = {k: v for k, v in payload.items() if k != "previous_response_id"}
         if self.context:
             body["input"] = [*(_unstored(i) for i in self.context), *turn]
