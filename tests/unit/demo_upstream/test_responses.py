@@ -50,5 +50,7 @@ async def test_cut_after_stops_before_completed(client: openai.AsyncOpenAI) -> N
     kinds: list[str] = []
     with pytest.raises(openai.APIError):
         async with client.responses.stream(model="cut-after-1", input="a b c d e f") as stream:
-            kinds.extend([event.type async for event in stream])
+            async for event in stream:
+                kinds.append(event.type)
+    assert kinds.count("response.output_text.delta") == 1
     assert "response.completed" not in kinds
