@@ -33,7 +33,6 @@ from services.router.health_view import HealthView
 from services.router.pricing import cost_micro, credits, hold_tokens, worst_case_micro
 from services.router.request import Request, estimate_tokens
 from services.router.selection import Decision, select
-from services.router.tokens import text_weight
 from services.runtime.channels import Deadline
 from services.runtime.errors import DomainError
 from services.runtime.secrets import is_credential
@@ -244,13 +243,15 @@ class Router:
         if reported is not None:
             prompt, completion, estimated = reported[0], reported[1], False
         else:
-            prompt, completion, estimated = request.prompt_tokens, _written(model, request, _reply_chars(body)), True
+            written = _written(model, request, normalize.reply_text(body))
+            prompt, completion, estimated = request.prompt_tokens, written, True
         cost = cost_micro(model, prompt, completion) if _paid(model, credential) else 0
         funds = await self._account(trace, model, credential, hold, attempt, prompt, completion, cost, estimated, "ok")
         if request.route == "embedding":
-            body = normalize.embedding(body, model.upstream, prompt)
+            _require_dimensions(model, request, body)
+            body = normalize.embedding(body, model.id, prompt, request.body.get("encoding_format"))
         else:
-            body = normalize.completion(request.route, body, model.upstream, prompt, completion)
+            body = normalize.completion(request.route, body, model.id, prompt, completion)
         outcome = self._outcome(trace, model, credential, prompt, completion, cost, funds, estimated)
         body["_metadata"] = _metadata(outcome)
         return orjson.dumps(body), outcome
@@ -296,6 +297,7 @@ class Router:
         wants_usage = request.include_usage
         reported: tuple[int, int] | None = None
         held_usage: dict[str, Any] | None = None  # the usage chunk waits for the settlement to carry `_metadata`
+        shape = normalize.StreamShape(route, model.id)
         announced = False
         chars = 0
         status = "cancelled"
@@ -316,10 +318,10 @@ class Router:
                     else:
                         relay = False
                         if wants_usage:
-                            normalize.chunk(route, obj, model.upstream)
+                            shape.chunk(obj)
                             held_usage = obj
                 if relay:
-                    if normalize.chunk(route, obj, model.upstream) or not raw:
+                    if shape.chunk(obj) or not raw:
                         raw = orjson.dumps(obj)
                     if announced:
                         yield router_pb2.StreamEvent(chunk=raw)
@@ -367,10 +369,14 @@ class Router:
         if failure is not None:
             error = DomainError("provider_error", f"the stream from {model.provider.name} broke off: {failure.message}")
             yield router_pb2.StreamEvent(error=orjson.dumps(error.body()))
-        elif wants_usage:
-            last = held_usage if held_usage is not None else _usage_chunk(route, model, prompt, completion)
-            last["_metadata"] = _metadata(outcome)
-            yield router_pb2.StreamEvent(chunk=orjson.dumps(last))
+        else:
+            closing = shape.closing()
+            if closing is not None:  # the upstream never said why its choices ended: the spec needs a reason
+                yield router_pb2.StreamEvent(chunk=orjson.dumps(closing))
+            if wants_usage:
+                last = held_usage if held_usage is not None else shape.usage_chunk(prompt, completion)
+                last["_metadata"] = _metadata(outcome)
+                yield router_pb2.StreamEvent(chunk=orjson.dumps(last))
         yield router_pb2.StreamEvent(outcome=outcome)
 
     # the steps of an attempt
@@ -569,25 +575,17 @@ def _client_error(err: UpstreamError) -> DomainError:
     return DomainError("provider_error", err.message)
 
 
-def _reply_chars(body: dict[str, Any]) -> int:
-    total = 0
-    for choice in body.get("choices") or ():
-        if isinstance(choice, dict):
-            message = choice.get("message")
-            text = message.get("content") if isinstance(message, dict) else choice.get("text")
-            total += text_weight(text) if isinstance(text, str) else 0
-    return total
-
-
-def _usage_chunk(route: str, model: Model, prompt: int, completion: int) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-usage" if route == "chat" else "cmpl-usage",
-        "object": "chat.completion.chunk" if route == "chat" else "text_completion",
-        "created": int(time.time()),
-        "model": model.upstream,
-        "choices": [],
-        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
-    }
+def _require_dimensions(model: Model, request: Request, body: dict[str, Any]) -> None:
+    """`dimensions` is honoured or refused: vectors of another length than asked never reach the client."""
+    asked = request.body.get("dimensions")
+    if asked is None:
+        return
+    found = normalize.dimensions_of(body)
+    if found != {asked}:
+        got = ", ".join(str(n) for n in sorted(found)) or "none"
+        raise DomainError(
+            "provider_error", f"{model.id} returned vectors of {got} dimensions, not the {asked} asked for"
+        )
 
 
 async def _close(events: AsyncIterator[Any]) -> None:
@@ -605,4 +603,6 @@ def _metadata(outcome: router_pb2.Outcome) -> dict[str, Any]:
         "credits_remaining": orjson.Fragment(credits(outcome.credits_remaining_micro)),
         "byok": outcome.byok,
         "fallbacks": outcome.fallbacks,
+        # The provider reported no usage: tokens (and the charge) are tollgate's estimate of the reply.
+        "usage_estimated": outcome.usage_estimated,
     }
