@@ -107,6 +107,14 @@ def _vector(text: str, dims: int) -> list[float]:
     return [(v - 32768) / 32768 for v in struct.unpack(f"<{dims}H", raw)]
 
 
+def _rule(table: dict[str, Any], model: str, value: object) -> None:
+    """Set `model`'s entry in a control table, or lift it when `value` is empty."""
+    if value:
+        table[model] = value
+    else:
+        table.pop(model, None)
+
+
 def _token_ids(value: object) -> list[list[int]] | None:
     """A prompt or input of token ids (one array, or an array of arrays) as its arrays; None otherwise."""
     if isinstance(value, list) and value and all(_is_int(t) for t in value):
@@ -206,18 +214,12 @@ class _App:
             key = spec["require_key"]
             if not isinstance(key, str):
                 raise ValueError("require_key must be a string")
-            if key:
-                self.keys[model] = key
-            else:
-                self.keys.pop(model, None)
+            _rule(self.keys, model, key)
         if "usage" in spec:
             mode = spec["usage"]
             if mode not in ("words", "worst"):
                 raise ValueError("usage must be 'words' or 'worst'")
-            if mode == "worst":
-                self.usage_modes[model] = mode
-            else:
-                self.usage_modes.pop(model, None)
+            _rule(self.usage_modes, model, mode if mode == "worst" else None)
         if "script" in spec:
             script = spec["script"]
             if not isinstance(script, list) or not all(_scripted_reply(r) for r in script):
@@ -225,27 +227,17 @@ class _App:
                     "script must be a list of replies: objects with optional content (string or null), tool_calls "
                     "(objects with a string name and arguments or input), finish_reason, usage and logprobs"
                 )
-            if script:
-                self.scripts[model] = deque(script)
-            else:
-                self.scripts.pop(model, None)
-
+            _rule(self.scripts, model, deque(script) if script else None)
         if "quirks" in spec:
             quirks = spec["quirks"]
             if not isinstance(quirks, list) or not all(q in QUIRKS for q in quirks):
                 raise ValueError(f"quirks must be a list of {', '.join(sorted(QUIRKS))}")
-            if quirks:
-                self.quirks[model] = frozenset(quirks)
-            else:
-                self.quirks.pop(model, None)
+            _rule(self.quirks, model, frozenset(quirks) if quirks else None)
         if "answer_model" in spec:
             answer = spec["answer_model"]
             if not isinstance(answer, str):
                 raise ValueError("answer_model must be a string ('' answers with the model asked for)")
-            if answer:
-                self.answer_models[model] = answer
-            else:
-                self.answer_models.pop(model, None)
+            _rule(self.answer_models, model, answer)
 
     def _quirk(self, model: str, quirk: str) -> bool:
         return quirk in self.quirks.get(model, self.quirks.get("*", frozenset()))

@@ -56,6 +56,10 @@ def score(policy: Policy, model: Model) -> float:
     return float(model.quality)
 
 
+# Needs whose meaning is one model's own (its tokenizer's ids, its vector size): never served by another.
+PINNED = frozenset({"token_ids", "dimensions"})
+
+
 def rank(catalog: Catalog, level: str, needs: frozenset[str]) -> tuple[list[Model], str]:
     """The catalog's models for an automatic choice at `level`, best first, with the reason."""
     policy = catalog.policies[level]
@@ -89,11 +93,20 @@ def select(catalog: Catalog, request: Request, default_level: str, health: Healt
             raise DomainError(
                 "invalid_request", f"The model `{request.model}` does not support {route_capability}", "model"
             )
+        pinned = sorted((request.needs & PINNED) - named.capabilities)
+        if pinned:
+            raise DomainError(
+                "invalid_request",
+                f"The model `{request.model}` does not take {' or '.join(pinned)} (its catalog entry does not "
+                "list them); send text, or name a model that does",
+                "model",
+            )
         chain = [named]
         reason = f"{level}: requested model {named.id}"
         if level != "CUSTOM":
             ranked, _ = rank(catalog, level, request.needs)
-            chain += catalog.fallback_chain(named) + ranked
+            # Token ids and vector sizes mean something for one model's weights only: no other model stands in.
+            chain += catalog.fallback_chain(named) + ([] if request.needs & PINNED else ranked)
     else:
         if level == "CUSTOM":
             raise DomainError("invalid_request", "power level CUSTOM needs a model", "model")
