@@ -184,6 +184,9 @@ def chunk(route: str, obj: dict[str, Any], model: str, ident: str | None = None,
     if "system_fingerprint" in obj and not isinstance(obj["system_fingerprint"], str):
         del obj["system_fingerprint"]
         changed = True
+    if route == "completion" and "usage" in obj and obj["usage"] is None:  # the spec's completion has no null usage
+        del obj["usage"]
+        changed = True
     choices = obj.get("choices")
     if not isinstance(choices, list):
         obj["choices"] = []
