@@ -14,7 +14,7 @@ PROTOS := $(shell find proto -name '*.proto')
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS := True
 
-.PHONY: help install browser lock upgrade test-oldest test-clients proto proto-check run test test-unit test-integration test-e2e test-security fuzz bench bench-litellm bench-credits soak lint fmt clean
+.PHONY: help install browser promtool lock upgrade test-oldest test-clients proto proto-check run test test-unit test-integration test-e2e test-security test-agents fuzz docs docs-serve bench bench-litellm bench-credits soak faults lint fmt clean
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -40,6 +40,13 @@ browser: ## Install Debian's Chromium for the console's browser tests (when /usr
 	@test -x $(CHROMIUM) || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
 
+# The alert rules are checked by Prometheus's own promtool (Debian's prometheus package).
+PROMTOOL ?= promtool
+
+promtool: ## Install Debian's prometheus package for promtool (alert-rule and metrics checks), when it is missing
+	@command -v $(PROMTOOL) >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends prometheus; }
+
 lock: $(UV) ## Bring uv.lock (and bench/litellm/uv.lock) in line with pyproject.toml, changing as little as it can
 	$(UV) lock
 	$(UV) lock --project bench/litellm
@@ -62,7 +69,7 @@ proto-check: proto ## Fail when the generated code in git is stale
 run: $(VENV)/.installed ## Start the whole suite (PROFILE=embedded: SQLite, no Redis; PROFILE=prod: local PostgreSQL + Redis)
 	$(PY) -m services.launcher --profile $(PROFILE)
 
-test: $(VENV)/.installed browser ## Run every test: unit, integration (PostgreSQL, Redis) and end-to-end (openai SDK, the console in Chromium)
+test: $(VENV)/.installed browser promtool ## Run every test: unit, integration (PostgreSQL, Redis) and end-to-end (openai SDK, the console in Chromium)
 	$(BIN)/pytest -q
 
 # The SDK lower bound claimed in pyproject.toml, tested in a second virtualenv: the lock, then that one release.
@@ -82,20 +89,45 @@ test-clients: $(UV) ## Real clients through the suite: langchain-openai, openai-
 	TOLLGATE_CLIENT_TESTS=1 $(CLIENTS_VENV)/bin/pytest -q -p no:cacheprovider -W ignore::ResourceWarning \
 		-W ignore::pytest.PytestUnraisableExceptionWarning -W ignore::DeprecationWarning tests/clients
 
-test-unit: $(VENV)/.installed ## Unit tests only
+test-unit: $(VENV)/.installed promtool ## Unit tests only
 	$(BIN)/pytest -q tests/unit
 
 test-integration: $(VENV)/.installed ## Integration tests (real PostgreSQL and Redis)
 	$(BIN)/pytest -q tests/integration
 
-test-e2e: $(VENV)/.installed browser ## End-to-end tests: the suite as real processes, the openai SDK (and a browser) as client
+test-e2e: $(VENV)/.installed browser promtool ## End-to-end tests: the suite as real processes, the openai SDK (and a browser) as client
 	$(BIN)/pytest -q tests/e2e
 
 test-security: $(VENV)/.installed ## Black-box checks of internal identities and access rules against the running suite
 	$(BIN)/pytest -q tests/security
 
+# Agent CLIs for `make test-agents`, pinned, from the npm registry into a git-ignored folder on first use
+# (one install for all of them: an install with --no-save prunes what another one left).
+AGENTS := .cache/agents
+CLAUDE_CODE_VERSION := 2.1.332
+CODEX_VERSION := 0.171.0
+AGENT_PACKAGES := @anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION) @openai/codex@$(CODEX_VERSION)
+AGENTS_STAMP := $(AGENTS)/.installed-claude-$(CLAUDE_CODE_VERSION)-codex-$(CODEX_VERSION)
+
+$(AGENTS_STAMP):
+	npm install --prefix $(AGENTS) --no-save --no-audit --no-fund -q $(AGENT_PACKAGES)
+	touch $@
+
+test-agents: $(VENV)/.installed $(AGENTS_STAMP) ## Real agent CLIs (Codex CLI, Claude Code) through the suite, offline, charged exactly; needs Node and npm
+	TOLLGATE_AGENTS=1 $(BIN)/pytest -q tests/agents
+
 fuzz: $(VENV)/.installed ## Fuzz every route from /openapi.json with a real key (about 10,000 cases): no 5xx, OpenAI-shaped errors, the status mix
 	TOLLGATE_FUZZ_EXAMPLES=330 $(BIN)/pytest -q -s tests/e2e/test_fuzz.py
+
+# The reference pages are generated from the code at build time (docgen/hooks.py); --strict fails on a broken link,
+# a missing page or anchor, and a setting, route or command without its description.
+DOCS_ADDR ?= 127.0.0.1:8000
+
+docs: $(VENV)/.installed ## Build the documentation site (mkdocs-material, --strict) into site/
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
+docs-serve: $(VENV)/.installed ## Serve the documentation site at http://$(DOCS_ADDR), rebuilt on every change
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve --strict --dev-addr $(DOCS_ADDR)
 
 bench: $(VENV)/.installed ## Benchmark the suite (production profile: local PostgreSQL + Redis); table + bench/results/<time>.json
 	$(PY) -m bench.run
@@ -109,6 +141,9 @@ bench-credits: $(VENV)/.installed ## Credits reserve+settle pairs/s on PostgreSQ
 soak: $(VENV)/.installed ## 100k requests at steady load; RSS of every service and its growth over the second half
 	$(PY) -m bench.run --soak 100000
 
+faults: $(VENV)/.installed ## kill -9 each service, restart PostgreSQL and Redis, bad providers, under load: a table of figures
+	$(PY) -m bench.faults
+
 lint: $(VENV)/.installed ## ruff and mypy over our code, generated stubs included
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -119,4 +154,4 @@ fmt: $(VENV)/.installed ## Format and autofix
 	$(BIN)/ruff check --fix .
 
 clean: ## Remove the virtualenv, caches and local data
-	rm -rf $(VENV) $(UV_HOME) .venv-oldest $(CLIENTS_VENV) data .pytest_cache .mypy_cache .ruff_cache bench/results bench/.venv-litellm
+	rm -rf $(VENV) $(UV_HOME) .venv-oldest $(CLIENTS_VENV) .cache data site .pytest_cache .mypy_cache .ruff_cache bench/results bench/.venv-litellm

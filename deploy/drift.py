@@ -329,8 +329,16 @@ def exposed_metrics() -> set[str]:
     """Sample names the gateway and the gRPC services expose (`…_total`, `…_bucket`, …)."""
     from prometheus_client import REGISTRY
 
-    importlib.import_module("services.gateway.metrics")
-    importlib.import_module("services.runtime.metrics")
+    for module in (
+        "services.gateway.metrics",
+        "services.gateway.replay",
+        "services.gateway.limits",
+        "services.runtime.metrics",
+        "services.router.telemetry",
+        "services.credits.metrics",
+        "services.health.metrics",
+    ):
+        importlib.import_module(module)
     names: set[str] = set()
     for family in REGISTRY.collect():
         if family.type == "counter":
@@ -343,11 +351,22 @@ def exposed_metrics() -> set[str]:
 
 
 def dashboard_problems(path: Path = DEPLOY / "grafana" / "tollgate.json") -> list[str]:
+    """Every metric a panel reads is one tollgate exposes."""
     dashboard = json.loads(path.read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
     used = {name for expr in exprs for name in re.findall(r"\btollgate_[a-z0-9_]+", expr)}
     return [
         f"grafana/tollgate.json: {name} is not a metric tollgate exposes" for name in sorted(used - exposed_metrics())
+    ]
+
+
+def rules_problems(path: Path = DEPLOY / "prometheus" / "alerts.yml") -> list[str]:
+    """Every metric an alert reads is one tollgate exposes."""
+    rules = yaml.safe_load(path.read_text())
+    exprs = [str(rule["expr"]) for group in rules["groups"] for rule in group["rules"]]
+    used = {name for expr in exprs for name in re.findall(r"\btollgate_[a-z0-9_]+", expr)}
+    return [
+        f"prometheus/alerts.yml: {name} is not a metric tollgate exposes" for name in sorted(used - exposed_metrics())
     ]
 
 

@@ -137,7 +137,8 @@ def check_drift() -> None:
     from deploy import drift
 
     problems = drift.unknown_tollgate_names() + drift.missing_from_env_example() + drift.dockerfile_problems()
-    problems += drift.catalog_problems() + drift.dashboard_problems() + drift.compose_problems(check_compose())
+    problems += drift.catalog_problems() + drift.dashboard_problems() + drift.rules_problems()
+    problems += drift.compose_problems(check_compose())
     for name in overlays():
         resources = render(name)
         problems += drift.manifest_problems(resources) + drift.address_problems(resources)

@@ -6,6 +6,10 @@ for the end-to-end tests and the benchmark, on free ports.
 
 Each service gets only what it needs: its own identity key (made once into `<data>/identity/`, 0600), the
 public keys of the callers its access rules name, and no other service's secrets.
+
+`make run` supervises: a service that dies is started again after a back-off (1 s, doubling to 30 s while it
+keeps dying within a minute of its start), as compose's `restart: unless-stopped` and Kubernetes would.
+Ports come from `TOLLGATE_<SERVICE>_PORT` (and `TOLLGATE_DEMO_UPSTREAM_PORT`) when set.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +84,19 @@ class Ports:
     def free(cls) -> Ports:
         return cls(*(free_port() for _ in range(6)))
 
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Ports:
+        """The default ports, each overridden by its `TOLLGATE_<NAME>_PORT`; a bad value is one clear line."""
+        chosen: dict[str, int] = {}
+        for name in cls.__dataclass_fields__:
+            setting = f"TOLLGATE_{'DEMO_UPSTREAM' if name == 'upstream' else name.upper()}_PORT"
+            value = env.get(setting, "").strip()
+            if value:
+                if not value.isdigit() or not 0 < int(value) < 65536:
+                    raise SystemExit(f"tollgate: invalid configuration: {setting}: {value!r} is not a port")
+                chosen[name] = int(value)
+        return cls(**chosen)
+
 
 @dataclass
 class Suite:
@@ -94,6 +111,7 @@ class Suite:
     host: str = "127.0.0.1"
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
+    _commands: dict[str, tuple[str, dict[str, str], tuple[str, ...]]] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
@@ -152,6 +170,7 @@ class Suite:
         return env
 
     def _spawn(self, name: str, module: str, env: dict[str, str], *args: str) -> None:
+        self._commands[name] = (module, env, args)
         out: IO[bytes] | None = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -196,7 +215,7 @@ class Suite:
                 if proc.poll() is not None:
                     hint = self._log_hint(name)
                     raise RuntimeError(f"{name} exited with status {proc.returncode} during start-up{hint}")
-                if self._ready(name):
+                if self.ready(name):
                     pending.discard(name)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"not ready after {timeout:.0f}s: {', '.join(sorted(pending))}")
@@ -206,7 +225,8 @@ class Suite:
     def _log_hint(self, name: str) -> str:
         return f" (see {self.log_dir / (name + '.log')})" if self.log_dir else ""
 
-    def _ready(self, name: str) -> bool:
+    def ready(self, name: str) -> bool:
+        """Whether service `name` reports ready (gRPC health SERVING, or HTTP `/health` 200)."""
         if name in GRPC_SERVICES:
             return serving(f"{self.host}:{getattr(self.ports, name)}")
         port = self.ports.gateway if name == "gateway" else self.ports.upstream
@@ -237,6 +257,54 @@ class Suite:
 
     def dead(self) -> list[str]:
         return [name for name, proc in self.processes.items() if proc.poll() is not None]
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one service (the fault suite's crash): no drain, no clean-up."""
+        proc = self.processes[name]
+        proc.kill()
+        proc.wait()
+
+    def restart(self, name: str) -> None:
+        """Start a service that stopped again, with the command and environment it first had."""
+        module, env, args = self._commands[name]
+        self._spawn(name, module, env, *args)
+
+
+@dataclass
+class Supervisor:
+    """Restarts the suite's dead services with back-off, as an orchestrator would; says so on stderr."""
+
+    suite: Suite
+    first_delay: float = 1.0
+    max_delay: float = 30.0
+    stable_after: float = 60.0  # a service up this long starts its next back-off from `first_delay`
+    delays: dict[str, float] = field(default_factory=dict)
+    started: dict[str, float] = field(default_factory=dict)
+    due: dict[str, float] = field(default_factory=dict)
+
+    def tick(self, now: float | None = None) -> list[str]:
+        """Notice deaths and restart whatever is due; the services restarted."""
+        now = time.monotonic() if now is None else now
+        restarted = []
+        for name in self.suite.dead():
+            if name not in self.due:
+                up = now - self.started.get(name, now - self.stable_after)
+                delay = (
+                    self.first_delay
+                    if up >= self.stable_after
+                    else min(self.max_delay, self.delays.get(name, self.first_delay / 2) * 2)
+                )
+                self.delays[name] = delay
+                self.due[name] = now + delay
+                code = self.suite.processes[name].returncode
+                print(f"tollgate: {name} exited with status {code}; restarting in {delay:g}s", file=sys.stderr)
+            elif now >= self.due[name]:
+                del self.due[name]
+                self.suite.restart(name)
+                self.started[name] = now
+                restarted.append(name)
+                print(f"tollgate: {name} restarted", file=sys.stderr, flush=True)
+        return restarted
 
 
 def serving(address: str, timeout: float = 1.0) -> bool:
@@ -304,12 +372,14 @@ def main() -> None:
 
     env: dict[str, str] = {}
     if args.profile == "prod":
-        env = production_env(
-            args.data_dir,
-            os.environ.get("TOLLGATE_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
-            os.environ.get("TOLLGATE_REDIS_URL", "redis://127.0.0.1:6379/0"),
-        )
-    suite = Suite(data_dir=args.data_dir.resolve(), env=env)
+        postgres = os.environ.get("TOLLGATE_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+        try:
+            env = production_env(
+                args.data_dir, postgres, os.environ.get("TOLLGATE_REDIS_URL", "redis://127.0.0.1:6379/0")
+            )
+        except (TimeoutError, OSError) as exc:
+            sys.exit(f"tollgate: cannot reach PostgreSQL at TOLLGATE_POSTGRES_URL ({type(exc).__name__}: {exc})")
+    suite = Suite(data_dir=args.data_dir.resolve(), ports=Ports.from_env(os.environ), env=env)
     print(f"starting tollgate ({args.profile}) …", flush=True)
     stop = False
 
@@ -319,7 +389,13 @@ def main() -> None:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    with running(suite):
+    try:
+        suite.start()
+    except (RuntimeError, TimeoutError) as exc:
+        # The service said why in its own one line above; this names which one stopped the start.
+        sys.exit(f"tollgate: {exc}")
+    supervisor = Supervisor(suite)
+    try:
         print(f"\ntollgate is up: {suite.base_url}")
         print(f"  console       : http://{suite.host}:{suite.ports.gateway}/console (sign in with a key)")
         if args.profile == "embedded":
@@ -333,12 +409,12 @@ def main() -> None:
             )
         else:
             print(f"  admin key     : in {args.data_dir / 'prod-secrets.env'} (TOLLGATE_ADMIN_KEY)")
-        print("\nCtrl-C stops everything.", flush=True)
+        print("\nCtrl-C stops everything; a service that dies is restarted.", flush=True)
         while not stop:
-            if dead := suite.dead():
-                print(f"tollgate: {', '.join(dead)} stopped unexpectedly; shutting down", file=sys.stderr)
-                break
-            time.sleep(0.5)
+            supervisor.tick()
+            time.sleep(0.2)
+    finally:
+        suite.stop()
     print("tollgate stopped.")
 
 

@@ -24,8 +24,9 @@ from services.runtime.settings import CommonSettings, load
 
 
 class OperatorSettings(CommonSettings):
-    # The operator's identity towards the services: admin operations (grants, keys, vault, probes).
     operator_identity_key: str = ""
+    """The operator's identity secret (the `tollgate` CLI) towards the services: admin operations (grants, keys,
+    vault, probes). Embedded mode reads `data/identity/operator.key`."""
 
 
 def operator_channel(address: str) -> SignedChannel:

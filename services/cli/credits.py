@@ -103,7 +103,24 @@ USAGE_COLUMNS = (
     "byok",
     "cache_hit",
     "fallback_count",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "key_id",
+    "end_user",
+    "tags",
 )
+PART_COLUMNS = ("cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
+
+
+def _filter(args: argparse.Namespace) -> pb.UsageFilter:
+    tags: dict[str, str] = {}
+    for given in args.tag or ():
+        name, sep, value = given.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"tollgate: --tag must be NAME=VALUE (got {given!r})")
+        tags[name] = value
+    return pb.UsageFilter(model=args.model or "", api_key_id=args.key or "", end_user=args.end_user or "", tags=tags)
 
 
 async def _usage_show(stub: credits_pb2_grpc.CreditsAsyncStub, args: argparse.Namespace) -> int:
@@ -113,6 +130,7 @@ async def _usage_show(stub: credits_pb2_grpc.CreditsAsyncStub, args: argparse.Na
             since_unix_ms=_unix_ms(args.since) if args.since else 0,
             until_unix_ms=_unix_ms(args.until) if args.until else 0,
             limit=args.limit,
+            filter=_filter(args),
         ),
         timeout=args.timeout,
     )
@@ -127,11 +145,15 @@ async def _usage_show(stub: credits_pb2_grpc.CreditsAsyncStub, args: argparse.Na
             "status": r.usage.status,
             "prompt_tokens": r.usage.prompt_tokens,
             "completion_tokens": r.usage.completion_tokens,
+            **{name: getattr(r.usage, name) for name in PART_COLUMNS},
             "cost": to_credits(r.usage.cost_micro),
             "latency_ms": round(r.usage.latency_ms, 1),
             "byok": r.usage.byok,
             "cache_hit": r.usage.cache_hit,
             "fallback_count": r.usage.fallback_count,
+            "key_id": r.usage.api_key_id,
+            "end_user": r.usage.end_user,
+            "tags": ",".join(f"{k}={v}" for k, v in sorted(r.usage.tags.items())) if args.csv else dict(r.usage.tags),
         }
         for r in reply.rows
     ]
@@ -146,6 +168,7 @@ async def _usage_summary(stub: credits_pb2_grpc.CreditsAsyncStub, args: argparse
             group_by=args.by,
             since_unix_ms=_unix_ms(args.since) if args.since else 0,
             until_unix_ms=_unix_ms(args.until) if args.until else 0,
+            filter=_filter(args),
         ),
         timeout=args.timeout,
     )
@@ -155,11 +178,13 @@ async def _usage_summary(stub: credits_pb2_grpc.CreditsAsyncStub, args: argparse
             "requests": g.requests,
             "prompt_tokens": g.prompt_tokens,
             "completion_tokens": g.completion_tokens,
+            **{name: getattr(g, name) for name in PART_COLUMNS},
             "cost": to_credits(g.cost_micro),
         }
         for g in reply.groups
     ]
-    _emit(rows, (args.by, "requests", "prompt_tokens", "completion_tokens", "cost"), args.csv)
+    columns = (args.by, "requests", "prompt_tokens", "completion_tokens", "cost", *PART_COLUMNS)
+    _emit(rows, columns, args.csv)
     return 0
 
 
@@ -200,6 +225,10 @@ def _window(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", help="from this UTC date or time (ISO 8601)")
     parser.add_argument("--until", help="before this UTC date or time (ISO 8601)")
     parser.add_argument("--csv", action="store_true", help="CSV instead of JSON")
+    parser.add_argument("--model", help="only this model")
+    parser.add_argument("--key", help="only this API key id")
+    parser.add_argument("--end-user", help="only this end user (the body's OpenAI `user`)")
+    parser.add_argument("--tag", action="append", metavar="NAME=VALUE", help="only rows with this tag (repeatable)")
     add_connection(parser, "credits")
 
 
@@ -233,6 +262,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _window(listing)
     listing.set_defaults(func=runner("credits", credits_pb2_grpc.CreditsStub, _usage_show))
     summary = usage_commands.add_parser("summary", help="requests, tokens and cost grouped")
-    summary.add_argument("--by", default="day", choices=("day", "model", "provider", "user"))
+    summary.add_argument(
+        "--by", default="day", help="day, model, provider, user, key, end_user or tag:NAME (default: day)"
+    )
     _window(summary)
     summary.set_defaults(func=runner("credits", credits_pb2_grpc.CreditsStub, _usage_summary))

@@ -11,6 +11,7 @@ from pathlib import Path
 import grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.credits import metrics
 from services.credits.access import ACCESS
 from services.credits.holds import sweep
 from services.credits.ledger import Ledger, Policy
@@ -92,6 +93,13 @@ async def build(settings: CreditsSettings) -> server.Service:
         background=[
             partial(sweep, ledger, settings.credits_sweep_interval_seconds, settings.credits_sweep_batch),
             partial(dispatcher.run, settings.credits_outbox_interval_seconds),
+            partial(
+                metrics.watch,
+                engine,
+                sorted(dispatcher.destinations),
+                settings.credits_metrics_interval_seconds,
+                settings.credits_reconcile_interval_seconds,
+            ),
         ],
         on_stop=[dispatcher.close, ledger.close, engine.dispose],
     )

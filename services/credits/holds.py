@@ -22,6 +22,7 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 from typing import Any
 
+import orjson
 from sqlalchemy import Row, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -42,6 +43,7 @@ from services.credits.ledger import (
 from services.credits.procedures import KeyConflict, Refused
 from services.credits.schema import accounts, holds, journal, now_ms
 from services.credits.usage import UsageEntry, enqueue_billing, insert_usage
+from services.runtime.db import unreachable
 from services.runtime.errors import DomainError
 
 log = logging.getLogger("tollgate.credits.holds")
@@ -180,6 +182,11 @@ def _usage_args(given: UsageEntry | None, default_status: str) -> tuple[Any, ...
         e.fallback_count,
         e.usage_estimated,
         e.decision or None,
+        e.cache_read_tokens,
+        e.cache_write_tokens,
+        e.reasoning_tokens,
+        e.end_user,
+        orjson.dumps(e.tags).decode() if e.tags else None,
     )
 
 
@@ -415,5 +422,6 @@ async def sweep(ledger: Ledger, interval: float, batch: int) -> None:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("hold sweep failed: %s", exc)
+            if not unreachable(exc):  # an outage is logged once, by the runtime
+                log.warning("hold sweep failed: %s", exc)
         await asyncio.sleep(interval)

@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.credits.schema import billing_events, now_ms
+from services.runtime.db import unreachable
 
 log = logging.getLogger("tollgate.credits.outbox")
 
@@ -209,5 +210,6 @@ class Dispatcher:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("billing dispatch failed: %s", exc)
+                if not unreachable(exc):  # an outage is logged once, by the runtime
+                    log.warning("billing dispatch failed: %s", exc)
             await asyncio.sleep(interval)

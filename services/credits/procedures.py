@@ -1,5 +1,5 @@
 """The money-moving operations on PostgreSQL, one round trip each: `credits_reserve`, `credits_settle`,
-`credits_release` and `credits_grant` (PL/pgSQL, created by migration 0002).
+`credits_release` and `credits_grant` (PL/pgSQL, created by migration 0002, settle and release extended by 0004).
 
 Why: the Python path spends a round trip per statement — pool pre-ping (BEGIN, `;`, ROLLBACK), BEGIN,
 three to six statements, COMMIT: about seventeen per reserve+settle, each costing Python, driver and
@@ -29,13 +29,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
 
 RESERVE = "SELECT * FROM credits_reserve($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+
+
+# The hold's own arguments, then the 21 usage columns in `holds._usage_args` order (extended by migration 0004).
 SETTLE = (
-    "SELECT * FROM credits_settle($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
-    "$12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
+    "SELECT * FROM credits_settle($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, "
+    "$18, $19, $20, $21, $22, $23, $24, $25, $26)"
 )
 RELEASE = (
-    "SELECT * FROM credits_release($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
-    "$11, $12, $13, $14, $15, $16, $17, $18, $19)"
+    "SELECT * FROM credits_release($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, "
+    "$18, $19, $20, $21, $22, $23, $24)"
 )
 GRANT = "SELECT * FROM credits_grant($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 
@@ -50,6 +53,18 @@ class Refused(Exception):
 
 class KeyConflict(Exception):
     """A unique idempotency key was already taken (by this request earlier, or by another)."""
+
+
+# A connection these errors leave is not reused: the server went away (or is going) under it.
+_CUT = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    OSError,
+)
 
 
 async def _keep(_conn: asyncpg.Connection) -> None:
@@ -90,7 +105,7 @@ class Procedures:
                 if exc.message in ("insufficient_credits", "below_zero"):
                     raise Refused(int(exc.detail or 0)) from None
                 raise
-            except (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError):
+            except _CUT:
                 # Cut (a server restart, a failover): never reuse it; the repeat answers by its key.
                 conn.terminate()
                 if attempt == 2:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -112,6 +113,14 @@ usage = Table(
     Column("idempotency_key", String(300), nullable=True, unique=True),
     Column("decision", LargeBinary, nullable=True),
     Column("created_at", BigInteger, nullable=False),
+    # The parts of prompt_tokens read from and written to a provider's prompt cache, and of completion_tokens
+    # spent reasoning (migration 0004).
+    Column("cache_read_tokens", BigInteger, nullable=False, default=0),
+    Column("cache_write_tokens", BigInteger, nullable=False, default=0),
+    Column("reasoning_tokens", BigInteger, nullable=False, default=0),
+    # Attribution: the body's OpenAI `user`, and the tags of its `metadata` and X-Tollgate-Tags (a JSON object).
+    Column("end_user", String(256), nullable=False, default=""),
+    Column("tags", JSON, nullable=True),
     Index("ix_usage_user_created", "user_id", "created_at"),
     Index("ix_usage_created", "created_at"),
     Index("ix_usage_request", "request_id"),

@@ -12,6 +12,7 @@ import grpc
 
 from services.credits import holds, usage
 from services.credits.ledger import Balance, Ledger, Transaction
+from services.credits.metrics import operation
 from services.credits.usage import UsageEntry
 from services.runtime import identity
 from services.runtime.errors import DomainError, rpc
@@ -53,6 +54,11 @@ def usage_entry(record: credits_pb2.UsageRecord) -> UsageEntry:
         fallback_count=record.fallback_count,
         usage_estimated=record.usage_estimated,
         decision=record.decision,
+        cache_read_tokens=record.cache_read_tokens,
+        cache_write_tokens=record.cache_write_tokens,
+        reasoning_tokens=record.reasoning_tokens,
+        end_user=record.end_user,
+        tags=dict(record.tags),
     )
 
 
@@ -76,6 +82,17 @@ def usage_record(entry: UsageEntry) -> credits_pb2.UsageRecord:
         fallback_count=entry.fallback_count,
         usage_estimated=entry.usage_estimated,
         decision=entry.decision,
+        cache_read_tokens=entry.cache_read_tokens,
+        cache_write_tokens=entry.cache_write_tokens,
+        reasoning_tokens=entry.reasoning_tokens,
+        end_user=entry.end_user,
+        tags=entry.tags,
+    )
+
+
+def usage_filter(message: credits_pb2.UsageFilter) -> usage.UsageFilter:
+    return usage.UsageFilter(
+        model=message.model, api_key_id=message.api_key_id, end_user=message.end_user, tags=dict(message.tags)
     )
 
 
@@ -112,32 +129,37 @@ class CreditsServicer(credits_pb2_grpc.CreditsServicer):
 
     @rpc
     async def Grant(self, request: credits_pb2.GrantRequest, context: Context) -> credits_pb2.GrantReply:
-        tx_id, balance = await self.ledger.grant(
-            request.user_id,
-            request.amount_micro,
-            request.idempotency_key,
-            request.kind,
-            request.reason,
-            request.actor,
-        )
+        with operation("grant"):
+            tx_id, balance = await self.ledger.grant(
+                request.user_id,
+                request.amount_micro,
+                request.idempotency_key,
+                request.kind,
+                request.reason,
+                request.actor,
+            )
         return credits_pb2.GrantReply(transaction_id=str(tx_id), balance=balance_message(balance))
 
     @rpc
     async def Reserve(self, request: credits_pb2.ReserveRequest, context: Context) -> credits_pb2.ReserveReply:
-        hold_id, balance = await holds.reserve(
-            self.ledger,
-            request.user_id,
-            request.amount_micro,
-            request.idempotency_key,
-            request.request_id,
-            request.ttl_seconds,
-        )
+        with operation("reserve"):
+            hold_id, balance = await holds.reserve(
+                self.ledger,
+                request.user_id,
+                request.amount_micro,
+                request.idempotency_key,
+                request.request_id,
+                request.ttl_seconds,
+            )
         return credits_pb2.ReserveReply(hold_id=hold_id, balance=balance_message(balance))
 
     @rpc
     async def Settle(self, request: credits_pb2.SettleRequest, context: Context) -> credits_pb2.SettleReply:
         entry = usage_entry(request.usage) if request.HasField("usage") else None
-        done = await holds.settle(self.ledger, request.hold_id, request.amount_micro, request.idempotency_key, entry)
+        with operation("settle"):
+            done = await holds.settle(
+                self.ledger, request.hold_id, request.amount_micro, request.idempotency_key, entry
+            )
         return credits_pb2.SettleReply(
             charged_micro=done.charged_micro,
             overdraft_micro=done.overdraft_micro,
@@ -147,7 +169,8 @@ class CreditsServicer(credits_pb2_grpc.CreditsServicer):
     @rpc
     async def Release(self, request: credits_pb2.ReleaseRequest, context: Context) -> credits_pb2.ReleaseReply:
         entry = usage_entry(request.usage) if request.HasField("usage") else None
-        balance = await holds.release(self.ledger, request.hold_id, request.idempotency_key, entry)
+        with operation("release"):
+            balance = await holds.release(self.ledger, request.hold_id, request.idempotency_key, entry)
         return credits_pb2.ReleaseReply(balance=balance_message(balance))
 
     @rpc
@@ -158,7 +181,8 @@ class CreditsServicer(credits_pb2_grpc.CreditsServicer):
         peer = identity.current()
         if peer is not None and peer.service == identity.GATEWAY:
             usage.require_free_cache_hit(entry)
-        await usage.record_usage(self.ledger, entry, request.idempotency_key)
+        with operation("record_usage"):
+            await usage.record_usage(self.ledger, entry, request.idempotency_key)
         return credits_pb2.RecordUsageReply()
 
     @rpc
@@ -181,6 +205,7 @@ class CreditsServicer(credits_pb2_grpc.CreditsServicer):
             request.until_unix_ms,
             request.limit,
             cursor(request.before_id, "before_id"),
+            usage_filter(request.filter),
         )
         return credits_pb2.ListUsageReply(
             rows=[credits_pb2.UsageRow(usage=usage_record(r.entry), created_unix_ms=r.created_at) for r in rows],
@@ -192,7 +217,12 @@ class CreditsServicer(credits_pb2_grpc.CreditsServicer):
         self, request: credits_pb2.UsageSummaryRequest, context: Context
     ) -> credits_pb2.UsageSummaryReply:
         groups = await usage.summary(
-            self.ledger, request.user_id, request.group_by, request.since_unix_ms, request.until_unix_ms
+            self.ledger,
+            request.user_id,
+            request.group_by,
+            request.since_unix_ms,
+            request.until_unix_ms,
+            usage_filter(request.filter),
         )
         return credits_pb2.UsageSummaryReply(
             groups=[
@@ -202,6 +232,9 @@ class CreditsServicer(credits_pb2_grpc.CreditsServicer):
                     prompt_tokens=g.prompt_tokens,
                     completion_tokens=g.completion_tokens,
                     cost_micro=g.cost_micro,
+                    cache_read_tokens=g.cache_read_tokens,
+                    cache_write_tokens=g.cache_write_tokens,
+                    reasoning_tokens=g.reasoning_tokens,
                 )
                 for g in groups
             ]

@@ -32,31 +32,54 @@ def to_credits(micro: int) -> str:
 
 class CreditsSettings(CommonSettings):
     credits_port: int = 50052
-    # Empty: sqlite:///<data_dir>/credits.db (embedded); production needs a postgresql:// URL.
+    """gRPC port."""
     credits_database_url: str = ""
+    """The ledger's database. Empty: `sqlite:///<data_dir>/credits.db` (embedded); production needs a
+    `postgresql://` URL."""
     credits_pool_size: int = 10
+    """Database connections (the SQLAlchemy pool, and as many again for the ledger's one-call functions on
+    PostgreSQL)."""
 
-    # Credits every new account starts with (a `grant` journal row), and the low-balance threshold.
     credits_default_grant: Decimal = Decimal(1000)
+    """Credits every new account starts with (a `grant` journal row)."""
     credits_low_threshold: Decimal = Decimal(10)
+    """Credits below which an account is low (`X-Credits-Low`, one low-balance event)."""
     credits_default_tier: str = "standard"
+    """Tier of new accounts."""
 
-    # A hold the router neither settles nor releases within its TTL is expired by the sweeper.
     credits_hold_ttl_seconds: int = 600
+    """Hold lifetime when a reserve names none; a hold the router neither settles nor releases in time is expired
+    by the sweeper."""
     credits_max_hold_ttl_seconds: int = 3600
+    """Longest hold allowed."""
     credits_sweep_interval_seconds: float = 5.0
+    """How often expired holds are released."""
     credits_sweep_batch: int = 500
+    """Holds per sweep."""
 
-    # Lago-compatible usage events (POST {"event": …}); empty disables the dispatcher.
     credits_billing_url: str = ""
+    """Lago-compatible usage events endpoint (POST `{"event": …}`); empty disables the dispatcher."""
     credits_billing_api_key: str = ""
+    """Bearer token for the billing endpoint."""
     credits_billing_code: str = "llm_usage"
-    # Low-balance alerts (POST JSON); empty keeps them in the outbox only.
+    """Billable metric code of the events."""
     credits_alert_url: str = ""
+    """Where low-balance events are posted (JSON); empty keeps them in the outbox only."""
     credits_outbox_interval_seconds: float = 1.0
+    """Outbox dispatch interval."""
     credits_outbox_batch: int = 100
+    """Events per dispatch."""
     credits_outbox_max_backoff_seconds: float = 300.0
+    """Longest retry back-off of an event."""
     credits_outbox_timeout_seconds: float = 10.0
+    """HTTP timeout per post."""
+
+    credits_metrics_interval_seconds: float = 15.0
+    """How often the ledger's standing (holds outstanding, outbox backlog, low-credit accounts) is read from the
+    database into its gauges; 0 stops reading it."""
+    credits_reconcile_interval_seconds: float = 3600.0
+    """How often credits reconciles its own ledger in the background (the check of `tollgate credits
+    reconcile`) and sets `tollgate_reconcile_mismatches`; the first run is at start-up; 0: never."""
 
     @field_validator("credits_default_grant", "credits_low_threshold")
     @classmethod

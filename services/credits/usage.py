@@ -7,7 +7,7 @@ RecordUsage rows (free models, BYOK) carry their own idempotency key and never t
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from sqlalchemy import ColumnElement, Row, func, select
@@ -18,10 +18,12 @@ from services.credits import outbox
 from services.credits.ledger import Ledger, ensure_account, key_reused, require_key, require_user
 from services.credits.schema import now_ms, usage
 from services.credits.settings import to_credits
+from services.runtime import attribution
 from services.runtime.errors import DomainError
 
 STATUSES = ("ok", "error", "cancelled", "partial", "expired")
-GROUPS = ("day", "model", "provider", "user")
+GROUPS = ("day", "model", "provider", "user", "key", "end_user")
+TAG_GROUP = "tag:"  # group_by=tag:<name>: by the value of one tag ("" for rows without it)
 
 
 @dataclass(frozen=True)
@@ -44,14 +46,46 @@ class UsageEntry:
     fallback_count: int = 0
     usage_estimated: bool = False
     decision: bytes = b""
+    cache_read_tokens: int = 0  # of prompt_tokens
+    cache_write_tokens: int = 0  # of prompt_tokens
+    reasoning_tokens: int = 0  # of completion_tokens
+    end_user: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
 
     def validated(self) -> UsageEntry:
-        if self.prompt_tokens < 0 or self.completion_tokens < 0 or self.cost_micro < 0:
+        counts = (self.prompt_tokens, self.completion_tokens, self.cost_micro, *self.parts)
+        if min(counts) < 0:
             raise DomainError("invalid_request", "token counts and cost must not be negative", "usage")
+        if self.cache_read_tokens + self.cache_write_tokens > self.prompt_tokens:
+            raise DomainError("invalid_request", "cached tokens are part of prompt_tokens", "usage.cache_read_tokens")
+        if self.reasoning_tokens > self.completion_tokens:
+            raise DomainError(
+                "invalid_request", "reasoning tokens are part of completion_tokens", "usage.reasoning_tokens"
+            )
+        attribution.end_user(self.end_user or None)
+        attribution.tags(self.tags, "usage.tags")
         status = self.status or "ok"
         if status not in STATUSES:
             raise DomainError("invalid_request", f"usage status must be one of {', '.join(STATUSES)}", "usage.status")
         return replace(self, status=status)
+
+    @property
+    def parts(self) -> tuple[int, int, int]:
+        return self.cache_read_tokens, self.cache_write_tokens, self.reasoning_tokens
+
+
+@dataclass(frozen=True)
+class UsageFilter:
+    """What every row of a listing or summary must match; empty fields match anything."""
+
+    model: str = ""
+    api_key_id: str = ""
+    end_user: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def checked(self) -> UsageFilter:
+        attribution.tags(self.tags, "tag")
+        return self
 
 
 @dataclass(frozen=True)
@@ -69,6 +103,9 @@ class UsageGroup:
     prompt_tokens: int
     completion_tokens: int
     cost_micro: int
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 _ENTRY_FIELDS = tuple(f.name for f in fields(UsageEntry))
@@ -89,6 +126,7 @@ async def insert_usage(
 ) -> int:
     values: dict[str, Any] = {name: getattr(entry, name) for name in _ENTRY_FIELDS}
     values["decision"] = entry.decision or None
+    values["tags"] = entry.tags or None
     result = await conn.execute(
         usage.insert()
         .values(**values, hold_id=hold_id, idempotency_key=idempotency_key, created_at=now)
@@ -155,12 +193,14 @@ def _properties(entry: UsageEntry) -> dict[str, Any]:
 
 def row_of(row: Row[Any]) -> UsageRow:
     entry = UsageEntry(
-        **{name: getattr(row, name) for name in _ENTRY_FIELDS if name != "decision"}, decision=row.decision or b""
+        **{name: getattr(row, name) for name in _ENTRY_FIELDS if name not in ("decision", "tags")},
+        decision=row.decision or b"",
+        tags=dict(row.tags or {}),
     )
     return UsageRow(id=int(row.id), entry=entry, hold_id=row.hold_id or "", created_at=int(row.created_at))
 
 
-def _window(user_id: str, since_ms: int, until_ms: int) -> list[ColumnElement[bool]]:
+def _window(user_id: str, since_ms: int, until_ms: int, only: UsageFilter | None = None) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = []
     if user_id:
         where.append(usage.c.user_id == user_id)
@@ -168,15 +208,36 @@ def _window(user_id: str, since_ms: int, until_ms: int) -> list[ColumnElement[bo
         where.append(usage.c.created_at >= since_ms)
     if until_ms:
         where.append(usage.c.created_at < until_ms)
+    if only is not None:
+        only.checked()
+        if only.model:
+            where.append(usage.c.model == only.model)
+        if only.api_key_id:
+            where.append(usage.c.api_key_id == only.api_key_id)
+        if only.end_user:
+            where.append(usage.c.end_user == only.end_user)
+        where.extend(_tag(name) == value for name, value in sorted(only.tags.items()))
     return where
 
 
+def _tag(name: str) -> ColumnElement[Any]:
+    """The value of tag `name` of a row (NULL without it); `name` is a checked tag name."""
+    value: ColumnElement[Any] = usage.c.tags[name].as_string()
+    return value
+
+
 async def list_usage(
-    ledger: Ledger, user_id: str, since_ms: int = 0, until_ms: int = 0, limit: int = 100, before_id: int | None = None
+    ledger: Ledger,
+    user_id: str,
+    since_ms: int = 0,
+    until_ms: int = 0,
+    limit: int = 100,
+    before_id: int | None = None,
+    only: UsageFilter | None = None,
 ) -> tuple[list[UsageRow], int | None]:
     """Usage rows newest first (every user's when `user_id` is empty); the cursor of the next page."""
     limit = max(1, min(limit or 100, 1000))
-    where = _window(user_id, since_ms, until_ms)
+    where = _window(user_id, since_ms, until_ms, only)
     if before_id is not None:
         where.append(usage.c.id < before_id)
     async with ledger.engine.connect() as conn:
@@ -186,26 +247,52 @@ async def list_usage(
 
 
 async def summary(
-    ledger: Ledger, user_id: str, group_by: str, since_ms: int = 0, until_ms: int = 0
+    ledger: Ledger, user_id: str, group_by: str, since_ms: int = 0, until_ms: int = 0, only: UsageFilter | None = None
 ) -> list[UsageGroup]:
-    """Requests, tokens and cost grouped by day (UTC), model, provider or user."""
+    """Requests, tokens and cost grouped by day (UTC), model, provider, user, API key, end user or one tag."""
     group_by = group_by or "day"
-    if group_by not in GROUPS:
-        raise DomainError("invalid_request", f"group_by must be one of {', '.join(GROUPS)}", "group_by")
-    # Days are whole UTC days of the millisecond timestamps, computed the same way on both databases.
-    columns = {"model": usage.c.model, "provider": usage.c.provider, "user": usage.c.user_id}
-    key: ColumnElement[Any] = (usage.c.created_at // 86_400_000) if group_by == "day" else columns[group_by]
-    query = (
+    columns: dict[str, ColumnElement[Any]] = {
+        "model": usage.c.model,
+        "provider": usage.c.provider,
+        "user": usage.c.user_id,
+        "key": usage.c.api_key_id,
+        "end_user": usage.c.end_user,
+        # Days are whole UTC days of the millisecond timestamps, computed the same way on both databases.
+        "day": usage.c.created_at // 86_400_000,
+    }
+    if group_by.startswith(TAG_GROUP):
+        name = group_by[len(TAG_GROUP) :]
+        if not attribution.TAG_NAME.fullmatch(name):
+            raise DomainError("invalid_request", "group_by tag:<name> needs a valid tag name", "group_by")
+        key: ColumnElement[Any] = func.coalesce(_tag(name), "")
+    elif group_by in columns:
+        key = columns[group_by]
+    else:
+        choices = ", ".join((*GROUPS, TAG_GROUP + "<name>"))
+        raise DomainError("invalid_request", f"group_by must be one of {choices}", "group_by")
+    # Grouped over a subquery: PostgreSQL would not see two bound tag names as the same GROUP BY expression.
+    rows_of = (
         select(
             key.label("key"),
-            func.count().label("requests"),
-            func.coalesce(func.sum(usage.c.prompt_tokens), 0).label("prompt_tokens"),
-            func.coalesce(func.sum(usage.c.completion_tokens), 0).label("completion_tokens"),
-            func.coalesce(func.sum(usage.c.cost_micro), 0).label("cost_micro"),
+            usage.c.prompt_tokens,
+            usage.c.completion_tokens,
+            usage.c.cost_micro,
+            usage.c.cache_read_tokens,
+            usage.c.cache_write_tokens,
+            usage.c.reasoning_tokens,
         )
-        .where(*_window(user_id, since_ms, until_ms))
-        .group_by(key)
-        .order_by(key)
+        .where(*_window(user_id, since_ms, until_ms, only))
+        .subquery()
+    )
+    counted = ("prompt_tokens", "completion_tokens", "cost_micro", *_PART_COLUMNS)
+    query = (
+        select(
+            rows_of.c.key,
+            func.count().label("requests"),
+            *(func.coalesce(func.sum(rows_of.c[name]), 0).label(name) for name in counted),
+        )
+        .group_by(rows_of.c.key)
+        .order_by(rows_of.c.key)
     )
     async with ledger.engine.connect() as conn:
         rows = (await conn.execute(query)).all()
@@ -213,12 +300,13 @@ async def summary(
         UsageGroup(
             key=_day(int(r.key)) if group_by == "day" else str(r.key),
             requests=int(r.requests),
-            prompt_tokens=int(r.prompt_tokens),
-            completion_tokens=int(r.completion_tokens),
-            cost_micro=int(r.cost_micro),
+            **{name: int(getattr(r, name)) for name in counted},
         )
         for r in rows
     ]
+
+
+_PART_COLUMNS = ("cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 
 
 def _day(days_since_epoch: int) -> str:

@@ -33,14 +33,17 @@ body ends cleanly without ``[DONE]``), ``slow-MS`` (MS more delay) and
   Streams send content in ``chunks`` pieces, then each tool call as OpenAI does (id, type and name first, then
   the arguments in pieces), ``finish_reason`` and ``logprobs`` on the last chunk; ``n`` > 1 repeats the choice.
   The token rule counts the content's words plus one token per 16 bytes of each call's JSON;
+* ``POST /_control`` ``{"model": "<name>|*", "usage_details": {...}}``: fields merged into every reply's
+  ``usage`` (``prompt_tokens_details.cached_tokens``, ``completion_tokens_details.reasoning_tokens``, …);
+  ``{}`` drops them;
 * ``POST /_control`` ``{"model": "<name>|*", "answer_model": "/models/llama.gguf"}``: answers (chat, completions,
   embeddings) carry that ``model`` string, as llama.cpp names its file; ``""`` answers with the name asked for;
 * ``POST /_control`` ``{"model": "<name>|*", "quirks": [...]}``: how its answers stray from OpenAI's (``[]`` clears):
   ``no_done`` (a stream's body ends cleanly without ``[DONE]``), ``no_finish`` (stream chunks carry no
   ``finish_reason`` at all), ``new_ids`` (every stream chunk has an ``id`` of its own), ``float_only``
   (embeddings come back as floats even when ``base64`` is asked for);
-* ``POST /_control`` ``{"reset": true}``: drop every rule, key requirement, usage mode, script, quirk and answer
-  model (not the stats);
+* ``POST /_control`` ``{"reset": true}``: drop every rule, key requirement, usage mode, script, usage details,
+  quirk and answer model (not the stats);
 * ``GET /_stats``: ``{"requests": {"<path> <model>": n}, "total": n,
   "last_authorization": {"<model>": "Bearer ..."}, "last_fields": {"<model>": ["<body field>", ...]},
   "last_bodies": {"<model>": {...the last body...}}}``;

@@ -171,6 +171,7 @@ class _App:
         self.last_bodies: dict[str, dict[str, Any]] = {}
         self.quirks: dict[str, frozenset[str]] = {}  # model -> ways its answers stray from OpenAI's
         self.answer_models: dict[str, str] = {}  # model -> the `model` string its answers carry
+        self.usage_details: dict[str, dict[str, Any]] = {}  # model -> fields merged into each reply's usage
         self.connections: set[_Connection] = set()
 
     def handle(self, req: _Request) -> _Reply:
@@ -197,6 +198,7 @@ class _App:
             self.scripts.clear()
             self.quirks.clear()
             self.answer_models.clear()
+            self.usage_details.clear()
         model = spec.get("model", "*")
         if not isinstance(model, str) or not model:
             raise ValueError("model must be a non-empty string")
@@ -228,6 +230,11 @@ class _App:
                     "(objects with a string name and arguments or input), finish_reason, usage and logprobs"
                 )
             _rule(self.scripts, model, deque(script) if script else None)
+        if "usage_details" in spec:
+            details = spec["usage_details"]
+            if not isinstance(details, dict):
+                raise ValueError("usage_details must be an object (fields merged into usage; {} clears)")
+            _rule(self.usage_details, model, details)
         if "quirks" in spec:
             quirks = spec["quirks"]
             if not isinstance(quirks, list) or not all(q in QUIRKS for q in quirks):
@@ -381,6 +388,7 @@ class _App:
             choices = body.get("n")
             n = (limit if _is_int(limit) else n) * (choices if _is_int(choices) and choices > 1 else 1)
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n}
+        usage |= self.usage_details.get(model, self.usage_details.get("*", {}))
         head: dict[str, object] = {
             "id": ("chatcmpl-" if chat else "cmpl-") + os.urandom(12).hex(),
             "object": "chat.completion" if chat else "text_completion",
@@ -434,7 +442,7 @@ class _App:
         finish = entry.get("finish_reason") or ("tool_calls" if calls else "stop")
         completion = _words(content or "") + sum(max(1, len(orjson.dumps(c)) // 16) for c in calls)
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion}
-        usage |= entry.get("usage", {})
+        usage |= self.usage_details.get(model, self.usage_details.get("*", {})) | entry.get("usage", {})
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         asked = body.get("n")
         n = asked if _is_int(asked) and asked > 1 else 1
@@ -678,11 +686,14 @@ class Upstream:
         times: int = 1,
         require_key: str | None = None,
         usage: str | None = None,
+        usage_details: dict[str, Any] | None = None,
         reset: bool = False,
     ) -> None:
         spec: dict[str, object] = {"model": model, "times": times, "reset": reset}
         if usage is not None:
             spec["usage"] = usage
+        if usage_details is not None:
+            spec["usage_details"] = usage_details
         if status is not None:
             spec["status"] = status
         if require_key is not None:

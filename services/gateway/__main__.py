@@ -6,6 +6,7 @@ from typing import Any
 
 import uvicorn
 
+from services.gateway import metrics
 from services.gateway.app import create_app
 from services.gateway.protocol import EdgeProtocol
 from services.gateway.settings import GatewaySettings
@@ -24,6 +25,19 @@ def main() -> None:
     # Several workers share one port; their rate-limit windows, idempotency records and cache are shared
     # only through Redis (TOLLGATE_REDIS_URL).
     app: Any = create_app(settings) if settings.gateway_workers <= 1 else "services.gateway.app:create_app_from_env"
+    folder = None
+    if settings.gateway_workers > 1:
+        # The workers count into one fresh folder; this process serves their sum on the metrics port.
+        folder = metrics.shared_folder(settings.gateway_metrics_dir)
+        metrics.serve_workers(settings.host, settings.gateway_metrics_port, folder)
+    try:
+        _serve(settings, app)
+    finally:
+        if folder is not None:
+            metrics.remove_folder(folder)
+
+
+def _serve(settings: GatewaySettings, app: Any) -> None:
     uvicorn.run(
         app,
         factory=settings.gateway_workers > 1,

@@ -35,8 +35,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 405:
         err = DomainError("method_not_allowed", f"Method {request.method} is not allowed on {request.url.path}")
-        return error_response(err, dict(exc.headers or {}))
-    return error_response(DomainError("not_found", f"Unknown route {request.method} {request.url.path}"))
+        return error_response(err, dict(exc.headers or {}), request.url.path)
+    return error_response(
+        DomainError("not_found", f"Unknown route {request.method} {request.url.path}"), path=request.url.path
+    )
 
 
 def create_app(settings: GatewaySettings) -> Starlette:
@@ -49,6 +51,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
         yield
         await gateway.store.close()
         await close_all()
+        metrics.worker_stopped()
 
     middleware = [Middleware(EdgeMiddleware)]
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]

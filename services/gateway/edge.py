@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.gateway import metrics, sessions
 from services.gateway.clients import Clients
+from services.gateway.dialects import anthropic
 from services.gateway.limits import AuthFailures, Limiter, client_address
 from services.gateway.replay import Idempotency, ResponseCache
 from services.gateway.settings import GatewaySettings
@@ -76,8 +77,12 @@ class Edge:
         header = request.headers.get("authorization", "")
         scheme, _, key = header.partition(" ")
         key = key.strip()
+        if not header and "x-api-key" in request.headers:  # Anthropic's clients send the key so
+            scheme, key = "bearer", request.headers["x-api-key"].strip()
         if scheme.lower() != "bearer" or not key:
-            raise DomainError("invalid_api_key", "Missing API key: send it as 'Authorization: Bearer <key>'")
+            raise DomainError(
+                "invalid_api_key", "Missing API key: send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
+            )
         return await self.authenticate(key, client_address(request))
 
     async def authenticate(self, key: str, address: str) -> keyvault_pb2.Principal:
@@ -139,9 +144,17 @@ def json_response(content: Any, status: int = 200, headers: dict[str, str] | Non
     return Response(orjson.dumps(content), status_code=status, headers=headers, media_type="application/json")
 
 
-def error_response(err: DomainError, headers: dict[str, str] | None = None) -> Response:
-    """OpenAI's error JSON with the error's status, plus any headers the error carries (`Retry-After`)."""
-    return json_response(err.body(), err.kind.http_status, {**getattr(err, "headers", {}), **(headers or {})})
+def error_response(err: DomainError, headers: dict[str, str] | None = None, path: str = "") -> Response:
+    """OpenAI's error JSON with the error's status, plus any headers the error carries (`Retry-After`);
+    Anthropic's on its Messages routes.
+
+    A service that is away (restarting, its database down) is a 503 clients may retry: it says when.
+    """
+    extra = {"retry-after": "1"} if err.code == "service_unavailable" else {}
+    headers = {**extra, **err.headers, **(headers or {})}
+    if anthropic.is_messages_path(path):
+        return anthropic.error_response(err, headers)
+    return json_response(err.body(), err.kind.http_status, headers)
 
 
 class BodyTimeout(DomainError):
@@ -225,10 +238,11 @@ class EdgeMiddleware:
                 await self.app(scope, receive, send_with_id)
         except DomainError as err:
             if not started:
-                await error_response(err)(scope, receive, send_with_id)
+                await error_response(err, path=scope["path"])(scope, receive, send_with_id)
         except Exception:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if not started:
-                await error_response(DomainError("internal_error", "Internal error"))(scope, receive, send_with_id)
+                failure = DomainError("internal_error", "Internal error")
+                await error_response(failure, path=scope["path"])(scope, receive, send_with_id)
         finally:
             request_id.reset(token)

@@ -26,6 +26,9 @@ from services.runtime.ratelimit import WINDOW, Admission, RateLimited, Window
 __all__ = ["LIMITED", "WINDOW", "Admission", "AuthFailures", "Limiter", "RateLimited", "client_address"]
 
 LIMITED = Counter("tollgate_rate_limited_total", "Requests refused by a rate limit", ["scope", "kind"])
+for _scope, _kind in (("key", "requests"), ("key", "tokens"), ("user", "requests"), ("user", "tokens")):
+    LIMITED.labels(_scope, _kind)  # every series from the start: an alert's rate() has something to read
+LIMITED.labels("address", "auth_failures")
 
 
 class Limiter(ratelimit.Limiter):

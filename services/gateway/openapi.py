@@ -158,8 +158,207 @@ SCHEMAS: dict[str, Any] = {
             "max_tokens": {"type": "integer", "minimum": 1},
         },
     },
+    "ResponseCreateRequest": {
+        "type": "object",
+        "required": ["input"],
+        "description": "OpenAI's Responses API, translated onto chat completions (docs/api/responses.md)",
+        "properties": {
+            "model": _SAMPLING["model"],
+            "power_level": _SAMPLING["power_level"],
+            "input": {
+                "anyOf": [
+                    {"type": "string"},
+                    {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "type": {
+                                    "type": "string",
+                                    "enum": [
+                                        "message",
+                                        "function_call",
+                                        "function_call_output",
+                                        "custom_tool_call",
+                                        "custom_tool_call_output",
+                                        "reasoning",
+                                    ],
+                                },
+                                "role": {"type": "string", "enum": ["user", "system", "developer", "assistant"]},
+                                "content": {
+                                    "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]
+                                },
+                                "call_id": {"type": "string"},
+                                "name": {"type": "string"},
+                                "arguments": {"type": "string"},
+                                "output": {
+                                    "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]
+                                },
+                            },
+                        },
+                    },
+                ]
+            },
+            "instructions": {"type": "string"},
+            "stream": {"type": "boolean"},
+            "tools": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["type"],
+                    "properties": {
+                        "type": {"type": "string", "enum": ["function", "custom", "namespace", "web_search"]},
+                        "name": {"type": "string"},
+                        "parameters": {"type": "object"},
+                    },
+                },
+            },
+            "tool_choice": {},
+            "parallel_tool_calls": {"type": "boolean"},
+            "reasoning": {"type": "object", "properties": {"effort": {"type": "string"}, "summary": {}}},
+            "text": {
+                "type": "object",
+                "properties": {
+                    "format": {
+                        "type": "object",
+                        "properties": {"type": {"type": "string", "enum": ["text", "json_object", "json_schema"]}},
+                    }
+                },
+            },
+            "max_output_tokens": {"type": "integer", "minimum": 1},
+            "temperature": _SAMPLING["temperature"],
+            "top_p": _SAMPLING["top_p"],
+            "user": {"type": "string"},
+            "store": {
+                "type": "boolean",
+                "description": "Keep the answer for GET and previous_response_id (default true)",
+            },
+            "previous_response_id": {"type": "string"},
+            "include": {"type": "array", "items": {"type": "string"}},
+            "metadata": {"type": "object"},
+            "prompt_cache_key": {"type": "string"},
+            "truncation": {"type": "string", "enum": ["disabled"]},
+        },
+    },
+    "Response": {
+        "type": "object",
+        "required": ["id", "object", "created_at", "status", "model", "output"],
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"const": "response"},
+            "created_at": {"type": "integer"},
+            "status": {"type": "string", "enum": ["completed", "incomplete", "failed", "in_progress"]},
+            "incomplete_details": {"type": ["object", "null"]},
+            "model": {"type": "string"},
+            "output": {"type": "array", "items": {"type": "object"}},
+            "previous_response_id": {"type": ["string", "null"]},
+            "usage": {
+                "type": ["object", "null"],
+                "properties": {
+                    "input_tokens": {"type": "integer"},
+                    "output_tokens": {"type": "integer"},
+                    "total_tokens": {"type": "integer"},
+                    "input_tokens_details": {"type": "object"},
+                    "output_tokens_details": {"type": "object"},
+                },
+            },
+        },
+    },
+    "ResponseDeleted": {
+        "type": "object",
+        "properties": {"id": {"type": "string"}, "object": {"const": "response"}, "deleted": {"type": "boolean"}},
+    },
     "Object": {"type": "object"},
+    "AnthropicError": {
+        "type": "object",
+        "required": ["type", "error"],
+        "properties": {
+            "type": {"const": "error"},
+            "error": {
+                "type": "object",
+                "required": ["type", "message"],
+                "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+            },
+            "request_id": {"type": "string"},
+        },
+    },
 }
+
+# Anthropic's Messages API (services/gateway/dialects/anthropic.py says what maps where).
+_BLOCK = {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}}}
+_ANTHROPIC_MESSAGES = {
+    "type": "array",
+    "minItems": 1,
+    "items": {
+        "type": "object",
+        "required": ["role", "content"],
+        "properties": {
+            "role": {"type": "string", "enum": ["user", "assistant"]},
+            "content": {"anyOf": [{"type": "string"}, {"type": "array", "items": _BLOCK}]},
+        },
+    },
+}
+_ANTHROPIC_PROMPT = {
+    "model": {"type": "string", "description": "A catalog model id or alias"},
+    "messages": _ANTHROPIC_MESSAGES,
+    "system": {"anyOf": [{"type": "string"}, {"type": "array", "items": _BLOCK}]},
+    "tools": {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "required": ["name", "input_schema"],
+            "properties": {
+                "name": {"type": "string"},
+                "description": {"type": "string"},
+                "input_schema": {"type": "object"},
+            },
+        },
+    },
+    "tool_choice": {
+        "type": "object",
+        "required": ["type"],
+        "properties": {"type": {"type": "string", "enum": ["auto", "any", "tool", "none"]}, "name": {"type": "string"}},
+    },
+    "thinking": {"type": "object", "description": "Accepted; not sent on (see the Messages API page)"},
+}
+SCHEMAS["MessagesRequest"] = {
+    "type": "object",
+    "required": ["model", "messages", "max_tokens"],
+    "additionalProperties": False,
+    "properties": {
+        **_ANTHROPIC_PROMPT,
+        "max_tokens": {"type": "integer", "minimum": 1},
+        "stream": {"type": "boolean"},
+        "stop_sequences": {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 4},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 1},
+        "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+        "top_k": {"type": "integer", "minimum": 0, "description": "Accepted; chat has no top_k, so not sent on"},
+        "metadata": {"type": "object", "properties": {"user_id": {"type": "string"}}},
+        "context_management": {"type": "object", "description": "Accepted; not sent on"},
+        "service_tier": {"type": "string", "description": "Accepted; not sent on"},
+        "power_level": _SAMPLING["power_level"],
+    },
+}
+SCHEMAS["CountTokensRequest"] = {
+    "type": "object",
+    "required": ["model", "messages"],
+    "additionalProperties": False,
+    "properties": _ANTHROPIC_PROMPT,
+}
+_ANTHROPIC_HEADERS = [
+    {"name": "anthropic-version", "in": "header", "required": False, "schema": {"type": "string"}},
+    {"name": "anthropic-beta", "in": "header", "required": False, "schema": {"type": "string"}},
+]
+
+
+def anthropic_operation(summary: str, body: str, stream: bool = False) -> dict[str, Any]:
+    """An operation of the Messages API: its errors are Anthropic's shape, its key may come as `x-api-key`."""
+    op = operation(summary, body=body, stream=stream, params=[*_ANTHROPIC_HEADERS, *_HEADERS[: 2 if stream else 1]])
+    for code, response in list(op["responses"].items()):
+        if code != "200":
+            op["responses"][code] = {**response, "content": {"application/json": {"schema": _ref("AnthropicError")}}}
+    op["security"] = [{"bearer": []}, {"x-api-key": []}]
+    return op
 
 
 def operation(
@@ -169,8 +368,9 @@ def operation(
     auth: bool = True,
     stream: bool = False,
     params: list[dict[str, Any]] | None = None,
+    reply: str = "Object",
 ) -> dict[str, Any]:
-    content: dict[str, Any] = {"application/json": {"schema": _ref("Object")}}
+    content: dict[str, Any] = {"application/json": {"schema": _ref(reply)}}
     if stream:
         content["text/event-stream"] = {"schema": {"type": "string"}}
     op: dict[str, Any] = {
@@ -216,6 +416,36 @@ OPERATIONS: dict[str, tuple[bool, dict[str, dict[str, Any]]]] = {
         True,
         {"post": operation("Choose a model without calling a provider", body="SelectRequest", params=_HEADERS[:1])},
     ),
+    "/v1/messages": (True, {"post": anthropic_operation("Create a message (Anthropic)", "MessagesRequest", True)}),
+    "/v1/messages/count_tokens": (
+        True,
+        {"post": anthropic_operation("Count a message's input tokens (Anthropic), free", "CountTokensRequest")},
+    ),
+    "/v1/responses": (
+        True,
+        {
+            "post": operation(
+                "Create a response (OpenAI's Responses API over the chat pipeline)",
+                body="ResponseCreateRequest",
+                stream=True,
+                params=_HEADERS,
+                reply="Response",
+            )
+        },
+    ),
+    "/v1/responses/{response_id}": (
+        True,
+        {
+            "get": operation("A stored response", params=[path_param("response_id")], reply="Response"),
+            "delete": operation(
+                "Delete a stored response", params=[path_param("response_id")], reply="ResponseDeleted"
+            ),
+        },
+    ),
+    "/v1/responses/{response_id}/input_items": (
+        True,
+        {"get": operation("The input items of a stored response", params=[path_param("response_id")])},
+    ),
     "/health": (False, {"get": operation("Liveness", auth=False)}),
     "/health/live": (False, {"get": operation("Liveness", auth=False)}),
     "/health/ready": (False, {"get": operation("Readiness: the services a request needs", auth=False)}),
@@ -240,14 +470,20 @@ def document() -> dict[str, Any]:
         "info": {
             "title": "tollgate",
             "version": "1.0.0",
-            "description": "OpenAI-compatible LLM gateway. Errors are OpenAI-shaped; amounts are in credits.",
+            "description": (
+                "OpenAI-compatible LLM gateway, with Anthropic's Messages API. Errors are OpenAI-shaped "
+                "(Anthropic-shaped on /v1/messages*); amounts are in credits."
+            ),
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
         "paths": paths,
         "components": {
             "schemas": SCHEMAS,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "A tg-… API key"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "A tg-… API key"},
+                "x-api-key": {"type": "apiKey", "in": "header", "name": "x-api-key", "description": "The same key"},
+            },
         },
     }
 

@@ -30,6 +30,8 @@ from services.runtime.errors import DomainError
 log = logging.getLogger("tollgate.gateway.replay")
 
 CACHE = Counter("tollgate_cache_total", "Response cache lookups", ["result"])
+for _result in ("hit", "miss"):
+    CACHE.labels(_result)  # both series exist from the start, so a hit ratio is never "no data"
 IDEMPOTENT_REPLAYS = Counter("tollgate_idempotent_replays_total", "Responses replayed for a repeated Idempotency-Key")
 
 _PENDING = b"pending"

@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import Iterable, Sequence
 
+from services.health import metrics
 from services.health.ejection import EjectionPolicy, ejection_allowed
 from services.health.lock import claim_probe, reschedule
 from services.health.probes import Clock, Prober, ProbeResult
@@ -83,6 +84,7 @@ class HealthMonitor:
                 self._published[key] = status
                 changed.append(status)
         self.broadcaster.publish(changed)
+        metrics.published(self._published.values())
 
     def _adopt(self, records: Iterable[TargetRecord]) -> None:
         for record in records:
@@ -166,6 +168,7 @@ class HealthMonitor:
 
     async def _probe(self, target: Target) -> ProbeResult:
         result = await self.prober.probe(target)
+        metrics.probed(target.provider, result.ok, result.latency_ms)
 
         def change(record: TargetRecord, _ejected: int, _total: int) -> TargetRecord:
             return after_probe(record, result, self.policy)

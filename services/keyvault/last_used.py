@@ -13,6 +13,8 @@ import time
 from sqlalchemy import Table, bindparam, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.runtime.db import unreachable
+
 log = logging.getLogger("tollgate.keyvault.last_used")
 
 
@@ -54,4 +56,5 @@ class LastUsed:
             try:
                 await self.flush()
             except Exception as exc:
-                log.warning("could not record last use of keys: %s", type(exc).__name__)
+                if not unreachable(exc):  # an outage is logged once, by the runtime
+                    log.warning("could not record last use of keys: %s", type(exc).__name__)

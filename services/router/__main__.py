@@ -17,6 +17,7 @@ from services.router.health_view import HealthView
 from services.router.pipeline import Router, Settings
 from services.router.servicer import RouterServicer
 from services.router.settings import RouterSettings
+from services.router.settlements import Settlements
 from services.runtime import channels, identity, server
 from services.runtime.authentication import Authenticator
 from services.runtime.logging import configure, register_secret
@@ -45,19 +46,28 @@ async def build() -> Service:
     identity.use(identity.signer_for(settings, identity.ROUTER, settings.router_identity_key))
     verifier = server.verifier("router", settings, [ACCESS])
     health = HealthView(lambda: channels.channel(settings.health_addr), settings.rpc_timeout_seconds)
+    ledger = GrpcLedger(lambda: channels.channel(settings.credits_addr))
+    settlements = Settlements(
+        ledger,
+        settings.settle_journal_dir or settings.data_dir / "router",
+        settings.rpc_timeout_seconds,
+        settings.settle_retry_max_seconds,
+    )
     router = Router(
         catalog,
         Settings(
             default_power_level=level,
             max_attempts=settings.max_attempts,
             hold_ttl_seconds=settings.hold_ttl_seconds,
+            hold_ttl_margin_seconds=settings.hold_ttl_margin_seconds,
             rpc_timeout=settings.rpc_timeout_seconds,
             byok_fallback_to_platform=settings.byok_fallback_to_platform,
         ),
-        GrpcLedger(lambda: channels.channel(settings.credits_addr)),
+        ledger,
         GrpcVault(lambda: channels.channel(settings.keyvault_addr), settings.byok_cache_ttl),
         health,
         adapters={"openai": OpenAIAdapter(settings.upstream_max_connections)},
+        settlements=settlements,
     )
     log.info(
         "catalog %s: %d models, %d providers, default power level %s",
@@ -80,6 +90,7 @@ async def build() -> Service:
 
     async def close() -> None:
         await router.close()
+        settlements.close()
         await counters.close()
         await channels.close_all()
 
@@ -91,7 +102,7 @@ async def build() -> Service:
         access=[ACCESS],
         verifier=verifier,
         users=keys.principal,
-        background=(health.watch, health.send_reports),
+        background=(health.watch, health.send_reports, settlements.repeat),
         on_stop=(close,),
     )
 

@@ -18,5 +18,6 @@ ACCESS = Access.of(
         "Embed": {G, USER},
         "ListModels": {G, USER},
         "SelectModel": {G, USER},
+        "CountTokens": {G, USER},
     },
 )

@@ -2,7 +2,10 @@
 
 `load()` reads and strictly validates it. Any problem (an unknown key, an unknown reference, a duplicate id or
 alias, a fallback cycle, a paid model without a price) raises one `CatalogError` naming the offending entry,
-so a bad catalog never starts a router. Prices become integer micro-credits per 1k tokens here, once.
+so a bad catalog never starts a router. Prices become integer micro-credits per 1k tokens here, once:
+`input` and `output`, and where a provider charges differently `cache_read` (cached input read back),
+`cache_write` (input written to a prompt cache) and `reasoning` (reasoning output); each defaults to the
+price of the tokens it is part of.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ ADAPTERS = ("openai", "litellm")
 POWER_LEVELS = ("ECO", "BALANCED", "PRECISION", "CUSTOM")
 STRATEGIES = ("cheapest", "quality_per_cost", "highest_quality", "exact")
 MICRO = 1_000_000
+# input and output per 1k tokens; cache_read, cache_write and reasoning where a provider charges them apart
+PRICE_PARTS = ("input", "output", "cache_read", "cache_write", "reasoning")
 
 DEFAULT_POLICIES: dict[str, dict[str, Any]] = {
     "ECO": {"strategy": "cheapest", "tiers": ["FREE", "STARTER", "BALANCED"]},
@@ -101,10 +106,26 @@ class Model:
     tokenizer: str | None = None  # exact for this model's family: counts its message text instead of bytes
     image_tokens_low: int = IMAGE_HIGH_TOKENS  # most an image at detail "low" can cost
     image_tokens_high: int = IMAGE_HIGH_TOKENS  # most any other image can cost
+    cache_read_micro_per_1k: int | None = None  # None: cached input costs the input price
+    cache_write_micro_per_1k: int | None = None  # None: input written to a cache costs the input price
+    reasoning_micro_per_1k: int | None = None  # None: reasoning costs the output price
+
+    @property
+    def cache_read_price(self) -> int:
+        return self.input_micro_per_1k if self.cache_read_micro_per_1k is None else self.cache_read_micro_per_1k
+
+    @property
+    def cache_write_price(self) -> int:
+        return self.input_micro_per_1k if self.cache_write_micro_per_1k is None else self.cache_write_micro_per_1k
+
+    @property
+    def reasoning_price(self) -> int:
+        return self.output_micro_per_1k if self.reasoning_micro_per_1k is None else self.reasoning_micro_per_1k
 
     @property
     def free(self) -> bool:
-        return self.provider.free or (self.input_micro_per_1k == 0 and self.output_micro_per_1k == 0)
+        prices = (self.input_micro_per_1k, self.output_micro_per_1k, self.cache_write_price, self.reasoning_price)
+        return self.provider.free or not any(prices)
 
     @property
     def blended_micro_per_1k(self) -> int:
@@ -309,19 +330,7 @@ class _Builder:
         for cap in capabilities:
             if cap not in CAPABILITIES:
                 raise CatalogError(f"{where}: capability {cap!r} is not one of {', '.join(CAPABILITIES)}")
-        price = raw.get("price")
-        if price is None:
-            if not provider.free:
-                raise CatalogError(f"{where}: price is required (provider {provider.name} is paid)")
-            input_micro = output_micro = 0
-        else:
-            price_raw = self._mapping(price, f"{where}: price")
-            self._keys(price_raw, {"input", "output"}, f"{where}: price")
-            for part in ("input", "output"):
-                if part not in price_raw and not provider.free:
-                    raise CatalogError(f"{where}: price.{part} is required (provider {provider.name} is paid)")
-            input_micro = micro_per_1k(price_raw.get("input", 0), f"{where}: price.input")
-            output_micro = micro_per_1k(price_raw.get("output", 0), f"{where}: price.output")
+        price = self._price(raw.get("price"), provider, where)
         max_output = raw.get("max_output_tokens")
         tokenizer = raw.get("tokenizer")
         if tokenizer is not None and (not isinstance(tokenizer, str) or tokenizer not in TOKENIZERS):
@@ -333,8 +342,11 @@ class _Builder:
             provider=provider,
             upstream=upstream,
             tier=str(tier),
-            input_micro_per_1k=input_micro,
-            output_micro_per_1k=output_micro,
+            input_micro_per_1k=price["input"] or 0,
+            output_micro_per_1k=price["output"] or 0,
+            cache_read_micro_per_1k=price["cache_read"],
+            cache_write_micro_per_1k=price["cache_write"],
+            reasoning_micro_per_1k=price["reasoning"],
             context_window=self._int(raw.get("context_window", 8192), f"{where}: context_window", 1),
             # 0 is how an embedding model says it writes no tokens
             max_output_tokens=None
@@ -348,6 +360,29 @@ class _Builder:
             image_tokens_low=image_low,
             image_tokens_high=image_high,
         )
+
+    def _price(self, value: object, provider: Provider, where: str) -> dict[str, int | None]:
+        """Micro-credits per 1k tokens by part; the cache and reasoning parts None when not given."""
+        prices: dict[str, int | None] = dict.fromkeys(PRICE_PARTS)
+        if value is None:
+            if not provider.free:
+                raise CatalogError(f"{where}: price is required (provider {provider.name} is paid)")
+            return {**prices, "input": 0, "output": 0}
+        raw = self._mapping(value, f"{where}: price")
+        self._keys(raw, set(PRICE_PARTS), f"{where}: price")
+        for part in ("input", "output"):
+            if part not in raw and not provider.free:
+                raise CatalogError(f"{where}: price.{part} is required (provider {provider.name} is paid)")
+        for part in PRICE_PARTS:
+            if part in raw or part in ("input", "output"):
+                prices[part] = micro_per_1k(raw.get(part, 0), f"{where}: price.{part}")
+        base_in = prices["input"] or 0
+        read, write = prices["cache_read"], prices["cache_write"]
+        if read is not None and read > base_in:
+            raise CatalogError(f"{where}: price.cache_read must not exceed price.input (a cache hit is never dearer)")
+        if write is not None and write < (base_in if read is None else read):
+            raise CatalogError(f"{where}: price.cache_write must not be below price.cache_read (or price.input)")
+        return prices
 
     def _image_tokens(self, value: object, where: str) -> tuple[int, int]:
         """(low, high): what one image may cost at detail low and otherwise; low is high unless given."""

@@ -32,7 +32,11 @@ def list_models(catalog: Catalog, health: HealthView) -> router_pb2.ListModelsRe
                 upstream=m.upstream,
                 tier=m.tier,
                 price=router_pb2.Price(
-                    input_micro_per_1k=m.input_micro_per_1k, output_micro_per_1k=m.output_micro_per_1k
+                    input_micro_per_1k=m.input_micro_per_1k,
+                    output_micro_per_1k=m.output_micro_per_1k,
+                    cache_read_micro_per_1k=m.cache_read_micro_per_1k,
+                    cache_write_micro_per_1k=m.cache_write_micro_per_1k,
+                    reasoning_micro_per_1k=m.reasoning_micro_per_1k,
                 ),
                 context_window=m.context_window,
                 capabilities=capabilities,
@@ -54,6 +58,15 @@ def list_models(catalog: Catalog, health: HealthView) -> router_pb2.ListModelsRe
                 "price": {
                     "input": orjson.Fragment(credits(m.input_micro_per_1k)),
                     "output": orjson.Fragment(credits(m.output_micro_per_1k)),
+                    **{
+                        part: orjson.Fragment(credits(micro))
+                        for part, micro in (
+                            ("cache_read", m.cache_read_micro_per_1k),
+                            ("cache_write", m.cache_write_micro_per_1k),
+                            ("reasoning", m.reasoning_micro_per_1k),
+                        )
+                        if micro is not None
+                    },
                     "unit": "credits per 1k tokens",
                 },
                 "context_window": m.context_window,

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.router.pricing import Usage
 from services.router.tokens import text_weight
 
 FINISH_REASONS = {"stop", "length", "tool_calls", "content_filter", "function_call"}
@@ -50,15 +51,41 @@ def _id(prefix: str) -> str:
     return prefix + os.urandom(12).hex()
 
 
-def usage_of(body: dict[str, Any]) -> tuple[int, int] | None:
-    """(prompt, completion) tokens from a body's `usage`, when it carries integers."""
+def usage_of(body: dict[str, Any]) -> Usage | None:
+    """The tokens a body's `usage` reports, when it carries integers: the prompt and completion counts and
+    their cached and reasoning parts (OpenAI's `prompt_tokens_details.cached_tokens` and
+    `completion_tokens_details.reasoning_tokens`; Anthropic's `cache_read_input_tokens` and
+    `cache_creation_input_tokens` as litellm reports them, already counted in `prompt_tokens`)."""
     usage = body.get("usage")
     if not isinstance(usage, dict):
         return None
     prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens", 0)
-    if not isinstance(prompt, int) or not isinstance(completion, int | None):
+    if not _count(prompt) or not isinstance(completion, int | None) or isinstance(completion, bool):
         return None
-    return prompt, completion or 0
+    assert isinstance(prompt, int)
+    inputs = usage.get("prompt_tokens_details")
+    outputs = usage.get("completion_tokens_details")
+    inputs = inputs if isinstance(inputs, dict) else {}
+    outputs = outputs if isinstance(outputs, dict) else {}
+    return Usage(
+        prompt,
+        completion or 0,
+        cache_read=_first(inputs.get("cached_tokens"), usage.get("cache_read_input_tokens")),
+        cache_write=_first(inputs.get("cache_creation_tokens"), usage.get("cache_creation_input_tokens")),
+        reasoning=_first(outputs.get("reasoning_tokens"), usage.get("reasoning_tokens")),
+    ).consistent()
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _first(*values: object) -> int:
+    """The first of `values` that is a count of tokens, else 0."""
+    for value in values:
+        if _count(value) and isinstance(value, int) and value > 0:
+            return value
+    return 0
 
 
 def completion(route: str, body: dict[str, Any], model: str, prompt: int, completion_tokens: int) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 import uuid
@@ -24,15 +25,16 @@ from typing import Any, TypeVar
 
 import orjson
 
-from services.router import normalize
+from services.router import normalize, telemetry
 from services.router.adapters.base import Adapter, Reply, UpstreamError
 from services.router.adapters.openai import OpenAIAdapter
 from services.router.catalog import Catalog, Model
 from services.router.clients import Funds, Hold, Ledger, Vault
 from services.router.health_view import HealthView
-from services.router.pricing import cost_micro, credits, hold_tokens, worst_case_micro
+from services.router.pricing import Usage, charge_micro, credits, hold_tokens, worst_case_micro
 from services.router.request import Request, estimate_tokens
 from services.router.selection import Decision, select
+from services.router.settlements import Settlements
 from services.runtime.channels import Deadline
 from services.runtime.errors import DomainError
 from services.runtime.secrets import is_credential
@@ -81,6 +83,7 @@ class Settings:
     default_power_level: str
     max_attempts: int = 3
     hold_ttl_seconds: int = 900
+    hold_ttl_margin_seconds: int = 30
     rpc_timeout: float = 5.0
     byok_fallback_to_platform: bool = False
 
@@ -97,6 +100,7 @@ class _Trace:
     started: float = field(default_factory=time.monotonic)
     attempts: list[Attempt] = field(default_factory=list)
     upstream_ms: float = 0.0
+    answering: telemetry.AttemptRecord | None = None  # the attempt that answered, until it ends
 
     @property
     def fallbacks(self) -> int:
@@ -112,12 +116,14 @@ class Router:
         vault: Vault,
         health: HealthView,
         adapters: dict[str, Adapter] | None = None,
+        settlements: Settlements | None = None,
     ) -> None:
         self.catalog = catalog
         self.settings = settings
         self.ledger = ledger
         self.vault = vault
         self.health = health
+        self.settlements = settlements if settlements is not None else Settlements(ledger, None, settings.rpc_timeout)
         self._adapters: dict[str, Adapter] = adapters if adapters is not None else {"openai": OpenAIAdapter()}
         self._background: set[asyncio.Future[Any]] = set()
 
@@ -173,9 +179,15 @@ class Router:
 
         model, credential, hold, tries, began, reply = await self._first_answer(trace, call)
         waited = (time.monotonic() - began) * 1000
+        if trace.answering is not None:
+            billed = normalize.usage_of(reply.body)
+            response_model = str(reply.body.get("model") or "")
+            prompt, completion = (billed.prompt, billed.completion) if billed else (None, None)
+            trace.answering.finish("ok", 200, "", prompt, completion, response_model)
         trace.upstream_ms += waited
         self.health.report(model.provider.name, model.provider.api_base, True, waited, 200, "")
         trace.attempts.append(Attempt(model.id, model.provider.name, "ok", 200, "", waited))
+        telemetry.fell_back(request.route, trace.fallbacks)
         return await self._shielded(self._finish(trace, model, credential, hold, tries, reply.body))
 
     async def _first_answer(
@@ -198,9 +210,11 @@ class Router:
             tries += 1
             hold = await self._reserve(trace, model, credential, tries)
             began = time.monotonic()
+            record = telemetry.AttemptRecord(trace.request.route, model, tries).start()
             try:
                 answer = await start(model, credential)
             except UpstreamError as err:
+                record.finish("error", err.status, err.kind)
                 self._failed(trace, model, credential, err, began)
                 if err.kind == "timeout" and caller.deadline.expires - time.monotonic() < _DEADLINE_SLACK:
                     # The caller's own deadline, not the provider's, cut a call the provider had: as if it hung up.
@@ -216,24 +230,29 @@ class Router:
                 continue
             except asyncio.CancelledError:
                 # The caller went away while the provider had the request: it bills the prompt, and so do we.
+                record.finish("cancelled")
                 trace.attempts.append(Attempt(model.id, model.provider.name, "cancelled", 0, "", 0.0))
                 await self._shielded(self._abandoned(trace, model, credential, hold, tries))
                 raise
             except BaseException as exc:
                 # Refused before it was sent (a body that cannot be encoded) or our own fault: nothing to pay.
                 reason = exc.message if isinstance(exc, DomainError) else type(exc).__name__
+                record.finish("error", error=exc.code if isinstance(exc, DomainError) else type(exc).__name__)
                 trace.attempts.append(Attempt(model.id, model.provider.name, "error", 0, reason, 0.0))
-                await self._shielded(self._release(trace, hold, tries, self._usage(trace, model, 0, 0, 0, "error")))
+                await self._shielded(self._release(trace, hold, tries, self._usage(trace, model, Usage(), 0, "error")))
                 raise
+            trace.answering = record
             return model, credential, hold, tries, began, answer
         await self._record_failure(trace, None, "error")
-        raise self._exhausted(trace)
+        error = self._exhausted(trace)
+        telemetry.exhausted(trace.request.route, error.code)
+        raise error
 
     async def _abandoned(self, trace: _Trace, model: Model, credential: Credential, hold: Hold, attempt: int) -> None:
         """Settle an attempt its caller left while the provider had it: the prompt, and nothing written."""
-        prompt = trace.request.prompt_tokens
-        cost = cost_micro(model, prompt, 0) if _paid(model, credential) else 0
-        await self._account(trace, model, credential, hold, attempt, prompt, 0, cost, True, "cancelled")
+        used = Usage(trace.request.prompt_tokens)
+        cost = charge_micro(model, used) if _paid(model, credential) else 0
+        await self._account(trace, model, credential, hold, attempt, used, cost, True, "cancelled")
 
     async def _finish(
         self, trace: _Trace, model: Model, credential: Credential, hold: Hold, attempt: int, body: dict[str, Any]
@@ -241,18 +260,17 @@ class Router:
         request = trace.request
         reported = normalize.usage_of(body)
         if reported is not None:
-            prompt, completion, estimated = reported[0], reported[1], False
+            used, estimated = reported, False
         else:
-            written = _written(model, request, normalize.reply_text(body))
-            prompt, completion, estimated = request.prompt_tokens, written, True
-        cost = cost_micro(model, prompt, completion) if _paid(model, credential) else 0
-        funds = await self._account(trace, model, credential, hold, attempt, prompt, completion, cost, estimated, "ok")
+            used, estimated = Usage(request.prompt_tokens, _written(model, request, normalize.reply_text(body))), True
+        cost = charge_micro(model, used) if _paid(model, credential) else 0
+        funds = await self._account(trace, model, credential, hold, attempt, used, cost, estimated, "ok")
         if request.route == "embedding":
             _require_dimensions(model, request, body)
-            body = normalize.embedding(body, model.id, prompt, request.body.get("encoding_format"))
+            body = normalize.embedding(body, model.id, used.prompt, request.body.get("encoding_format"))
         else:
-            body = normalize.completion(request.route, body, model.id, prompt, completion)
-        outcome = self._outcome(trace, model, credential, prompt, completion, cost, funds, estimated)
+            body = normalize.completion(request.route, body, model.id, used.prompt, used.completion)
+        outcome = self._outcome(trace, model, credential, used, cost, funds, estimated)
         body["_metadata"] = _metadata(outcome)
         return orjson.dumps(body), outcome
 
@@ -295,12 +313,13 @@ class Router:
         request = trace.request
         route = request.route
         wants_usage = request.include_usage
-        reported: tuple[int, int] | None = None
+        reported: Usage | None = None
         held_usage: dict[str, Any] | None = None  # the usage chunk waits for the settlement to carry `_metadata`
         shape = normalize.StreamShape(route, model.id)
         announced = False
         chars = 0
         status = "cancelled"
+        response_model = str(first.obj.get("model") or "")
         failure: UpstreamError | None = None
         event = first
         try:
@@ -342,14 +361,19 @@ class Router:
             if status != "ok":
                 await self._shielded(_close(events))
             if reported is not None:
-                prompt, completion, estimated = reported[0], reported[1], False
+                used, estimated = reported, False
             else:
-                prompt, completion, estimated = request.prompt_tokens, _written(model, request, chars), True
-            cost = cost_micro(model, prompt, completion) if _paid(model, credential) else 0
+                used, estimated = Usage(request.prompt_tokens, _written(model, request, chars)), True
+            cost = charge_micro(model, used) if _paid(model, credential) else 0
             result = {"ok": "ok", "partial": "cut", "cancelled": "cancelled"}[status]
+            if trace.answering is not None:
+                kind = failure.kind if failure else ""
+                trace.answering.finish(result, 200, kind, used.prompt, used.completion, response_model)
+                trace.answering = None
             trace.attempts.append(
                 Attempt(model.id, model.provider.name, result, 200, failure.message if failure else "", waited)
             )
+            telemetry.fell_back(route, trace.fallbacks)
             if failure is None or not credential.byok:
                 self.health.report(
                     model.provider.name,
@@ -360,12 +384,12 @@ class Router:
                     failure.message if failure else "",
                 )
             settled = self._shielded(
-                self._account(trace, model, credential, hold, attempt, prompt, completion, cost, estimated, status)
+                self._account(trace, model, credential, hold, attempt, used, cost, estimated, status)
             )
             if status == "cancelled":
                 self._keep(asyncio.ensure_future(settled))
         funds = await settled
-        outcome = self._outcome(trace, model, credential, prompt, completion, cost, funds, estimated)
+        outcome = self._outcome(trace, model, credential, used, cost, funds, estimated)
         if failure is not None:
             error = DomainError("provider_error", f"the stream from {model.provider.name} broke off: {failure.message}")
             yield router_pb2.StreamEvent(error=orjson.dumps(error.body()))
@@ -374,7 +398,7 @@ class Router:
             if closing is not None:  # the upstream never said why its choices ended: the spec needs a reason
                 yield router_pb2.StreamEvent(chunk=orjson.dumps(closing))
             if wants_usage:
-                last = held_usage if held_usage is not None else shape.usage_chunk(prompt, completion)
+                last = held_usage if held_usage is not None else shape.usage_chunk(used.prompt, used.completion)
                 last["_metadata"] = _metadata(outcome)
                 yield router_pb2.StreamEvent(chunk=orjson.dumps(last))
         yield router_pb2.StreamEvent(outcome=outcome)
@@ -419,9 +443,14 @@ class Router:
             max(1, estimate) if _paid(model, credential) else 0,
             f"{trace.ledger_id}:{attempt}:reserve",
             caller.request_id,
-            self.settings.hold_ttl_seconds,
+            self._hold_ttl(caller),
             caller.deadline.remaining(self.settings.rpc_timeout),
         )
+
+    def _hold_ttl(self, caller: Caller) -> int:
+        """A hold lives as long as its request may, plus a margin: a crashed request's funds come back soon."""
+        ttl = math.ceil(caller.deadline.remaining()) + self.settings.hold_ttl_margin_seconds
+        return max(1, min(ttl, self.settings.hold_ttl_seconds))
 
     async def _release(self, trace: _Trace, hold: Hold, attempt: int, usage: credits_pb2.UsageRecord | None) -> None:
         key = f"{trace.ledger_id}:{attempt}:release"
@@ -434,23 +463,28 @@ class Router:
         credential: Credential,
         hold: Hold,
         attempt: int,
-        prompt: int,
-        completion: int,
+        used: Usage,
         cost: int,
         estimated: bool,
         status: str,
     ) -> Funds:
-        """Settle the hold for `cost` (nothing when free or BYOK) with its usage row; what the user has left."""
-        usage = self._usage(trace, model, prompt, completion, cost, status, credential.byok, estimated)
+        """Settle the hold for `cost` (nothing when free or BYOK) with its usage row; what the user has left.
+
+        A settle credits cannot take now stays owed and is repeated until it lands (`settlements`); the
+        answer goes out meanwhile, with the funds as the hold left them (a lower bound of what is left).
+        """
+        usage = self._usage(trace, model, used, cost, status, credential.byok, estimated)
         key = f"{trace.ledger_id}:{attempt}:settle"
-        return await self.ledger.settle(hold.hold_id, cost, key, usage, self.settings.rpc_timeout)
+        funds = await self.settlements.settle(hold.hold_id, cost, key, usage, self.settings.rpc_timeout)
+        if funds is None:
+            return hold.funds
+        return funds
 
     def _usage(
         self,
         trace: _Trace,
         model: Model | None,
-        prompt: int,
-        completion: int,
+        used: Usage,
         cost: int,
         status: str,
         byok: bool = False,
@@ -470,8 +504,11 @@ class Router:
             provider=model.provider.name if model is not None else "",
             deployment=model.upstream if model is not None else "",
             power_level=trace.decision.power_level,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
+            prompt_tokens=used.prompt,
+            completion_tokens=used.completion,
+            cache_read_tokens=used.cache_read,
+            cache_write_tokens=used.cache_write,
+            reasoning_tokens=used.reasoning,
             cost_micro=cost,
             latency_ms=(time.monotonic() - trace.started) * 1000,
             status=status,
@@ -480,13 +517,15 @@ class Router:
             usage_estimated=estimated,
             route=trace.request.route,
             decision=orjson.dumps(decision),
+            end_user=trace.request.end_user,
+            tags=trace.request.tags,
         )
 
     async def _record_failure(self, trace: _Trace, model: Model | None, status: str) -> None:
         """The one usage row of a request that failed (nothing charged)."""
         if model is None and trace.attempts:
             model = self.catalog.models.get(trace.attempts[-1].model)
-        usage = self._usage(trace, model, 0, 0, 0, status)
+        usage = self._usage(trace, model, Usage(), 0, status)
         try:
             await self._shielded(self.ledger.record_usage(usage, f"{trace.ledger_id}:usage", self.settings.rpc_timeout))
         except DomainError as err:
@@ -523,8 +562,7 @@ class Router:
         trace: _Trace,
         model: Model,
         credential: Credential,
-        prompt: int,
-        completion: int,
+        used: Usage,
         cost: int,
         funds: Funds,
         estimated: bool,
@@ -534,8 +572,11 @@ class Router:
             provider=model.provider.name,
             deployment=model.upstream,
             power_level=trace.decision.power_level,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
+            prompt_tokens=used.prompt,
+            completion_tokens=used.completion,
+            cache_read_tokens=used.cache_read,
+            cache_write_tokens=used.cache_write,
+            reasoning_tokens=used.reasoning,
             cost_micro=cost,
             credits_remaining_micro=funds.available_micro,
             credits_low=funds.low,
@@ -605,4 +646,12 @@ def _metadata(outcome: router_pb2.Outcome) -> dict[str, Any]:
         "fallbacks": outcome.fallbacks,
         # The provider reported no usage: tokens (and the charge) are tollgate's estimate of the reply.
         "usage_estimated": outcome.usage_estimated,
+        # The split the charge was priced by: cache_read and cache_write are part of input, reasoning of output.
+        "tokens": {
+            "input": outcome.prompt_tokens,
+            "cache_read": outcome.cache_read_tokens,
+            "cache_write": outcome.cache_write_tokens,
+            "output": outcome.completion_tokens,
+            "reasoning": outcome.reasoning_tokens,
+        },
     }

@@ -9,6 +9,7 @@ for usage a provider does not report).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ from services.router.tokens import (
     text_weight,
     utf8,
 )
+from services.runtime import attribution
 from services.runtime.errors import DomainError
 
 AUTO = ("", "auto")
@@ -52,6 +54,8 @@ class Request:
     prompt_tokens: int  # typical estimate
     choices: int = 1  # how many completions may be written: n (x best_of, x prompts for completions)
     prompt: Prompt = field(default_factory=Prompt)  # what bounds the input, per model
+    end_user: str = ""  # the body's `user`
+    tags: dict[str, str] = field(default_factory=dict)  # `metadata` and the gateway's X-Tollgate-Tags
 
 
 def _invalid(message: str, param: str) -> DomainError:
@@ -80,7 +84,13 @@ def _positive_int(body: dict[str, Any], name: str, low: int, high: int | None = 
     return value
 
 
-def parse(route: Route, raw: bytes, header_power_level: str = "", selection_only: bool = False) -> Request:
+def parse(
+    route: Route,
+    raw: bytes,
+    header_power_level: str = "",
+    selection_only: bool = False,
+    header_tags: Mapping[str, str] | None = None,
+) -> Request:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -94,6 +104,11 @@ def parse(route: Route, raw: bytes, header_power_level: str = "", selection_only
             raise _invalid(f"power_level must be one of {', '.join(POWER_LEVELS)}", "power_level")
         level = level.upper()
     task = body.get("task")
+    # Attribution is tollgate's own: `metadata` becomes tags and never travels on to a provider.
+    tags = attribution.merged(
+        attribution.tags(body.pop("metadata", None)), attribution.tags(header_tags or {}, "X-Tollgate-Tags")
+    )
+    end_user = attribution.end_user(body.get("user"))
     if not selection_only:
         body = params.checked(route, body)
     model = body.get("model")
@@ -151,6 +166,8 @@ def parse(route: Route, raw: bytes, header_power_level: str = "", selection_only
         prompt_tokens=_estimate(prompt),
         choices=choices,
         prompt=prompt,
+        end_user=end_user,
+        tags=tags,
     )
 
 

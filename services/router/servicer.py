@@ -30,7 +30,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         self, route: Route, req: router_pb2.CompletionRequest, context: Context
     ) -> router_pb2.CompletionReply:
         caller, admission = await self.callers.admit(req, context)
-        parsed = requests.parse(route, req.body, req.power_level)
+        parsed = requests.parse(route, req.body, req.power_level, header_tags=req.tags)
         body, outcome = await self.router.complete(parsed, caller)
         await self.callers.spend(admission, outcome)
         return router_pb2.CompletionReply(body=body, outcome=outcome)
@@ -39,7 +39,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         self, route: Route, req: router_pb2.CompletionRequest, context: Context
     ) -> AsyncIterator[router_pb2.StreamEvent]:
         caller, admission = await self.callers.admit(req, context)
-        parsed = requests.parse(route, req.body, req.power_level)
+        parsed = requests.parse(route, req.body, req.power_level, header_tags=req.tags)
         async for event in self.router.stream(parsed, caller):
             if event.HasField("outcome"):
                 await self.callers.spend(admission, event.outcome)
@@ -74,6 +74,15 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
     @rpc
     async def ListModels(self, request: router_pb2.ListModelsRequest, context: Context) -> router_pb2.ListModelsReply:
         return list_models(self.router.catalog, self.router.health)
+
+    @rpc
+    async def CountTokens(self, request: router_pb2.CompletionRequest, context: Context) -> router_pb2.TokenCount:
+        request_id.set(request.request_id)
+        parsed = requests.parse("chat", request.body, request.power_level)
+        model = self.router.decide(parsed).candidates[0].model
+        return router_pb2.TokenCount(
+            input_tokens=parsed.prompt.bound(model), model=model.id, tokenized=parsed.prompt.tokenized(model)
+        )
 
     @rpc
     async def SelectModel(self, request: router_pb2.CompletionRequest, context: Context) -> router_pb2.Selection:

@@ -13,16 +13,32 @@ DEMO_CATALOG = Path(__file__).resolve().parents[2] / "catalog" / "demo.yaml"
 
 class RouterSettings(EdgeSettings):
     router_port: int = 50051
+    """gRPC port."""
     catalog: Path = DEMO_CATALOG
-    # The router's identity towards the services (runtime/identity.py); embedded mode keeps one on disk.
-    # TOLLGATE_ROUTER_TOKEN, the shared secret it replaces, is still accepted as the router's secret.
+    """The model catalog (YAML); the default is `catalog/demo.yaml`, the full one `catalog/default.yaml`."""
     router_identity_key: str = Field(
         default="", validation_alias=AliasChoices("TOLLGATE_ROUTER_IDENTITY_KEY", "TOLLGATE_ROUTER_TOKEN")
     )
-    default_power_level: str = ""  # empty: the catalog's default_power_level
+    """The router's identity secret towards credits, keyvault and health (runtime/identity.py); embedded mode
+    generates one and keeps it on disk; required in production. `TOLLGATE_ROUTER_TOKEN`, the shared secret it
+    replaces, is accepted as its alias."""
+    default_power_level: str = ""
+    """Power level when a request names none; empty: the catalog's `default_power_level`."""
     max_attempts: int = 3
-    request_timeout_seconds: float = 300.0  # total deadline when the caller sets none
+    """Provider attempts per request."""
+    request_timeout_seconds: float = 300.0
+    """Total deadline of a request when the caller sets none."""
     hold_ttl_seconds: int = 900
+    """The longest a hold may live; a hold lives as long as its request may, plus `hold_ttl_margin_seconds`."""
+    hold_ttl_margin_seconds: int = 30
+    """How long a hold outlives its request's deadline before credits' sweeper gives its funds back."""
+    settle_journal_dir: Path | None = None
+    """Folder of the journal of settles owed to credits (kept across restarts); unset: `<data_dir>/router`."""
+    settle_retry_max_seconds: float = 10.0
+    """The longest pause between repeats of a settle credits could not take."""
     byok_cache_ttl: float = 5.0
+    """Seconds a user's provider-key lookup is reused."""
     byok_fallback_to_platform: bool = False
+    """When a user's own key is rejected (401/402/403), retry with the platform key."""
     upstream_max_connections: int = 256
+    """Pooled connections per provider."""

@@ -105,6 +105,10 @@ class Prompt:
         )
         return min(window, tokens)
 
+    def tokenized(self, model: Model) -> bool:
+        """Whether `bound(model)` counted the message text with the model's tokenizer (else by its bytes)."""
+        return self.units is None and not self.unbounded and self._text_count(model.tokenizer) is not None
+
     def _text_count(self, tokenizer: str | None) -> int | None:
         if tokenizer is None or self.text_bytes > TOKENIZE_MAX_BYTES:
             return None

@@ -199,7 +199,9 @@ class Guard(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     async for item in streaming(request, context):
                         yield item
                 finally:
-                    identity.reset_current(token)
+                    # A stream its client left is closed from another context, where this token means nothing.
+                    with contextlib.suppress(ValueError):
+                        identity.reset_current(token)
 
             return handler._replace(unary_stream=unary_stream)
         # Client streaming: no tollgate RPC streams requests, so refuse rather than leave one unchecked.

@@ -28,6 +28,11 @@ CHANNEL_OPTIONS = [
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.max_receive_message_length", 32 * 1024 * 1024),
     ("grpc.max_send_message_length", 32 * 1024 * 1024),
+    # A restarted service is used again within half a second of listening: gRPC's default back-off grows to
+    # 120 s, and meanwhile every call fails fast (UNAVAILABLE) although the service is back.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 500),
 ]
 
 _channels: dict[str, grpc.aio.Channel] = {}

@@ -4,6 +4,10 @@ PostgreSQL (asyncpg) in production, SQLite (aiosqlite, WAL) in the embedded defa
 its Alembic scripts in its own `migrations/` folder and its own version table, so two services can even
 share one database without touching each other's tables. SQLite files are readable by their owner only
 (0600, in a 0700 folder when tollgate creates it); SQLite gives its -wal and -shm files the same mode.
+
+A database that stops answering is an outage, not a bug: calls that meet it answer `service_unavailable`
+(503 with `Retry-After` at the edge) instead of a logged traceback each, and the log says once that the
+database is unreachable and once that it is back (`outage`).
 """
 
 from __future__ import annotations
@@ -14,11 +18,71 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, exc, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from services.runtime import errors
+
 log = logging.getLogger("tollgate.db")
+# How long a client waits before trying again while the database is away.
+RETRY_AFTER_SECONDS = 2
+
+
+def _driver_gone(err: BaseException) -> bool:
+    """asyncpg's own "the server is not there" errors, without importing asyncpg where it is not installed."""
+    names = {cls.__name__ for cls in type(err).__mro__}
+    return bool(names & {"PostgresConnectionError", "InterfaceError", "CannotConnectNowError", "AdminShutdownError"})
+
+
+def unreachable(err: BaseException) -> bool:
+    """Whether `err` says the database is not there (refused, cut, shutting down) rather than a query's fault."""
+    seen: set[int] = set()
+    found: BaseException | None = err
+    while found is not None and id(found) not in seen:
+        seen.add(id(found))
+        if isinstance(found, exc.DBAPIError) and found.connection_invalidated:
+            return True
+        if isinstance(found, (exc.InterfaceError, exc.DisconnectionError, ConnectionError, TimeoutError)):
+            return True
+        if isinstance(found, OSError) or _driver_gone(found):
+            return True
+        if isinstance(found, exc.OperationalError) and "locked" not in str(found):
+            return True
+        found = found.__cause__ or found.__context__
+    return False
+
+
+class Outage:
+    """Whether this process's database is away; says so once when it goes and once when it is back."""
+
+    def __init__(self) -> None:
+        self.down = False
+
+    def went(self, err: BaseException) -> None:
+        if not self.down:
+            self.down = True
+            log.error("database unreachable (%s); answering 503 until it is back", type(err).__name__)
+
+    def back(self) -> None:
+        if self.down:
+            self.down = False
+            log.warning("database reachable again")
+
+
+outage = Outage()
+
+
+def _unavailable(err: Exception) -> errors.DomainError | None:
+    if not unreachable(err):
+        return None
+    outage.went(err)
+    refusal = errors.DomainError("service_unavailable", "the database is unreachable; try again shortly")
+    refusal.headers = {"retry-after": str(RETRY_AFTER_SECONDS)}
+    return refusal
+
+
+errors.TRANSLATORS.append(_unavailable)
 
 
 def normalize_url(url: str) -> str:
@@ -76,8 +140,15 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
 
 
 async def ping(engine: AsyncEngine) -> bool:
-    async with engine.connect() as conn:
-        await conn.execute(text("SELECT 1"))
+    """The readiness check: the database answers (marks an outage over, or begun)."""
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as err:
+        if unreachable(err):
+            outage.went(err)
+        raise
+    outage.back()
     return True
 
 

@@ -12,7 +12,7 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar, cast
 
 import grpc
@@ -71,6 +71,9 @@ _BY_STATUS: dict[grpc.StatusCode, str] = {
     grpc.StatusCode.CANCELLED: "service_unavailable",
 }
 
+# Turn an exception that is not a bug (a database that is away) into the error the caller gets instead.
+TRANSLATORS: list[Callable[[Exception], DomainError | None]] = []
+
 CODE_KEY = "tollgate-code"
 PARAM_KEY = "tollgate-param"
 
@@ -80,6 +83,8 @@ class DomainError(Exception):
     code: str
     message: str
     param: str | None = None
+    # HTTP headers the answer carries (`retry-after`); they travel as trailing metadata between services.
+    headers: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         super().__init__(self.message)
@@ -99,7 +104,10 @@ def from_rpc_error(exc: grpc.aio.AioRpcError, service: str) -> DomainError:
     status = exc.code()
     code = meta.get(CODE_KEY)
     if code:
-        return DomainError(code, exc.details() or code, meta.get(PARAM_KEY) or None)
+        err = DomainError(code, exc.details() or code, meta.get(PARAM_KEY) or None)
+        if code == "service_unavailable" and meta.get("retry-after", "").isdigit():
+            err.headers = {"retry-after": meta["retry-after"]}
+        return err
     if status in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
         return DomainError("service_unavailable", f"the {service} service is unavailable; try again shortly")
     if status is grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -114,11 +122,21 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], err: DomainError) -
     if err.param:
         metadata.append((PARAM_KEY, err.param))
     # Headers an error carries (a rate limit's `retry-after` and `x-ratelimit-*`) travel as trailing metadata.
-    metadata += [(k.lower(), str(v)) for k, v in getattr(err, "headers", {}).items()]
+    metadata += [(k.lower(), str(v)) for k, v in err.headers.items()]
     await context.abort(err.kind.grpc_status, err.message, trailing_metadata=tuple(metadata))
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _unhandled(method: Callable[..., Any], exc: Exception) -> DomainError:
+    """What a caller gets for an exception no domain rule raised: a known outage's error, else `internal_error`."""
+    for translate in TRANSLATORS:
+        err = translate(exc)
+        if err is not None:
+            return err
+    log.exception("unhandled error in %s", method.__qualname__, exc_info=exc)
+    return DomainError("internal_error", "internal error")
 
 
 def _request_id(metadata: Any) -> str:
@@ -149,9 +167,8 @@ def rpc(method: F) -> F:
                 await abort(context, err)
             except grpc.aio.AbortError:
                 raise
-            except Exception:
-                log.exception("unhandled error in %s", method.__qualname__)
-                await abort(context, DomainError("internal_error", "internal error"))
+            except Exception as exc:
+                await abort(context, _unhandled(method, exc))
 
         return cast(F, stream)
 
@@ -170,10 +187,10 @@ def rpc(method: F) -> F:
         except grpc.aio.AbortError:
             code = "aborted"
             raise
-        except Exception:
-            code = "internal_error"
-            log.exception("unhandled error in %s", method.__qualname__)
-            await abort(context, DomainError("internal_error", "internal error"))
+        except Exception as exc:
+            refusal = _unhandled(method, exc)
+            code = refusal.code
+            await abort(context, refusal)
         finally:
             request_id.reset(token)
             RPC_SECONDS.labels(name, code).observe(time.perf_counter() - started)

@@ -68,6 +68,11 @@ class Verdict:
     retry_after: float = 0.0
 
 
+def window_left(window_seconds: int) -> float:
+    """Seconds until the current window ends: windows are wall-clock minutes, whenever a counter began."""
+    return window_seconds - (time.time() % window_seconds)
+
+
 class Counters(Protocol):
     async def check(self, windows: Sequence[Window], window_seconds: int) -> Verdict: ...
 
@@ -89,7 +94,7 @@ class MemoryCounters:
         used = [self._count(w.key) for w in windows]
         for i, w in enumerate(windows):
             if w.limit > 0 and (used[i] + 1 > w.limit if w.requests else used[i] >= w.limit):
-                left = self._counters[w.key][0] - time.monotonic()
+                left = min(self._counters[w.key][0] - time.monotonic(), window_left(window_seconds))
                 return Verdict(False, tuple(used), i, max(left, 0.001))
         for i, w in enumerate(windows):
             if w.requests:
@@ -119,7 +124,8 @@ class RedisCounters:
         used = [0] * len(windows)
         for pos, i in enumerate(ordered):
             used[i] = int(used_sorted[pos])
-        return Verdict(bool(allowed), tuple(used), ordered[blocked - 1] if blocked else -1, max(int(pttl), 1) / 1000)
+        wait = min(max(int(pttl), 1) / 1000, window_left(window_seconds))
+        return Verdict(bool(allowed), tuple(used), ordered[blocked - 1] if blocked else -1, wait)
 
     async def add(self, key: str, amount: int, window_seconds: int) -> int:
         async with self.client.pipeline(transaction=True) as pipe:
@@ -179,7 +185,7 @@ class Admission:
 
     def headers(self) -> dict[str, str]:
         out: dict[str, str] = {}
-        left = WINDOW - (time.time() % WINDOW)
+        left = window_left(WINDOW)
         for kind, requests in (("requests", True), ("tokens", False)):
             pairs = [
                 (w, used)

@@ -4,7 +4,7 @@ One user walks the pages (sign in, add a provider key, call the API with the ope
 the table change, try a streamed completion), an admin grants credits and revokes the user's key, and the
 user's session ends. Every response, console line, URL and page is searched for the keys planted on the way.
 Screenshots of each page go to the test's tmp dir; `TOLLGATE_TEST_SCREENSHOTS=docs/screenshots` also writes
-the README's.
+the docs' (docs/console.md shows them).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Schemathesis over the gateway's own OpenAPI document: no 5xx, and every error is OpenAI-shaped.
+"""Schemathesis over the gateway's own OpenAPI document: no 5xx, and every error is OpenAI-shaped
+(Anthropic-shaped on the Messages API's routes).
 
 Each case is sent with a real key (the admin key on admin routes, the demo key elsewhere), so the cases
 reach validation, routing and the providers rather than stopping at authentication; one case in
@@ -65,10 +66,15 @@ def _upstream_down(case: Any) -> bool:
     return isinstance(case.body, dict) and case.body.get("model") in UPSTREAM_DOWN
 
 
-def _assert_openai_error(response: Any, where: str) -> None:
+def _assert_openai_error(response: Any, where: str, anthropic: bool = False) -> None:
     content_type = (response.headers.get("content-type") or [""])[0]
     assert content_type.startswith("application/json"), f"{where}: {content_type or 'no content type'}"
     assert "Traceback" not in response.text, where
+    if anthropic:  # the Messages API's routes answer in Anthropic's shape
+        body = orjson.loads(response.content)
+        assert body["type"] == "error" and set(body["error"]) == {"type", "message"}, where
+        assert isinstance(body["error"]["message"], str) and body["error"]["message"], where
+        return
     error = orjson.loads(response.content)["error"]
     assert set(error) == {"message", "type", "param", "code"}, f"{where}: {response.text[:300]}"
     assert isinstance(error["message"], str) and error["message"] and isinstance(error["type"], str), where
@@ -102,4 +108,4 @@ def test_no_server_errors_and_openai_shaped_errors(case: Any, suite: Suite, keys
     if kind != "real key" and authenticated and case.method == case.operation.method:
         assert status in (401, 429), where
     if status >= 400:
-        _assert_openai_error(response, where)
+        _assert_openai_error(response, where, anthropic="/messages" in case.operation.path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,10 +12,21 @@ import asyncpg
 import httpx
 import openai
 import pytest
+from sqlalchemy.engine import make_url
 
 from services.launcher import Ports, Suite, production_env
 from tests.conftest import POSTGRES_URL, REDIS_URL
-from tests.e2e.support import CATALOG, PLATFORM_KEY, balance_micro, cost_micro, create_key, reconcile, words
+from tests.e2e.support import (
+    CATALOG,
+    PLATFORM_KEY,
+    TcpProxy,
+    balance_micro,
+    bearer,
+    cost_micro,
+    create_key,
+    reconcile,
+    words,
+)
 
 
 async def _drop(names: list[str]) -> None:
@@ -27,14 +39,26 @@ async def _drop(names: list[str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
+def credits_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TcpProxy]:
+    """Credits reaches its database through a relay the outage test cuts (the machine's server stays up)."""
+    url = make_url(POSTGRES_URL)
+    proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432))
+    proxy.start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture(scope="module")
+def prod(tmp_path_factory: pytest.TempPathFactory, credits_db: TcpProxy) -> Iterator[Suite]:
     tmp = Path(tmp_path_factory.mktemp("prod"))
     prefix = f"tgtest_{uuid.uuid4().hex[:10]}"
     try:
         env = production_env(tmp / "data", POSTGRES_URL, REDIS_URL, prefix=prefix)
     except OSError as exc:
         pytest.fail(f"PostgreSQL is needed for the production profile: {exc}")
+    relayed = make_url(env["TOLLGATE_CREDITS_DATABASE_URL"]).set(host="127.0.0.1", port=credits_db.port)
     env |= {
+        "TOLLGATE_CREDITS_DATABASE_URL": relayed.render_as_string(hide_password=False),
         "TOLLGATE_CATALOG": str(CATALOG),
         "TOLLGATE_E2E_PLATFORM_KEY": PLATFORM_KEY,
         "TOLLGATE_REDIS_PREFIX": f"{prefix}:",
@@ -103,3 +127,37 @@ def test_forty_concurrent_first_requests_of_a_new_user_are_all_served(prod: Suit
         return [r.status_code for r in replies]
 
     assert asyncio.run(burst()) == [200] * 40
+
+
+def test_a_database_outage_is_503_with_retry_after_and_said_once(prod: Suite, credits_db: TcpProxy) -> None:
+    """Credits' database goes away mid-load: clients get 503 `service_unavailable` with `Retry-After` (never a
+    500 or a traceback), credits' log says once that it is unreachable and once that it is back, and service
+    returns when the database does."""
+    key = create_key(prod, f"prod-outage-{uuid.uuid4().hex[:8]}")
+    body = {"model": "echo-paid", "messages": [{"role": "user", "content": "outage"}]}
+    log = prod.log_dir / "credits.log" if prod.log_dir else None
+    assert log is not None
+    with httpx.Client(base_url=f"http://{prod.host}:{prod.ports.gateway}", timeout=30, headers=bearer(key)) as http:
+        assert http.post("/v1/chat/completions", json=body).status_code == 200
+        credits_db.stop()
+        statuses = []
+        for _ in range(20):
+            reply = http.post("/v1/chat/completions", json=body)
+            statuses.append(reply.status_code)
+            if reply.status_code != 200:
+                assert reply.status_code == 503, reply.text
+                assert reply.json()["error"]["code"] == "service_unavailable"
+                assert int(reply.headers["retry-after"]) >= 1
+        assert 503 in statuses
+        credits_db.start()
+        deadline = time.monotonic() + 15
+        while http.post("/v1/chat/completions", json=body).status_code != 200:
+            assert time.monotonic() < deadline, "service did not come back with the database"
+            time.sleep(0.2)
+        deadline = time.monotonic() + 10  # the readiness check (every 2 s) says it is back
+        while "database reachable again" not in log.read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    text = log.read_text()
+    assert text.count("database unreachable") == 1 and text.count("database reachable again") == 1
+    assert "Traceback" not in text and "unhandled error" not in text

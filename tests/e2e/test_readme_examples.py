@@ -1,6 +1,7 @@
 """The README's quick start runs as pasted: its shell block (key export + curl) and its SDK example.
 
-The blocks are taken from README.md itself, so an edit that breaks them breaks this test. Only the address
+The blocks are taken from README.md itself, so an edit that breaks them breaks this test; the docs' getting
+started page shows the same blocks, to the letter, so they run here too. Only the address
 changes (the suite runs on free ports) and the working directory is the suite's, where `data/` lives. The
 suite serves `make run`'s own demo catalog.
 """
@@ -23,13 +24,19 @@ from tests.e2e.support import start_suite
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 QUICK_START = README[README.index("## Quick start") : README.index("\n## ", README.index("## Quick start") + 5)]
+GETTING_STARTED = (ROOT / "docs" / "getting-started.md").read_text()
 
 
-def _block(language: str, containing: str) -> str:
-    for body in re.findall(rf"```{language}\n(.*?)```", QUICK_START, flags=re.S):
+def _block(language: str, containing: str, text: str = QUICK_START) -> str:
+    for body in re.findall(rf"```{language}\n(.*?)```", text, flags=re.S):
         if containing in body:
             return str(body)
     raise AssertionError(f"no {language} block with {containing!r} in the README's quick start")
+
+
+@pytest.mark.parametrize(("language", "containing"), [("sh", "curl"), ("python", "from openai import OpenAI")])
+def test_the_docs_show_the_tested_blocks(language: str, containing: str) -> None:
+    assert _block(language, containing, GETTING_STARTED) == _block(language, containing)
 
 
 @pytest.fixture(scope="module")

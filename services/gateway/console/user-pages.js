@@ -72,8 +72,15 @@ async function allUsage(range, limit = 10_000) {
 
 const CSV_COLUMNS = [
   "created_at", "request_id", "model", "provider", "power_level", "status", "prompt_tokens", "completion_tokens",
-  "cost", "latency_ms", "byok", "cache_hit", "fallback_count",
+  "cost", "latency_ms", "byok", "cache_hit", "fallback_count", "cache_read_tokens", "cache_write_tokens",
+  "reasoning_tokens", "key_id", "end_user", "tags",
 ];
+
+function csvValue(row, column) {
+  if (column === "created_at") return new Date(row.created_at * 1000).toISOString();
+  if (column === "tags") return Object.entries(row.tags || {}).map(([k, v]) => `${k}=${v}`).join(",");
+  return row[column];
+}
 
 function csvCell(value) {
   const text = String(value ?? "");
@@ -85,7 +92,7 @@ function csvCell(value) {
 export function toCsv(rows) {
   const lines = [CSV_COLUMNS.join(",")];
   for (const r of rows) {
-    lines.push(CSV_COLUMNS.map((c) => csvCell(c === "created_at" ? new Date(r.created_at * 1000).toISOString() : r[c])).join(","));
+    lines.push(CSV_COLUMNS.map((c) => csvCell(csvValue(r, c))).join(","));
   }
   return `${lines.join("\r\n")}\r\n`;
 }
@@ -148,6 +155,8 @@ export async function usage(root) {
           { label: "Provider", value: (r) => r.provider || "—" },
           { label: "Prompt", value: (r) => int(r.prompt_tokens), num: true },
           { label: "Completion", value: (r) => int(r.completion_tokens), num: true },
+          { label: "Cached", value: (r) => int(r.cache_read_tokens || 0), num: true },
+          { label: "Reasoning", value: (r) => int(r.reasoning_tokens || 0), num: true },
           { label: "Cost", value: (r) => credits(r.cost), num: true },
           { label: "Latency (ms)", value: (r) => int(Math.round(r.latency_ms)), num: true },
           { label: "Status", value: (r) => badge(r.status + (r.byok ? " · own key" : "") + (r.cache_hit ? " · cache" : ""), r.status === "ok" ? "ok" : "bad") },

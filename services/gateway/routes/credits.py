@@ -1,7 +1,9 @@
 """Credits and usage over HTTP: balance, admin grants, the transaction journal, the usage log and summaries.
 
-A user sees only their own account; an admin key may name another user with `?user=`. Amounts are
-shown in credits (decimal strings, exact) and in integer micro-credits.
+A user sees only their own account; an admin key may name another user with `?user=` (and, on the usage
+routes, every user with `?user=*`). Amounts are shown in credits (decimal strings, exact) and in integer
+micro-credits. The usage routes filter by `model`, `key`, `end_user` and `tag.<name>`; the summary groups
+by day, model, provider, user, key, end_user or `tag:<name>`.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from starlette.routing import Route
 
 from services.gateway.edge import aliased, edge, json_response, read_json, require_admin, target_user
 from services.gateway.openapi import extend, operation, query
+from services.runtime import attribution
 from services.runtime.errors import DomainError
 from services.runtime.logging import request_id
 from tollgate.credits.v1 import credits_pb2
+from tollgate.keyvault.v1 import keyvault_pb2
 
 MICRO = 1_000_000
 
@@ -179,9 +183,48 @@ async def transactions(request: Request) -> Response:
     )
 
 
+_TAG_PREFIX = "tag."
+
+
+def _usage_user(request: Request, principal: keyvault_pb2.Principal) -> str:
+    """Whose usage: the caller's own, another user's (admin, `?user=`), or everyone's (admin, `?user=*`: '')."""
+    if request.query_params.get("user") == "*":
+        require_admin(principal)
+        return ""
+    return target_user(request, principal)
+
+
+def _usage_filter(request: Request) -> credits_pb2.UsageFilter:
+    """`?model=`, `?key=`, `?end_user=` and `?tag.<name>=<value>` (each at most once; all must match)."""
+    query = request.query_params
+    for name in {k for k in query if k in ("model", "key", "end_user") or k.startswith(_TAG_PREFIX)}:
+        if len(query.getlist(name)) > 1:
+            raise DomainError("invalid_request", f"'{name}' may be given once", name)
+    tags = {k[len(_TAG_PREFIX) :]: v for k, v in query.items() if k.startswith(_TAG_PREFIX)}
+    for name in ("model", "key", "end_user"):
+        if len(query.get(name, "")) > attribution.MAX_END_USER:
+            raise DomainError(
+                "invalid_request", f"'{name}' must be at most {attribution.MAX_END_USER} characters", name
+            )
+    return credits_pb2.UsageFilter(
+        model=query.get("model", ""),
+        api_key_id=query.get("key", ""),
+        end_user=query.get("end_user", ""),
+        tags=attribution.tags(tags, "tag"),
+    )
+
+
+def _parts(message: credits_pb2.UsageRecord | credits_pb2.UsageGroup) -> dict[str, int]:
+    return {
+        "cache_read_tokens": message.cache_read_tokens,
+        "cache_write_tokens": message.cache_write_tokens,
+        "reasoning_tokens": message.reasoning_tokens,
+    }
+
+
 async def usage(request: Request) -> Response:
     gateway = edge(request)
-    user = target_user(request, await gateway.principal(request))
+    user = _usage_user(request, await gateway.principal(request))
     reply: credits_pb2.ListUsageReply = await gateway.call(
         gateway.clients.credits.ListUsage,
         credits_pb2.ListUsageRequest(
@@ -190,6 +233,7 @@ async def usage(request: Request) -> Response:
             until_unix_ms=_time_ms(request, "until"),
             limit=_int(request, "limit", 100, 1, 1000),
             before_id=_cursor(request),
+            filter=_usage_filter(request),
         ),
         "credits",
     )
@@ -203,12 +247,17 @@ async def usage(request: Request) -> Response:
             "status": r.usage.status,
             "prompt_tokens": r.usage.prompt_tokens,
             "completion_tokens": r.usage.completion_tokens,
+            **_parts(r.usage),
             "cost": credits(r.usage.cost_micro),
             "cost_micro": r.usage.cost_micro,
             "latency_ms": round(r.usage.latency_ms, 1),
             "byok": r.usage.byok,
             "cache_hit": r.usage.cache_hit,
             "fallback_count": r.usage.fallback_count,
+            "user_id": r.usage.user_id,
+            "key_id": r.usage.api_key_id,
+            "end_user": r.usage.end_user,
+            "tags": dict(r.usage.tags),
             "created_at": r.created_unix_ms // 1000,
         }
         for r in reply.rows
@@ -225,7 +274,7 @@ async def usage(request: Request) -> Response:
 
 async def usage_summary(request: Request) -> Response:
     gateway = edge(request)
-    user = target_user(request, await gateway.principal(request))
+    user = _usage_user(request, await gateway.principal(request))
     group_by = request.query_params.get("group_by", "day")
     reply: credits_pb2.UsageSummaryReply = await gateway.call(
         gateway.clients.credits.UsageSummary,
@@ -234,6 +283,7 @@ async def usage_summary(request: Request) -> Response:
             group_by=group_by,
             since_unix_ms=_time_ms(request, "since"),
             until_unix_ms=_time_ms(request, "until"),
+            filter=_usage_filter(request),
         ),
         "credits",
     )
@@ -243,15 +293,23 @@ async def usage_summary(request: Request) -> Response:
             "requests": g.requests,
             "prompt_tokens": g.prompt_tokens,
             "completion_tokens": g.completion_tokens,
+            **_parts(g),
             "cost": credits(g.cost_micro),
             "cost_micro": g.cost_micro,
         }
         for g in reply.groups
     ]
-    return json_response({"object": "usage.summary", "group_by": group_by, "user_id": user, "data": data})
+    return json_response({"object": "usage.summary", "group_by": group_by, "user_id": user or "*", "data": data})
 
 
 _USER = query("user", "admin only: another user's account")
+_USAGE_USER = query("user", "admin only: another user's usage, or * for every user's")
+_FILTERS = [
+    query("model", "only this model (catalog id)"),
+    query("key", "only this API key id"),
+    query("end_user", "only this end user (the body's OpenAI `user`)"),
+    query("tag.<name>", "only rows whose tag <name> has this value (metadata or X-Tollgate-Tags)"),
+]
 _PAGE = [_USER, query("limit", "rows, 1-500", "integer"), query("before", "cursor from the previous page")]
 _SPAN = [query("since", "unix seconds or ISO 8601"), query("until", "unix seconds or ISO 8601")]
 _BALANCE = {"get": operation("Your balance, reserved and available credits, low flag", params=[_USER])}
@@ -261,14 +319,23 @@ extend("/api/v1/llm/credits/balance", False, _BALANCE)
 extend("/v1/admin/credits", False, _GRANT)
 extend("/api/v1/llm/credits/add", False, _GRANT)
 extend("/v1/credits/transactions", True, {"get": operation("Your journal, newest first", params=_PAGE)})
-extend("/v1/usage", True, {"get": operation("Your usage log, newest first", params=[*_PAGE, *_SPAN])})
+extend(
+    "/v1/usage",
+    True,
+    {"get": operation("Your usage log, newest first", params=[_USAGE_USER, *_PAGE[1:], *_SPAN, *_FILTERS])},
+)
 extend(
     "/v1/usage/summary",
     True,
     {
         "get": operation(
-            "Usage totals by day, model, provider or user",
-            params=[_USER, query("group_by", "day | model | provider | user"), *_SPAN],
+            "Usage totals by day, model, provider, user, API key, end user or tag",
+            params=[
+                _USAGE_USER,
+                query("group_by", "day | model | provider | user | key | end_user | tag:<name>"),
+                *_SPAN,
+                *_FILTERS,
+            ],
         )
     },
 )

@@ -20,10 +20,12 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from services.gateway import metrics
+from services.gateway.dialects import Dialect
 from services.gateway.edge import Edge, aliased, edge, json_response, read_json
 from services.gateway.limits import Admission
 from services.gateway.replay import Claim, ResponseCache, Stored, fingerprint
 from services.gateway.validation import VALIDATORS, credential
+from services.runtime import attribution
 from services.runtime.channels import metadata
 from services.runtime.errors import DomainError, from_rpc_error
 from services.runtime.logging import request_id
@@ -92,11 +94,17 @@ class Completion:
         return metrics.record(outcome)
 
 
-async def _accept(request: Request, route: str) -> Completion:
+async def _accept(request: Request, route: str, dialect: Dialect | None = None) -> Completion:
     gateway = edge(request)
     principal = await gateway.principal(request)
     admission = await gateway.limiter.admit(principal)
     body, payload = await read_json(request)
+    if dialect is not None:  # the dialect checks its own body as it translates it
+        payload = dialect.chat_body(payload)
+        try:
+            body = orjson.dumps(payload)
+        except orjson.JSONEncodeError:  # nested past the 254 levels JSON is written with
+            raise DomainError("invalid_request", "The request body is nested too deeply") from None
     VALIDATORS[route](payload)
     inline = _inline_key(payload)
     if inline is not None or "cache" in payload:
@@ -107,12 +115,23 @@ async def _accept(request: Request, route: str) -> Completion:
         body=body,
         power_level=request.headers.get("x-power-level", ""),
         inline_key=inline,
+        tags=attribution.from_header(request.headers.get(attribution.HEADER)),
     )
-    return Completion(gateway, route, principal, message, payload, admission, request.headers.get("idempotency-key"))
+    name = dialect.route if dialect is not None else route
+    return Completion(gateway, name, principal, message, payload, admission, request.headers.get("idempotency-key"))
 
 
-async def _serve(request: Request, route: str, unary: Any, stream: Any) -> Response:
-    job = await _accept(request, route)
+async def _serve(request: Request, route: str, unary: Any, stream: Any, dialect: Dialect | None = None) -> Response:
+    if dialect is None:
+        return await _served(request, route, unary, stream, None)
+    try:
+        return await _served(request, route, unary, stream, dialect)
+    except DomainError as err:  # before the answer started: in the dialect's own error shape
+        return dialect.error(err, {})
+
+
+async def _served(request: Request, route: str, unary: Any, stream: Any, dialect: Dialect | None) -> Response:
+    job = await _accept(request, route, dialect)
     gateway, user = job.gateway, job.principal.user_id
     if job.idempotency_key is not None:
         held = await gateway.idempotency.claim(
@@ -123,8 +142,8 @@ async def _serve(request: Request, route: str, unary: Any, stream: Any) -> Respo
         job.claim = held
     try:
         if job.payload.get("stream"):
-            return await _stream(job, stream)
-        response, body = await _unary(job, unary, request)
+            return await _stream(job, stream, dialect)
+        response, body = await _unary(job, unary, request, dialect)
     except BaseException:
         if job.claim is not None:
             with anyio.CancelScope(shield=True):  # a client that left still frees its key
@@ -135,7 +154,9 @@ async def _serve(request: Request, route: str, unary: Any, stream: Any) -> Respo
     return response
 
 
-async def _unary(job: Completion, method: Any, request: Request) -> tuple[Response, bytes]:
+async def _unary(
+    job: Completion, method: Any, request: Request, dialect: Dialect | None = None
+) -> tuple[Response, bytes]:
     gateway = job.gateway
     cache_key = None
     if not job.message.HasField("inline_key") and gateway.cache.eligible(job.payload):
@@ -151,11 +172,12 @@ async def _unary(job: Completion, method: Any, request: Request) -> tuple[Respon
     )
     headers = {**outcome_headers(reply.outcome), **job.headers}
     headers["x-tollgate-overhead-ms"] = f"{await job.finished(reply.outcome):.3f}"
-    response = Response(reply.body, media_type="application/json", headers=headers)
+    body = reply.body if dialect is None else orjson.dumps(dialect.reply(orjson.loads(reply.body), reply.outcome))
+    response = Response(body, media_type="application/json", headers=headers)
     if cache_key is not None:
-        await gateway.cache.put(cache_key, Stored.of(response, reply.body))
+        await gateway.cache.put(cache_key, Stored.of(response, body))
         response.headers["x-tollgate-cache"] = "miss"
-    return response, reply.body
+    return response, body
 
 
 async def _disconnected(request: Request) -> None:
@@ -197,6 +219,8 @@ async def _record_cache_hit(job: Completion, hit: Stored) -> None:
         status="ok",
         cache_hit=True,
         route=job.route,
+        end_user=attribution.end_user(job.payload.get("user")),
+        tags=attribution.merged(attribution.tags(job.payload.get("metadata")), job.message.tags),
     )
     await job.gateway.call(
         job.gateway.clients.credits.RecordUsage,
@@ -205,7 +229,7 @@ async def _record_cache_hit(job: Completion, hit: Stored) -> None:
     )
 
 
-async def _stream(job: Completion, method: Any) -> Response:
+async def _stream(job: Completion, method: Any, dialect: Dialect | None = None) -> Response:
     gateway = job.gateway
     call = method(job.message, timeout=gateway.settings.request_timeout, metadata=metadata())
     try:
@@ -215,6 +239,9 @@ async def _stream(job: Completion, method: Any) -> Response:
     if first is grpc.aio.EOF:
         raise DomainError("provider_error", "The provider ended the stream before sending anything")
 
+    translation = dialect.translation(job.payload) if dialect is not None else None
+    done = [_DONE] if translation is None else []
+
     async def relay() -> AsyncIterator[bytes]:
         # Only a stream that ended whole (the router's outcome, no error event, [DONE] delivered) is stored
         # for its Idempotency-Key; one cut short by the client, the provider or the router frees the key.
@@ -223,31 +250,45 @@ async def _stream(job: Completion, method: Any) -> Response:
         try:
             while event is not grpc.aio.EOF:
                 kind = event.WhichOneof("event")
-                frame = b""
+                out: list[bytes] = []
                 if kind == "chunk":
-                    frame = b"data: " + event.chunk + b"\n\n"
+                    out = (
+                        [b"data: " + event.chunk + b"\n\n"]
+                        if translation is None
+                        else translation.chunk(orjson.loads(event.chunk))
+                    )
                 elif kind == "error":
                     failed = True
-                    frame = b"data: " + event.error + b"\n\n"
+                    out = (
+                        [b"data: " + event.error + b"\n\n"]
+                        if translation is None
+                        else translation.failed(orjson.loads(event.error))
+                    )
                 elif kind == "outcome":
                     settled = True
                     await job.finished(event.outcome)
-                if frame:
+                    out = [] if translation is None else translation.finished(event.outcome)
+                for frame in out:
                     if job.claim is not None:
                         frames.append(frame)
                     yield frame
                 event = await call.read()
             if not failed:
-                yield _DONE
+                for frame in done:
+                    yield frame
                 whole = settled
         except grpc.aio.AioRpcError as exc:
-            yield b"data: " + orjson.dumps(from_rpc_error(exc, "router").body()) + b"\n\n"
+            error = from_rpc_error(exc, "router").body()
+            for frame in (
+                [b"data: " + orjson.dumps(error) + b"\n\n"] if translation is None else translation.failed(error)
+            ):
+                yield frame
         finally:
             # A client that went away cancels the router's call, which releases its hold.
             call.cancel()
             if job.claim is not None:
                 with anyio.CancelScope(shield=True):
-                    await _settle_stream_key(job, [*frames, _DONE] if whole else None)
+                    await _settle_stream_key(job, [*frames, *done] if whole else None)
 
     headers = {**_SSE_HEADERS, **job.headers}
     if first.provider:

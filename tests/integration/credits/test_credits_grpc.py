@@ -317,7 +317,7 @@ async def test_cli_grant_show_and_usage(credits_service: Running) -> None:
     header, row = out.strip().splitlines()
     assert header.startswith("at,request_id,user_id,model") and ",u,cy,demo-echo,demo,,ok,3,0,0.001234," in row
     code, out = await _cli(address, "usage", "summary", "--by", "model", "--csv")
-    assert code == 0 and out.strip().splitlines()[1] == "demo-echo,1,3,0,0.001234"
+    assert code == 0 and out.strip().splitlines()[1] == "demo-echo,1,3,0,0.001234,0,0,0"
 
 
 @pytest.fixture

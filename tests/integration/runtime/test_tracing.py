@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import grpc
 import httpx
-import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from services.gateway.app import create_app
@@ -16,18 +14,9 @@ from services.runtime import tracing
 from services.runtime.channels import metadata
 from services.runtime.errors import rpc
 from services.runtime.logging import request_id
-from services.runtime.settings import CommonSettings
 from tests import identities
 from tests.conftest import free_port
 from tollgate.health.v1 import health_pb2, health_pb2_grpc
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    tracing.setup("test", CommonSettings(), exporter)
-    yield exporter
-    tracing._state["enabled"] = False
 
 
 class Echo(health_pb2_grpc.ProviderHealthServicer):

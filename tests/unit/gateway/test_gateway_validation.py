@@ -126,3 +126,12 @@ def test_a_credential_with_control_characters_is_refused(key: str) -> None:
 
 def test_a_plain_credential_passes() -> None:
     assert credential("sk-proj-AbC_123.xyz~", "api_key") == "sk-proj-AbC_123.xyz~"
+
+
+def test_chat_takes_custom_tools_as_openai_does() -> None:
+    base = {"messages": [{"role": "user", "content": "hi"}]}
+    chat({**base, "tools": [{"type": "custom", "custom": {"name": "apply_patch"}}]})
+    for bad in ({"type": "custom", "function": {"name": "x"}}, {"type": "custom"}, {"type": "local_shell"}):
+        with pytest.raises(DomainError) as refused:
+            chat({**base, "tools": [bad]})
+        assert refused.value.param == "tools[0]"

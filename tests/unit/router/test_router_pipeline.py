@@ -301,7 +301,7 @@ async def test_a_provider_slower_than_its_own_timeout_costs_nothing(router: Rout
 
 
 async def test_a_body_refused_before_sending_costs_nothing(router: Router, upstream: Upstream) -> None:
-    raw = chat("echo")[:-1] + b',"metadata":' + b"[" * 300 + b"]" * 300 + b"}"  # deeper than can be sent
+    raw = chat("echo")[:-1] + b',"logit_bias":' + b"[" * 300 + b"]" * 300 + b"}"  # deeper than can be sent
     with pytest.raises(DomainError) as err:
         await router.complete(parse("chat", raw, "CUSTOM"), caller())
     assert err.value.code == "invalid_request"

@@ -24,13 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!tollgate/credits/v1/credits.proto\x12\x13tollgate.credits.v1\"\xb3\x01\n\x07\x42\x61lance\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x15\n\rbalance_micro\x18\x02 \x01(\x03\x12\x16\n\x0ereserved_micro\x18\x03 \x01(\x03\x12\x17\n\x0f\x61vailable_micro\x18\x04 \x01(\x03\x12\x0b\n\x03low\x18\x05 \x01(\x08\x12\x1b\n\x13low_threshold_micro\x18\x06 \x01(\x03\x12\x0c\n\x04tier\x18\x07 \x01(\t\x12\x17\n\x0foverdraft_micro\x18\x08 \x01(\x03\"$\n\x11GetBalanceRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"{\n\x0cGrantRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_micro\x18\x02 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x06 \x01(\t\"S\n\nGrantReply\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12-\n\x07\x62\x61lance\x18\x02 \x01(\x0b\x32\x1c.tollgate.credits.v1.Balance\"y\n\x0eReserveRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_micro\x18\x02 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x05 \x01(\x05\"N\n\x0cReserveReply\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12-\n\x07\x62\x61lance\x18\x02 \x01(\x0b\x32\x1c.tollgate.credits.v1.Balance\"\xed\x02\n\x0bUsageRecord\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x12\n\napi_key_id\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x10\n\x08provider\x18\x05 \x01(\t\x12\x12\n\ndeployment\x18\x06 \x01(\t\x12\x13\n\x0bpower_level\x18\x07 \x01(\t\x12\x15\n\rprompt_tokens\x18\x08 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\t \x01(\x03\x12\x12\n\ncost_micro\x18\n \x01(\x03\x12\x12\n\nlatency_ms\x18\x0b \x01(\x01\x12\x0e\n\x06status\x18\x0c \x01(\t\x12\x0c\n\x04\x62yok\x18\r \x01(\x08\x12\x11\n\tcache_hit\x18\x0e \x01(\x08\x12\x16\n\x0e\x66\x61llback_count\x18\x0f \x01(\x05\x12\x17\n\x0fusage_estimated\x18\x10 \x01(\x08\x12\r\n\x05route\x18\x11 \x01(\t\x12\x10\n\x08\x64\x65\x63ision\x18\x12 \x01(\x0c\"\x80\x01\n\rSettleRequest\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_micro\x18\x02 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12/\n\x05usage\x18\x04 \x01(\x0b\x32 .tollgate.credits.v1.UsageRecord\"l\n\x0bSettleReply\x12\x15\n\rcharged_micro\x18\x01 \x01(\x03\x12\x17\n\x0foverdraft_micro\x18\x02 \x01(\x03\x12-\n\x07\x62\x61lance\x18\x03 \x01(\x0b\x32\x1c.tollgate.credits.v1.Balance\"k\n\x0eReleaseRequest\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12/\n\x05usage\x18\x03 \x01(\x0b\x32 .tollgate.credits.v1.UsageRecord\"=\n\x0cReleaseReply\x12-\n\x07\x62\x61lance\x18\x01 \x01(\x0b\x32\x1c.tollgate.credits.v1.Balance\"^\n\x12RecordUsageRequest\x12/\n\x05usage\x18\x01 \x01(\x0b\x32 .tollgate.credits.v1.UsageRecord\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"\x12\n\x10RecordUsageReply\"\xce\x01\n\x0bTransaction\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x14\n\x0c\x61mount_micro\x18\x04 \x01(\x03\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12\x17\n\x0f\x63reated_unix_ms\x18\x07 \x01(\x03\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x17\n\x0foverdraft_micro\x18\t \x01(\x03\x12\x0f\n\x07hold_id\x18\n \x01(\t\"L\n\x17ListTransactionsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x11\n\tbefore_id\x18\x03 \x01(\t\"g\n\x15ListTransactionsReply\x12\x36\n\x0ctransactions\x18\x01 \x03(\x0b\x32 .tollgate.credits.v1.Transaction\x12\x16\n\x0enext_before_id\x18\x02 \x01(\t\"T\n\x08UsageRow\x12/\n\x05usage\x18\x01 \x01(\x0b\x32 .tollgate.credits.v1.UsageRecord\x12\x17\n\x0f\x63reated_unix_ms\x18\x02 \x01(\x03\"s\n\x10ListUsageRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x15\n\rsince_unix_ms\x18\x02 \x01(\x03\x12\x15\n\runtil_unix_ms\x18\x03 \x01(\x03\x12\r\n\x05limit\x18\x04 \x01(\x05\x12\x11\n\tbefore_id\x18\x05 \x01(\t\"U\n\x0eListUsageReply\x12+\n\x04rows\x18\x01 \x03(\x0b\x32\x1d.tollgate.credits.v1.UsageRow\x12\x16\n\x0enext_before_id\x18\x02 \x01(\t\"f\n\x13UsageSummaryRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08group_by\x18\x02 \x01(\t\x12\x15\n\rsince_unix_ms\x18\x03 \x01(\x03\x12\x15\n\runtil_unix_ms\x18\x04 \x01(\x03\"q\n\nUsageGroup\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08requests\x18\x02 \x01(\x03\x12\x15\n\rprompt_tokens\x18\x03 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x04 \x01(\x03\x12\x12\n\ncost_micro\x18\x05 \x01(\x03\"D\n\x11UsageSummaryReply\x12/\n\x06groups\x18\x01 \x03(\x0b\x32\x1f.tollgate.credits.v1.UsageGroup2\xa8\x06\n\x07\x43redits\x12R\n\nGetBalance\x12&.tollgate.credits.v1.GetBalanceRequest\x1a\x1c.tollgate.credits.v1.Balance\x12K\n\x05Grant\x12!.tollgate.credits.v1.GrantRequest\x1a\x1f.tollgate.credits.v1.GrantReply\x12Q\n\x07Reserve\x12#.tollgate.credits.v1.ReserveRequest\x1a!.tollgate.credits.v1.ReserveReply\x12N\n\x06Settle\x12\".tollgate.credits.v1.SettleRequest\x1a .tollgate.credits.v1.SettleReply\x12Q\n\x07Release\x12#.tollgate.credits.v1.ReleaseRequest\x1a!.tollgate.credits.v1.ReleaseReply\x12]\n\x0bRecordUsage\x12\'.tollgate.credits.v1.RecordUsageRequest\x1a%.tollgate.credits.v1.RecordUsageReply\x12l\n\x10ListTransactions\x12,.tollgate.credits.v1.ListTransactionsRequest\x1a*.tollgate.credits.v1.ListTransactionsReply\x12W\n\tListUsage\x12%.tollgate.credits.v1.ListUsageRequest\x1a#.tollgate.credits.v1.ListUsageReply\x12`\n\x0cUsageSummary\x12(.tollgate.credits.v1.UsageSummaryRequest\x1a&.tollgate.credits.v1.UsageSummaryReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!tollgate/credits/v1/credits.proto\x12\x13tollgate.credits.v1\"\xb3\x01\n\x07\x42\x61lance\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x15\n\rbalance_micro\x18\x02 \x01(\x03\x12\x16\n\x0ereserved_micro\x18\x03 \x01(\x03\x12\x17\n\x0f\x61vailable_micro\x18\x04 \x01(\x03\x12\x0b\n\x03low\x18\x05 \x01(\x08\x12\x1b\n\x13low_threshold_micro\x18\x06 \x01(\x03\x12\x0c\n\x04tier\x18\x07 \x01(\t\x12\x17\n\x0foverdraft_micro\x18\x08 \x01(\x03\"$\n\x11GetBalanceRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"{\n\x0cGrantRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_micro\x18\x02 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x06 \x01(\t\"S\n\nGrantReply\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12-\n\x07\x62\x61lance\x18\x02 \x01(\x0b\x32\x1c.tollgate.credits.v1.Balance\"y\n\x0eReserveRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_micro\x18\x02 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x05 \x01(\x05\"N\n\x0cReserveReply\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12-\n\x07\x62\x61lance\x18\x02 \x01(\x0b\x32\x1c.tollgate.credits.v1.Balance\"\xb7\x04\n\x0bUsageRecord\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x12\n\napi_key_id\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x10\n\x08provider\x18\x05 \x01(\t\x12\x12\n\ndeployment\x18\x06 \x01(\t\x12\x13\n\x0bpower_level\x18\x07 \x01(\t\x12\x15\n\rprompt_tokens\x18\x08 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\t \x01(\x03\x12\x12\n\ncost_micro\x18\n \x01(\x03\x12\x12\n\nlatency_ms\x18\x0b \x01(\x01\x12\x0e\n\x06status\x18\x0c \x01(\t\x12\x0c\n\x04\x62yok\x18\r \x01(\x08\x12\x11\n\tcache_hit\x18\x0e \x01(\x08\x12\x16\n\x0e\x66\x61llback_count\x18\x0f \x01(\x05\x12\x17\n\x0fusage_estimated\x18\x10 \x01(\x08\x12\r\n\x05route\x18\x11 \x01(\t\x12\x10\n\x08\x64\x65\x63ision\x18\x12 \x01(\x0c\x12\x19\n\x11\x63\x61\x63he_read_tokens\x18\x13 \x01(\x03\x12\x1a\n\x12\x63\x61\x63he_write_tokens\x18\x14 \x01(\x03\x12\x18\n\x10reasoning_tokens\x18\x15 \x01(\x03\x12\x10\n\x08\x65nd_user\x18\x16 \x01(\t\x12\x38\n\x04tags\x18\x17 \x03(\x0b\x32*.tollgate.credits.v1.UsageRecord.TagsEntry\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x80\x01\n\rSettleRequest\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_micro\x18\x02 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12/\n\x05usage\x18\x04 \x01(\x0b\x32 .tollgate.credits.v1.UsageRecord\"l\n\x0bSettleReply\x12\x15\n\rcharged_micro\x18\x01 \x01(\x03\x12\x17\n\x0foverdraft_micro\x18\x02 \x01(\x03\x12-\n\x07\x62\x61lance\x18\x03 \x01(\x0b\x32\x1c.tollgate.credits.v1.Balance\"k\n\x0eReleaseRequest\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12/\n\x05usage\x18\x03 \x01(\x0b\x32 .tollgate.credits.v1.UsageRecord\"=\n\x0cReleaseReply\x12-\n\x07\x62\x61lance\x18\x01 \x01(\x0b\x32\x1c.tollgate.credits.v1.Balance\"^\n\x12RecordUsageRequest\x12/\n\x05usage\x18\x01 \x01(\x0b\x32 .tollgate.credits.v1.UsageRecord\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"\x12\n\x10RecordUsageReply\"\xce\x01\n\x0bTransaction\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x14\n\x0c\x61mount_micro\x18\x04 \x01(\x03\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12\x17\n\x0f\x63reated_unix_ms\x18\x07 \x01(\x03\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x17\n\x0foverdraft_micro\x18\t \x01(\x03\x12\x0f\n\x07hold_id\x18\n \x01(\t\"L\n\x17ListTransactionsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x11\n\tbefore_id\x18\x03 \x01(\t\"g\n\x15ListTransactionsReply\x12\x36\n\x0ctransactions\x18\x01 \x03(\x0b\x32 .tollgate.credits.v1.Transaction\x12\x16\n\x0enext_before_id\x18\x02 \x01(\t\"T\n\x08UsageRow\x12/\n\x05usage\x18\x01 \x01(\x0b\x32 .tollgate.credits.v1.UsageRecord\x12\x17\n\x0f\x63reated_unix_ms\x18\x02 \x01(\x03\"\xa5\x01\n\x10ListUsageRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x15\n\rsince_unix_ms\x18\x02 \x01(\x03\x12\x15\n\runtil_unix_ms\x18\x03 \x01(\x03\x12\r\n\x05limit\x18\x04 \x01(\x05\x12\x11\n\tbefore_id\x18\x05 \x01(\t\x12\x30\n\x06\x66ilter\x18\x06 \x01(\x0b\x32 .tollgate.credits.v1.UsageFilter\"U\n\x0eListUsageReply\x12+\n\x04rows\x18\x01 \x03(\x0b\x32\x1d.tollgate.credits.v1.UsageRow\x12\x16\n\x0enext_before_id\x18\x02 \x01(\t\"\xa9\x01\n\x0bUsageFilter\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\napi_key_id\x18\x02 \x01(\t\x12\x10\n\x08\x65nd_user\x18\x03 \x01(\t\x12\x38\n\x04tags\x18\x04 \x03(\x0b\x32*.tollgate.credits.v1.UsageFilter.TagsEntry\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x98\x01\n\x13UsageSummaryRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08group_by\x18\x02 \x01(\t\x12\x15\n\rsince_unix_ms\x18\x03 \x01(\x03\x12\x15\n\runtil_unix_ms\x18\x04 \x01(\x03\x12\x30\n\x06\x66ilter\x18\x05 \x01(\x0b\x32 .tollgate.credits.v1.UsageFilter\"\xc2\x01\n\nUsageGroup\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08requests\x18\x02 \x01(\x03\x12\x15\n\rprompt_tokens\x18\x03 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x04 \x01(\x03\x12\x12\n\ncost_micro\x18\x05 \x01(\x03\x12\x19\n\x11\x63\x61\x63he_read_tokens\x18\x06 \x01(\x03\x12\x1a\n\x12\x63\x61\x63he_write_tokens\x18\x07 \x01(\x03\x12\x18\n\x10reasoning_tokens\x18\x08 \x01(\x03\"D\n\x11UsageSummaryReply\x12/\n\x06groups\x18\x01 \x03(\x0b\x32\x1f.tollgate.credits.v1.UsageGroup2\xa8\x06\n\x07\x43redits\x12R\n\nGetBalance\x12&.tollgate.credits.v1.GetBalanceRequest\x1a\x1c.tollgate.credits.v1.Balance\x12K\n\x05Grant\x12!.tollgate.credits.v1.GrantRequest\x1a\x1f.tollgate.credits.v1.GrantReply\x12Q\n\x07Reserve\x12#.tollgate.credits.v1.ReserveRequest\x1a!.tollgate.credits.v1.ReserveReply\x12N\n\x06Settle\x12\".tollgate.credits.v1.SettleRequest\x1a .tollgate.credits.v1.SettleReply\x12Q\n\x07Release\x12#.tollgate.credits.v1.ReleaseRequest\x1a!.tollgate.credits.v1.ReleaseReply\x12]\n\x0bRecordUsage\x12\'.tollgate.credits.v1.RecordUsageRequest\x1a%.tollgate.credits.v1.RecordUsageReply\x12l\n\x10ListTransactions\x12,.tollgate.credits.v1.ListTransactionsRequest\x1a*.tollgate.credits.v1.ListTransactionsReply\x12W\n\tListUsage\x12%.tollgate.credits.v1.ListUsageRequest\x1a#.tollgate.credits.v1.ListUsageReply\x12`\n\x0cUsageSummary\x12(.tollgate.credits.v1.UsageSummaryRequest\x1a&.tollgate.credits.v1.UsageSummaryReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tollgate.credits.v1.credits_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_USAGERECORD_TAGSENTRY']._loaded_options = None
+  _globals['_USAGERECORD_TAGSENTRY']._serialized_options = b'8\001'
+  _globals['_USAGEFILTER_TAGSENTRY']._loaded_options = None
+  _globals['_USAGEFILTER_TAGSENTRY']._serialized_options = b'8\001'
   _globals['_BALANCE']._serialized_start=59
   _globals['_BALANCE']._serialized_end=238
   _globals['_GETBALANCEREQUEST']._serialized_start=240
@@ -44,37 +48,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RESERVEREPLY']._serialized_start=611
   _globals['_RESERVEREPLY']._serialized_end=689
   _globals['_USAGERECORD']._serialized_start=692
-  _globals['_USAGERECORD']._serialized_end=1057
-  _globals['_SETTLEREQUEST']._serialized_start=1060
-  _globals['_SETTLEREQUEST']._serialized_end=1188
-  _globals['_SETTLEREPLY']._serialized_start=1190
-  _globals['_SETTLEREPLY']._serialized_end=1298
-  _globals['_RELEASEREQUEST']._serialized_start=1300
-  _globals['_RELEASEREQUEST']._serialized_end=1407
-  _globals['_RELEASEREPLY']._serialized_start=1409
-  _globals['_RELEASEREPLY']._serialized_end=1470
-  _globals['_RECORDUSAGEREQUEST']._serialized_start=1472
-  _globals['_RECORDUSAGEREQUEST']._serialized_end=1566
-  _globals['_RECORDUSAGEREPLY']._serialized_start=1568
-  _globals['_RECORDUSAGEREPLY']._serialized_end=1586
-  _globals['_TRANSACTION']._serialized_start=1589
-  _globals['_TRANSACTION']._serialized_end=1795
-  _globals['_LISTTRANSACTIONSREQUEST']._serialized_start=1797
-  _globals['_LISTTRANSACTIONSREQUEST']._serialized_end=1873
-  _globals['_LISTTRANSACTIONSREPLY']._serialized_start=1875
-  _globals['_LISTTRANSACTIONSREPLY']._serialized_end=1978
-  _globals['_USAGEROW']._serialized_start=1980
-  _globals['_USAGEROW']._serialized_end=2064
-  _globals['_LISTUSAGEREQUEST']._serialized_start=2066
-  _globals['_LISTUSAGEREQUEST']._serialized_end=2181
-  _globals['_LISTUSAGEREPLY']._serialized_start=2183
-  _globals['_LISTUSAGEREPLY']._serialized_end=2268
-  _globals['_USAGESUMMARYREQUEST']._serialized_start=2270
-  _globals['_USAGESUMMARYREQUEST']._serialized_end=2372
-  _globals['_USAGEGROUP']._serialized_start=2374
-  _globals['_USAGEGROUP']._serialized_end=2487
-  _globals['_USAGESUMMARYREPLY']._serialized_start=2489
-  _globals['_USAGESUMMARYREPLY']._serialized_end=2557
-  _globals['_CREDITS']._serialized_start=2560
-  _globals['_CREDITS']._serialized_end=3368
+  _globals['_USAGERECORD']._serialized_end=1259
+  _globals['_USAGERECORD_TAGSENTRY']._serialized_start=1216
+  _globals['_USAGERECORD_TAGSENTRY']._serialized_end=1259
+  _globals['_SETTLEREQUEST']._serialized_start=1262
+  _globals['_SETTLEREQUEST']._serialized_end=1390
+  _globals['_SETTLEREPLY']._serialized_start=1392
+  _globals['_SETTLEREPLY']._serialized_end=1500
+  _globals['_RELEASEREQUEST']._serialized_start=1502
+  _globals['_RELEASEREQUEST']._serialized_end=1609
+  _globals['_RELEASEREPLY']._serialized_start=1611
+  _globals['_RELEASEREPLY']._serialized_end=1672
+  _globals['_RECORDUSAGEREQUEST']._serialized_start=1674
+  _globals['_RECORDUSAGEREQUEST']._serialized_end=1768
+  _globals['_RECORDUSAGEREPLY']._serialized_start=1770
+  _globals['_RECORDUSAGEREPLY']._serialized_end=1788
+  _globals['_TRANSACTION']._serialized_start=1791
+  _globals['_TRANSACTION']._serialized_end=1997
+  _globals['_LISTTRANSACTIONSREQUEST']._serialized_start=1999
+  _globals['_LISTTRANSACTIONSREQUEST']._serialized_end=2075
+  _globals['_LISTTRANSACTIONSREPLY']._serialized_start=2077
+  _globals['_LISTTRANSACTIONSREPLY']._serialized_end=2180
+  _globals['_USAGEROW']._serialized_start=2182
+  _globals['_USAGEROW']._serialized_end=2266
+  _globals['_LISTUSAGEREQUEST']._serialized_start=2269
+  _globals['_LISTUSAGEREQUEST']._serialized_end=2434
+  _globals['_LISTUSAGEREPLY']._serialized_start=2436
+  _globals['_LISTUSAGEREPLY']._serialized_end=2521
+  _globals['_USAGEFILTER']._serialized_start=2524
+  _globals['_USAGEFILTER']._serialized_end=2693
+  _globals['_USAGEFILTER_TAGSENTRY']._serialized_start=1216
+  _globals['_USAGEFILTER_TAGSENTRY']._serialized_end=1259
+  _globals['_USAGESUMMARYREQUEST']._serialized_start=2696
+  _globals['_USAGESUMMARYREQUEST']._serialized_end=2848
+  _globals['_USAGEGROUP']._serialized_start=2851
+  _globals['_USAGEGROUP']._serialized_end=3045
+  _globals['_USAGESUMMARYREPLY']._serialized_start=3047
+  _globals['_USAGESUMMARYREPLY']._serialized_end=3115
+  _globals['_CREDITS']._serialized_start=3118
+  _globals['_CREDITS']._serialized_end=3926
 # @@protoc_insertion_point(module_scope)

@@ -79,7 +79,14 @@ class ReserveReply(_message.Message):
     def __init__(self, hold_id: _Optional[str] = ..., balance: _Optional[_Union[Balance, _Mapping]] = ...) -> None: ...
 
 class UsageRecord(_message.Message):
-    __slots__ = ("request_id", "user_id", "api_key_id", "model", "provider", "deployment", "power_level", "prompt_tokens", "completion_tokens", "cost_micro", "latency_ms", "status", "byok", "cache_hit", "fallback_count", "usage_estimated", "route", "decision")
+    __slots__ = ("request_id", "user_id", "api_key_id", "model", "provider", "deployment", "power_level", "prompt_tokens", "completion_tokens", "cost_micro", "latency_ms", "status", "byok", "cache_hit", "fallback_count", "usage_estimated", "route", "decision", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "end_user", "tags")
+    class TagsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +105,11 @@ class UsageRecord(_message.Message):
     USAGE_ESTIMATED_FIELD_NUMBER: _ClassVar[int]
     ROUTE_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
+    CACHE_READ_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_WRITE_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    REASONING_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    END_USER_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     user_id: str
     api_key_id: str
@@ -116,7 +128,12 @@ class UsageRecord(_message.Message):
     usage_estimated: bool
     route: str
     decision: bytes
-    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., api_key_id: _Optional[str] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., deployment: _Optional[str] = ..., power_level: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_micro: _Optional[int] = ..., latency_ms: _Optional[float] = ..., status: _Optional[str] = ..., byok: _Optional[bool] = ..., cache_hit: _Optional[bool] = ..., fallback_count: _Optional[int] = ..., usage_estimated: _Optional[bool] = ..., route: _Optional[str] = ..., decision: _Optional[bytes] = ...) -> None: ...
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    end_user: str
+    tags: _containers.ScalarMap[str, str]
+    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., api_key_id: _Optional[str] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., deployment: _Optional[str] = ..., power_level: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_micro: _Optional[int] = ..., latency_ms: _Optional[float] = ..., status: _Optional[str] = ..., byok: _Optional[bool] = ..., cache_hit: _Optional[bool] = ..., fallback_count: _Optional[int] = ..., usage_estimated: _Optional[bool] = ..., route: _Optional[str] = ..., decision: _Optional[bytes] = ..., cache_read_tokens: _Optional[int] = ..., cache_write_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ..., end_user: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class SettleRequest(_message.Message):
     __slots__ = ("hold_id", "amount_micro", "idempotency_key", "usage")
@@ -219,18 +236,20 @@ class UsageRow(_message.Message):
     def __init__(self, usage: _Optional[_Union[UsageRecord, _Mapping]] = ..., created_unix_ms: _Optional[int] = ...) -> None: ...
 
 class ListUsageRequest(_message.Message):
-    __slots__ = ("user_id", "since_unix_ms", "until_unix_ms", "limit", "before_id")
+    __slots__ = ("user_id", "since_unix_ms", "until_unix_ms", "limit", "before_id", "filter")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     SINCE_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     UNTIL_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     BEFORE_ID_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     since_unix_ms: int
     until_unix_ms: int
     limit: int
     before_id: str
-    def __init__(self, user_id: _Optional[str] = ..., since_unix_ms: _Optional[int] = ..., until_unix_ms: _Optional[int] = ..., limit: _Optional[int] = ..., before_id: _Optional[str] = ...) -> None: ...
+    filter: UsageFilter
+    def __init__(self, user_id: _Optional[str] = ..., since_unix_ms: _Optional[int] = ..., until_unix_ms: _Optional[int] = ..., limit: _Optional[int] = ..., before_id: _Optional[str] = ..., filter: _Optional[_Union[UsageFilter, _Mapping]] = ...) -> None: ...
 
 class ListUsageReply(_message.Message):
     __slots__ = ("rows", "next_before_id")
@@ -240,31 +259,58 @@ class ListUsageReply(_message.Message):
     next_before_id: str
     def __init__(self, rows: _Optional[_Iterable[_Union[UsageRow, _Mapping]]] = ..., next_before_id: _Optional[str] = ...) -> None: ...
 
+class UsageFilter(_message.Message):
+    __slots__ = ("model", "api_key_id", "end_user", "tags")
+    class TagsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    END_USER_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    api_key_id: str
+    end_user: str
+    tags: _containers.ScalarMap[str, str]
+    def __init__(self, model: _Optional[str] = ..., api_key_id: _Optional[str] = ..., end_user: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
 class UsageSummaryRequest(_message.Message):
-    __slots__ = ("user_id", "group_by", "since_unix_ms", "until_unix_ms")
+    __slots__ = ("user_id", "group_by", "since_unix_ms", "until_unix_ms", "filter")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     GROUP_BY_FIELD_NUMBER: _ClassVar[int]
     SINCE_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     UNTIL_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     group_by: str
     since_unix_ms: int
     until_unix_ms: int
-    def __init__(self, user_id: _Optional[str] = ..., group_by: _Optional[str] = ..., since_unix_ms: _Optional[int] = ..., until_unix_ms: _Optional[int] = ...) -> None: ...
+    filter: UsageFilter
+    def __init__(self, user_id: _Optional[str] = ..., group_by: _Optional[str] = ..., since_unix_ms: _Optional[int] = ..., until_unix_ms: _Optional[int] = ..., filter: _Optional[_Union[UsageFilter, _Mapping]] = ...) -> None: ...
 
 class UsageGroup(_message.Message):
-    __slots__ = ("key", "requests", "prompt_tokens", "completion_tokens", "cost_micro")
+    __slots__ = ("key", "requests", "prompt_tokens", "completion_tokens", "cost_micro", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
     KEY_FIELD_NUMBER: _ClassVar[int]
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
     PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
     COST_MICRO_FIELD_NUMBER: _ClassVar[int]
+    CACHE_READ_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_WRITE_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    REASONING_TOKENS_FIELD_NUMBER: _ClassVar[int]
     key: str
     requests: int
     prompt_tokens: int
     completion_tokens: int
     cost_micro: int
-    def __init__(self, key: _Optional[str] = ..., requests: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_micro: _Optional[int] = ...) -> None: ...
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    def __init__(self, key: _Optional[str] = ..., requests: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_micro: _Optional[int] = ..., cache_read_tokens: _Optional[int] = ..., cache_write_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ...) -> None: ...
 
 class UsageSummaryReply(_message.Message):
     __slots__ = ("groups",)

@@ -25,21 +25,30 @@ class InlineKey(_message.Message):
     def __init__(self, provider: _Optional[str] = ..., api_key: _Optional[str] = ...) -> None: ...
 
 class CompletionRequest(_message.Message):
-    __slots__ = ("request_id", "caller", "body", "power_level", "inline_key")
+    __slots__ = ("request_id", "caller", "body", "power_level", "inline_key", "tags")
+    class TagsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     CALLER_FIELD_NUMBER: _ClassVar[int]
     BODY_FIELD_NUMBER: _ClassVar[int]
     POWER_LEVEL_FIELD_NUMBER: _ClassVar[int]
     INLINE_KEY_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     caller: Caller
     body: bytes
     power_level: str
     inline_key: InlineKey
-    def __init__(self, request_id: _Optional[str] = ..., caller: _Optional[_Union[Caller, _Mapping]] = ..., body: _Optional[bytes] = ..., power_level: _Optional[str] = ..., inline_key: _Optional[_Union[InlineKey, _Mapping]] = ...) -> None: ...
+    tags: _containers.ScalarMap[str, str]
+    def __init__(self, request_id: _Optional[str] = ..., caller: _Optional[_Union[Caller, _Mapping]] = ..., body: _Optional[bytes] = ..., power_level: _Optional[str] = ..., inline_key: _Optional[_Union[InlineKey, _Mapping]] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Outcome(_message.Message):
-    __slots__ = ("model", "provider", "deployment", "power_level", "prompt_tokens", "completion_tokens", "cost_micro", "credits_remaining_micro", "credits_low", "byok", "fallbacks", "usage_estimated", "upstream_ms")
+    __slots__ = ("model", "provider", "deployment", "power_level", "prompt_tokens", "completion_tokens", "cost_micro", "credits_remaining_micro", "credits_low", "byok", "fallbacks", "usage_estimated", "upstream_ms", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +62,9 @@ class Outcome(_message.Message):
     FALLBACKS_FIELD_NUMBER: _ClassVar[int]
     USAGE_ESTIMATED_FIELD_NUMBER: _ClassVar[int]
     UPSTREAM_MS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_READ_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_WRITE_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    REASONING_TOKENS_FIELD_NUMBER: _ClassVar[int]
     model: str
     provider: str
     deployment: str
@@ -66,7 +78,10 @@ class Outcome(_message.Message):
     fallbacks: int
     usage_estimated: bool
     upstream_ms: float
-    def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., deployment: _Optional[str] = ..., power_level: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_micro: _Optional[int] = ..., credits_remaining_micro: _Optional[int] = ..., credits_low: _Optional[bool] = ..., byok: _Optional[bool] = ..., fallbacks: _Optional[int] = ..., usage_estimated: _Optional[bool] = ..., upstream_ms: _Optional[float] = ...) -> None: ...
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., deployment: _Optional[str] = ..., power_level: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_micro: _Optional[int] = ..., credits_remaining_micro: _Optional[int] = ..., credits_low: _Optional[bool] = ..., byok: _Optional[bool] = ..., fallbacks: _Optional[int] = ..., usage_estimated: _Optional[bool] = ..., upstream_ms: _Optional[float] = ..., cache_read_tokens: _Optional[int] = ..., cache_write_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ...) -> None: ...
 
 class CompletionReply(_message.Message):
     __slots__ = ("body", "outcome")
@@ -95,12 +110,18 @@ class ListModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Price(_message.Message):
-    __slots__ = ("input_micro_per_1k", "output_micro_per_1k")
+    __slots__ = ("input_micro_per_1k", "output_micro_per_1k", "cache_read_micro_per_1k", "cache_write_micro_per_1k", "reasoning_micro_per_1k")
     INPUT_MICRO_PER_1K_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_MICRO_PER_1K_FIELD_NUMBER: _ClassVar[int]
+    CACHE_READ_MICRO_PER_1K_FIELD_NUMBER: _ClassVar[int]
+    CACHE_WRITE_MICRO_PER_1K_FIELD_NUMBER: _ClassVar[int]
+    REASONING_MICRO_PER_1K_FIELD_NUMBER: _ClassVar[int]
     input_micro_per_1k: int
     output_micro_per_1k: int
-    def __init__(self, input_micro_per_1k: _Optional[int] = ..., output_micro_per_1k: _Optional[int] = ...) -> None: ...
+    cache_read_micro_per_1k: int
+    cache_write_micro_per_1k: int
+    reasoning_micro_per_1k: int
+    def __init__(self, input_micro_per_1k: _Optional[int] = ..., output_micro_per_1k: _Optional[int] = ..., cache_read_micro_per_1k: _Optional[int] = ..., cache_write_micro_per_1k: _Optional[int] = ..., reasoning_micro_per_1k: _Optional[int] = ...) -> None: ...
 
 class Model(_message.Message):
     __slots__ = ("id", "aliases", "provider", "upstream", "tier", "price", "context_window", "capabilities", "quality", "health", "max_output_tokens", "free", "byok")
@@ -173,3 +194,13 @@ class Selection(_message.Message):
     provider: str
     estimated_prompt_tokens: int
     def __init__(self, chosen: _Optional[str] = ..., power_level: _Optional[str] = ..., reason: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., provider: _Optional[str] = ..., estimated_prompt_tokens: _Optional[int] = ...) -> None: ...
+
+class TokenCount(_message.Message):
+    __slots__ = ("input_tokens", "model", "tokenized")
+    INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    TOKENIZED_FIELD_NUMBER: _ClassVar[int]
+    input_tokens: int
+    model: str
+    tokenized: bool
+    def __init__(self, input_tokens: _Optional[int] = ..., model: _Optional[str] = ..., tokenized: _Optional[bool] = ...) -> None: ...

@@ -69,6 +69,11 @@ class RouterStub:
                 request_serializer=tollgate_dot_router_dot_v1_dot_router__pb2.CompletionRequest.SerializeToString,
                 response_deserializer=tollgate_dot_router_dot_v1_dot_router__pb2.Selection.FromString,
                 _registered_method=True)
+        self.CountTokens = channel.unary_unary(
+                '/tollgate.router.v1.Router/CountTokens',
+                request_serializer=tollgate_dot_router_dot_v1_dot_router__pb2.CompletionRequest.SerializeToString,
+                response_deserializer=tollgate_dot_router_dot_v1_dot_router__pb2.TokenCount.FromString,
+                _registered_method=True)
 
 
 class RouterServicer:
@@ -116,6 +121,13 @@ class RouterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CountTokens(self, request, context):
+        """The input tokens of a chat request for the model it would be routed to; free, no provider call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RouterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -153,6 +165,11 @@ def add_RouterServicer_to_server(servicer, server):
                     servicer.SelectModel,
                     request_deserializer=tollgate_dot_router_dot_v1_dot_router__pb2.CompletionRequest.FromString,
                     response_serializer=tollgate_dot_router_dot_v1_dot_router__pb2.Selection.SerializeToString,
+            ),
+            'CountTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountTokens,
+                    request_deserializer=tollgate_dot_router_dot_v1_dot_router__pb2.CompletionRequest.FromString,
+                    response_serializer=tollgate_dot_router_dot_v1_dot_router__pb2.TokenCount.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -344,6 +361,33 @@ class Router:
             '/tollgate.router.v1.Router/SelectModel',
             tollgate_dot_router_dot_v1_dot_router__pb2.CompletionRequest.SerializeToString,
             tollgate_dot_router_dot_v1_dot_router__pb2.Selection.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.router.v1.Router/CountTokens',
+            tollgate_dot_router_dot_v1_dot_router__pb2.CompletionRequest.SerializeToString,
+            tollgate_dot_router_dot_v1_dot_router__pb2.TokenCount.FromString,
             options,
             channel_credentials,
             insecure,

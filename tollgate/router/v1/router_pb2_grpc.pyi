@@ -41,6 +41,8 @@ class RouterStub:
     Embed: _grpc.UnaryUnaryMultiCallable[_router_pb2.CompletionRequest, _router_pb2.CompletionReply]
     ListModels: _grpc.UnaryUnaryMultiCallable[_router_pb2.ListModelsRequest, _router_pb2.ListModelsReply]
     SelectModel: _grpc.UnaryUnaryMultiCallable[_router_pb2.CompletionRequest, _router_pb2.Selection]
+    CountTokens: _grpc.UnaryUnaryMultiCallable[_router_pb2.CompletionRequest, _router_pb2.TokenCount]
+    """The input tokens of a chat request for the model it would be routed to; free, no provider call."""
 
 @_typing.type_check_only
 class RouterAsyncStub(RouterStub):
@@ -52,6 +54,8 @@ class RouterAsyncStub(RouterStub):
     Embed: _aio.UnaryUnaryMultiCallable[_router_pb2.CompletionRequest, _router_pb2.CompletionReply]  # type: ignore[assignment]
     ListModels: _aio.UnaryUnaryMultiCallable[_router_pb2.ListModelsRequest, _router_pb2.ListModelsReply]  # type: ignore[assignment]
     SelectModel: _aio.UnaryUnaryMultiCallable[_router_pb2.CompletionRequest, _router_pb2.Selection]  # type: ignore[assignment]
+    CountTokens: _aio.UnaryUnaryMultiCallable[_router_pb2.CompletionRequest, _router_pb2.TokenCount]  # type: ignore[assignment]
+    """The input tokens of a chat request for the model it would be routed to; free, no provider call."""
 
 class RouterServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -102,5 +106,13 @@ class RouterServicer(metaclass=_abc_1.ABCMeta):
         request: _router_pb2.CompletionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_router_pb2.Selection, _abc.Awaitable[_router_pb2.Selection]]: ...
+
+    @_abc_1.abstractmethod
+    def CountTokens(
+        self,
+        request: _router_pb2.CompletionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.TokenCount, _abc.Awaitable[_router_pb2.TokenCount]]:
+        """The input tokens of a chat request for the model it would be routed to; free, no provider call."""
 
 def add_RouterServicer_to_server(servicer: RouterServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,4 +1,4 @@
-"""The README's native gRPC example (Security section) runs as pasted against the suite's router."""
+"""The docs' native gRPC example (docs/api/grpc.md) runs as pasted against the suite's router."""
 
 from __future__ import annotations
 
@@ -15,12 +15,11 @@ from tests.e2e.support import create_key
 
 pytestmark = pytest.mark.e2e
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-SECTION = README[README.index("## Security") : README.index("\n## ", README.index("## Security") + 5)]
+PAGE = (Path(__file__).resolve().parents[2] / "docs" / "api" / "grpc.md").read_text()
 
 
 def test_the_native_grpc_example_answers_and_charges(suite: Suite) -> None:
-    (program,) = [b for b in re.findall(r"```python\n(.*?)```", SECTION, flags=re.S) if "RouterStub" in b]
+    (program,) = [b for b in re.findall(r"```python\n(.*?)```", PAGE, flags=re.S) if "RouterStub" in b]
     program = program.replace("127.0.0.1:50051", f"{suite.host}:{suite.ports.router}").replace("demo-echo", "echo-paid")
     key = create_key(suite, "readme-grpc")
     result = subprocess.run(

@@ -1,0 +1,1 @@
+"""What the documentation site is built from besides `docs/`: the generated reference pages."""

@@ -1,0 +1,186 @@
+"""Settlements owed: a settle that did not land is kept on disk and repeated until credits takes it.
+
+A delivered answer is paid for. Before the router asks credits to settle a hold it appends the settle
+(hold, amount, ledger key, usage row) to its journal, and marks it done once credits answered. A settle
+that failed because credits or its database was away stays owed: a background task repeats it with
+back-off until it lands. Repeating is safe: credits settles a hold once per key and answers a repeat with
+its first result, and a hold its sweeper expired meanwhile is still charged (an explicit overdraft when
+the money is gone). A router killed between the answer and the settle finds the entry at its next start.
+
+Each process appends to its own `settles-<pid>.jsonl` under an exclusive lock; at start it adopts the
+files of processes that are gone, so replicas sharing a volume take over each other's debts. Lines are
+written without fsync: they survive the process (kill -9), not the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import fcntl
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from services.router.clients import Funds, Ledger
+from services.runtime.errors import DomainError
+from tollgate.credits.v1 import credits_pb2
+
+log = logging.getLogger("tollgate.router.settlements")
+
+# Answers that say "credits could not take it now", not "credits refuses it": repeated until they land.
+RETRIED = frozenset({"service_unavailable", "timeout", "internal_error"})
+_COMPACT_BYTES = 1 << 20
+
+
+@dataclass(slots=True)
+class Owed:
+    hold_id: str
+    amount_micro: int
+    key: str
+    usage: credits_pb2.UsageRecord
+
+    def line(self) -> bytes:
+        usage = base64.b64encode(self.usage.SerializeToString()).decode()
+        return orjson.dumps({"owe": self.key, "hold": self.hold_id, "amount": self.amount_micro, "usage": usage})
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any]) -> Owed:
+        usage = credits_pb2.UsageRecord.FromString(base64.b64decode(obj["usage"]))
+        return cls(str(obj["hold"]), int(obj["amount"]), str(obj["owe"]), usage)
+
+
+def read_owed(path: Path) -> list[Owed]:
+    """The settles a journal file owes: written and never marked done (a torn last line is skipped)."""
+    owed: dict[str, Owed] = {}
+    for raw in path.read_bytes().splitlines():
+        try:
+            obj = orjson.loads(raw)
+            if "done" in obj:
+                owed.pop(str(obj["done"]), None)
+            else:
+                entry = Owed.parse(obj)
+                owed[entry.key] = entry
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            continue
+    return list(owed.values())
+
+
+class Settlements:
+    """The router's settles: journaled, tried once in line, repeated in the background while owed."""
+
+    def __init__(
+        self, ledger: Ledger, folder: Path | None, rpc_timeout: float = 5.0, retry_max_seconds: float = 10.0
+    ) -> None:
+        self.ledger = ledger
+        self.rpc_timeout = rpc_timeout
+        self.retry_max_seconds = retry_max_seconds
+        self.owed: dict[str, Owed] = {}
+        self._wake = asyncio.Event()
+        self._fd: int | None = None
+        self._path: Path | None = None
+        if folder is not None:
+            try:
+                self._open(folder)
+            except OSError as exc:
+                log.warning("no settle journal in %s (%s): owed settles are kept in memory only", folder, exc)
+
+    def _open(self, folder: Path) -> None:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._path = folder / f"settles-{os.getpid()}.jsonl"
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # A restarted container is often the same pid again: its own file may hold a predecessor's debts.
+        self.owed = {entry.key: entry for entry in read_owed(self._path)}
+        for other in sorted(folder.glob("settles-*.jsonl")):
+            if other != self._path:
+                self._adopt(other)
+        if self.owed:
+            log.warning("%d settles owed by an earlier router: repeating them until credits takes them", len(self.owed))
+
+    def _adopt(self, path: Path) -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # its router is alive
+            for entry in read_owed(path):
+                self._write(entry.line())
+                self.owed[entry.key] = entry
+            path.unlink()
+        finally:
+            os.close(fd)
+
+    def _write(self, line: bytes) -> None:
+        if self._fd is not None:
+            os.write(self._fd, line + b"\n")
+
+    def _done(self, key: str) -> None:
+        self._write(orjson.dumps({"done": key}))
+        if not self.owed and self._fd is not None and os.fstat(self._fd).st_size > _COMPACT_BYTES:
+            os.ftruncate(self._fd, 0)
+
+    async def settle(
+        self, hold_id: str, amount_micro: int, key: str, usage: credits_pb2.UsageRecord, timeout: float
+    ) -> Funds | None:
+        """Settle the hold; when credits cannot take it now, keep the settle owed and answer None."""
+        entry = Owed(hold_id, amount_micro, key, usage)
+        self._write(entry.line())
+        try:
+            funds = await self.ledger.settle(hold_id, amount_micro, key, usage, timeout)
+        except DomainError as err:
+            if err.code not in RETRIED:
+                self._done(key)
+                raise
+            if not self.owed:
+                log.warning("credits cannot settle now (%s): settles are kept and repeated until it can", err.message)
+            self.owed[key] = entry
+            self._wake.set()
+            return None
+        except BaseException:
+            self.owed[key] = entry  # cancelled or our own fault mid-call: the repeat finds out what happened
+            self._wake.set()
+            raise
+        self._done(key)
+        return funds
+
+    async def repeat(self) -> None:
+        """Background: repeat every owed settle with back-off until each lands, forever."""
+        delay = 0.2
+        while True:
+            if not self.owed:
+                self._wake.clear()
+                await self._wake.wait()
+                delay = 0.2
+            await asyncio.sleep(delay)
+            delay = 0.2 if await self.repeat_once() else min(self.retry_max_seconds, delay * 2)
+
+    async def repeat_once(self) -> bool:
+        """Repeat each owed settle once; False when credits still could not take one."""
+        for key, entry in list(self.owed.items()):
+            try:
+                await self.ledger.settle(entry.hold_id, entry.amount_micro, key, entry.usage, self.rpc_timeout)
+            except DomainError as err:
+                if err.code in RETRIED:
+                    return False
+                # Credits answered and refused (a hold already resolved another way): nothing more to do.
+                log.error("owed settle of hold %s refused by credits: %s", entry.hold_id, err.message)
+            self.owed.pop(key, None)
+            self._done(key)
+            if not self.owed:
+                log.info("every owed settle has landed")
+        return True
+
+    def close(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None

@@ -1,0 +1,156 @@
+"""A delivered answer is paid for: a settle credits cannot take is kept, survives the router, and lands once.
+
+Holds live as long as their request may (plus a margin), not for the ledger's fixed TTL.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from services.router.catalog import Catalog
+from services.router.clients import Funds, Hold
+from services.router.health_view import HealthView
+from services.router.pipeline import Caller, Router, Settings
+from services.router.request import parse
+from services.router.settlements import Owed, Settlements, read_owed
+from services.runtime.channels import Deadline
+from services.runtime.errors import DomainError
+from tollgate.credits.v1 import credits_pb2
+
+from .conftest import FakeLedger, FakeVault
+
+CHAT = {"messages": [{"role": "user", "content": "hello there friend"}], "model": "echo"}
+
+
+@dataclass
+class FlakyLedger(FakeLedger):
+    """Credits that is away (`down`) for settles, and counts every settle it did take, by key."""
+
+    down: str = ""  # the error code settles fail with while set
+    ttls: list[int] = field(default_factory=list)
+    landed: dict[str, int] = field(default_factory=dict)
+
+    async def reserve(
+        self, user_id: str, amount_micro: int, key: str, request_id: str, ttl_seconds: int, timeout: float
+    ) -> Hold:
+        self.ttls.append(ttl_seconds)
+        return await super().reserve(user_id, amount_micro, key, request_id, ttl_seconds, timeout)
+
+    async def settle(
+        self, hold_id: str, amount_micro: int, key: str, usage: credits_pb2.UsageRecord, timeout: float
+    ) -> Funds:
+        if self.down:
+            raise DomainError(self.down, "the credits service is unavailable; try again shortly")
+        if key in self.landed:  # credits answers a repeat with its first result
+            return Funds(self.available, False)
+        self.landed[key] = amount_micro
+        return await super().settle(hold_id, amount_micro, key, usage, timeout)
+
+
+def caller(seconds: float = 10.0) -> Caller:
+    return Caller(request_id=uuid.uuid4().hex, user_id="u1", key_id="k1", deadline=Deadline(seconds))
+
+
+def make_router(catalog: Catalog, ledger: FlakyLedger, folder: Path | None) -> Router:
+    settings = Settings(default_power_level="BALANCED", hold_ttl_margin_seconds=30)
+    return Router(catalog, settings, ledger, FakeVault(), HealthView(), settlements=Settlements(ledger, folder))
+
+
+async def test_a_settle_credits_cannot_take_is_owed_and_lands_once(pipeline_catalog: Catalog, tmp_path: Path) -> None:
+    ledger = FlakyLedger(down="service_unavailable")
+    router = make_router(pipeline_catalog, ledger, tmp_path)
+    try:
+        body, outcome = await router.complete(parse("chat", orjson.dumps(CHAT)), caller())
+        assert orjson.loads(body)["choices"][0]["message"]["content"] == "echo: hello there friend"
+        assert outcome.cost_micro > 0 and ledger.landed == {}
+        reserved = next(key for kind, key, _ in ledger.calls if kind == "reserve")
+        assert list(router.settlements.owed) == [reserved.replace(":reserve", ":settle")]
+        assert await router.settlements.repeat_once() is False  # still away: still owed
+        ledger.down = ""
+        assert await router.settlements.repeat_once() is True
+        assert list(ledger.landed.values()) == [outcome.cost_micro] and not router.settlements.owed
+        assert await router.settlements.repeat_once() is True
+        assert len(ledger.landed) == 1 and ledger.charged() == [outcome.cost_micro]
+    finally:
+        await router.close()
+
+
+async def test_owed_settles_survive_the_router(pipeline_catalog: Catalog, tmp_path: Path) -> None:
+    ledger = FlakyLedger(down="timeout")
+    router = make_router(pipeline_catalog, ledger, tmp_path)
+    _, outcome = await router.complete(parse("chat", orjson.dumps(CHAT)), caller())
+    await router.close()
+    mine = tmp_path / f"settles-{os.getpid()}.jsonl"
+    # The router is killed: its file stays behind, unlocked, under another process's name.
+    shutil.copy(mine, tmp_path / "settles-1.jsonl")
+    router.settlements.close()
+    mine.unlink()
+    assert [e.amount_micro for e in read_owed(tmp_path / "settles-1.jsonl")] == [outcome.cost_micro]
+
+    ledger.down = ""
+    after = Settlements(ledger, tmp_path)
+    try:
+        assert [e.amount_micro for e in after.owed.values()] == [outcome.cost_micro]
+        assert not (tmp_path / "settles-1.jsonl").exists()
+        assert await after.repeat_once() is True
+        assert ledger.charged() == [outcome.cost_micro]
+    finally:
+        after.close()
+    again = Settlements(ledger, tmp_path)  # nothing is owed twice
+    assert again.owed == {}
+    again.close()
+
+
+async def test_a_stream_whose_settle_fails_still_ends_whole(pipeline_catalog: Catalog, tmp_path: Path) -> None:
+    ledger = FlakyLedger(down="service_unavailable")
+    router = make_router(pipeline_catalog, ledger, tmp_path)
+    try:
+        events = [e async for e in router.stream(parse("chat", orjson.dumps({**CHAT, "stream": True})), caller())]
+        kinds = [e.WhichOneof("event") for e in events]
+        assert "error" not in kinds and kinds[-1] == "outcome"
+        assert len(router.settlements.owed) == 1
+        ledger.down = ""
+        assert await router.settlements.repeat_once() is True
+        assert ledger.charged() == [events[-1].outcome.cost_micro]
+    finally:
+        await router.close()
+
+
+async def test_a_refused_settle_is_not_repeated(pipeline_catalog: Catalog, tmp_path: Path) -> None:
+    ledger = FlakyLedger(down="conflict")
+    router = make_router(pipeline_catalog, ledger, tmp_path)
+    try:
+        with pytest.raises(DomainError) as err:
+            await router.complete(parse("chat", orjson.dumps(CHAT)), caller())
+        assert err.value.code == "conflict" and not router.settlements.owed
+    finally:
+        await router.close()
+
+
+@pytest.mark.parametrize(("seconds", "ttl"), [(10.0, 40), (600.0, 630), (5000.0, 900)])
+async def test_a_hold_lives_as_long_as_its_request(
+    pipeline_catalog: Catalog, tmp_path: Path, seconds: float, ttl: int
+) -> None:
+    ledger = FlakyLedger()
+    router = make_router(pipeline_catalog, ledger, None)
+    try:
+        await router.complete(parse("chat", orjson.dumps(CHAT)), caller(seconds))
+        assert ledger.ttls == [ttl]
+    finally:
+        await router.close()
+
+
+def test_a_torn_last_line_is_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "settles-7.jsonl"
+    usage: Any = credits_pb2.UsageRecord(request_id="r1", status="ok")
+    whole = Owed("h1", 5, "k1:1:settle", usage).line()
+    path.write_bytes(whole + b"\n" + whole[:20])
+    assert [e.key for e in read_owed(path)] == ["k1:1:settle"]
