@@ -242,7 +242,7 @@ def test_image_parts_reach_the_provider(client: openai.OpenAI, upstream: httpx.C
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}},
     ]
     completion = client.chat.completions.create(
-        model="echo-paid",
+        model="echo-vision",
         messages=[{"role": "user", "content": parts}],
     )
     assert completion.choices[0].message.content == "echo: what is in this picture"
