@@ -69,8 +69,12 @@ proto-check: proto ## Fail when the generated code in git is stale
 run: $(VENV)/.installed ## Start the whole suite (PROFILE=embedded: SQLite, no Redis; PROFILE=prod: local PostgreSQL + Redis)
 	$(PY) -m services.launcher --profile $(PROFILE)
 
+# Test files spread over this many processes (pytest-xdist; a file's tests stay together, so a module's suite
+# starts once); 1 runs them in one process.
+TEST_WORKERS ?= 2
+
 test: $(VENV)/.installed browser promtool ## Run every test: unit, integration (PostgreSQL, Redis) and end-to-end (openai SDK, the console in Chromium)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 
 # The SDK lower bound claimed in pyproject.toml, tested in a second virtualenv: the lock, then that one release.
 OPENAI_OLDEST := $(shell sed -n 's/.*"openai>=\([0-9.]*\)".*/\1/p' pyproject.toml)
