@@ -14,7 +14,7 @@ PROTOS := $(shell find proto -name '*.proto')
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS := True
 
-.PHONY: help install browser promtool lock upgrade test-oldest proto proto-check run test test-unit test-integration test-e2e test-security test-agents fuzz docs docs-serve bench bench-litellm bench-credits soak faults lint fmt clean
+.PHONY: help install browser promtool lock upgrade test-oldest test-clients proto proto-check run test test-unit test-integration test-e2e test-security test-agents fuzz docs docs-serve bench bench-litellm bench-credits soak faults lint fmt clean
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -69,8 +69,12 @@ proto-check: proto ## Fail when the generated code in git is stale
 run: $(VENV)/.installed ## Start the whole suite (PROFILE=embedded: SQLite, no Redis; PROFILE=prod: local PostgreSQL + Redis)
 	$(PY) -m services.launcher --profile $(PROFILE)
 
+# Test files spread over this many processes (pytest-xdist; a file's tests stay together, so a module's suite
+# starts once); 1 runs them in one process.
+TEST_WORKERS ?= 2
+
 test: $(VENV)/.installed browser promtool ## Run every test: unit, integration (PostgreSQL, Redis) and end-to-end (openai SDK, the console in Chromium)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 
 # The SDK lower bound claimed in pyproject.toml, tested in a second virtualenv: the lock, then that one release.
 OPENAI_OLDEST := $(shell sed -n 's/.*"openai>=\([0-9.]*\)".*/\1/p' pyproject.toml)
@@ -80,6 +84,14 @@ test-oldest: $(VENV)/.installed ## The SDK tests on the oldest openai release py
 	UV_PROJECT_ENVIRONMENT=$(abspath .venv-oldest) $(UV) sync --locked -q --python $(PYTHON)
 	$(UV) pip install -q --python .venv-oldest/bin/python "openai==$(OPENAI_OLDEST)"
 	.venv-oldest/bin/pytest -q -p no:cacheprovider $(SDK_TESTS)
+
+# Real client libraries (the `clients` group of pyproject.toml, resolved apart from `dev`) in a virtualenv of their own.
+CLIENTS_VENV := .venv-clients
+
+test-clients: $(UV) ## Real clients through the suite: langchain-openai, openai-agents, pydantic-ai, instructor, llm (.venv-clients, about 2 min)
+	UV_PROJECT_ENVIRONMENT=$(abspath $(CLIENTS_VENV)) $(UV) sync --locked -q --no-default-groups --group clients --python $(PYTHON)
+	TOLLGATE_CLIENT_TESTS=1 $(CLIENTS_VENV)/bin/pytest -q -p no:cacheprovider -W ignore::ResourceWarning \
+		-W ignore::pytest.PytestUnraisableExceptionWarning -W ignore::DeprecationWarning tests/clients
 
 test-unit: $(VENV)/.installed promtool ## Unit tests only
 	$(BIN)/pytest -q tests/unit
@@ -146,4 +158,4 @@ fmt: $(VENV)/.installed ## Format and autofix
 	$(BIN)/ruff check --fix .
 
 clean: ## Remove the virtualenv, caches and local data
-	rm -rf $(VENV) $(UV_HOME) .venv-oldest .cache data site .pytest_cache .mypy_cache .ruff_cache bench/results bench/.venv-litellm
+	rm -rf $(VENV) $(UV_HOME) .venv-oldest $(CLIENTS_VENV) .cache data site .pytest_cache .mypy_cache .ruff_cache bench/results bench/.venv-litellm

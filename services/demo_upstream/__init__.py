@@ -7,7 +7,8 @@ Replies are deterministic. The reply text is ``"echo: " + <text of the last user
 a list content are joined with a space); for ``/v1/completions`` it is ``"echo: " + prompt``.
 
 Token rule (other tests rely on it): ``prompt_tokens`` is the number of whitespace-separated words over all
-message contents (text parts only), or over the prompt / embedding inputs; ``completion_tokens`` is the number
+message contents (text parts only), or over the prompt / embedding inputs (token ids: one token each, and the
+echo of a token-id prompt is its ids joined by spaces); ``completion_tokens`` is the number
 of whitespace-separated words of the reply. A ``max_tokens`` / ``max_completion_tokens`` smaller than that
 truncates the reply to that many words (joined by single spaces) with ``finish_reason="length"``.
 
@@ -21,7 +22,8 @@ there too, and ``usage_details`` fields (``input_tokens_details``, ``output_toke
 Failure injection by model name: ``fail-500`` (any ``fail-4xx``/``fail-5xx``: that status with an
 OpenAI-shaped error body), ``fail-429`` (adds ``Retry-After: 1``), ``fail-401``, ``garbage`` (200 with a
 non-JSON body), ``hang`` (never answers), ``cut-after-N`` (N content chunks, then the connection drops without
-``[DONE]``; a non-stream request gets its headers, then the drop), ``slow-MS`` (MS more delay) and
+``[DONE]``; a non-stream request gets its headers, then the drop), ``end-after-N`` (N content chunks, then the
+body ends cleanly without ``[DONE]``), ``slow-MS`` (MS more delay) and
 ``no-usage`` (no usage at all, even when a stream asks for it). And over HTTP (or ``Upstream.control``):
 
 * ``POST /_control`` ``{"model": "<name>|*", "status": 503, "times": 2}``: the next ``times`` requests for
@@ -41,8 +43,14 @@ non-JSON body), ``hang`` (never answers), ``cut-after-N`` (N content chunks, the
 * ``POST /_control`` ``{"model": "<name>|*", "usage_details": {...}}``: fields merged into every reply's
   ``usage`` (``prompt_tokens_details.cached_tokens``, ``completion_tokens_details.reasoning_tokens``, …);
   ``{}`` drops them;
-* ``POST /_control`` ``{"reset": true}``: drop every rule, key requirement, usage mode, script and usage
-  details (not the stats);
+* ``POST /_control`` ``{"model": "<name>|*", "answer_model": "/models/llama.gguf"}``: answers (chat, completions,
+  embeddings) carry that ``model`` string, as llama.cpp names its file; ``""`` answers with the name asked for;
+* ``POST /_control`` ``{"model": "<name>|*", "quirks": [...]}``: how its answers stray from OpenAI's (``[]`` clears):
+  ``no_done`` (a stream's body ends cleanly without ``[DONE]``), ``no_finish`` (stream chunks carry no
+  ``finish_reason`` at all), ``new_ids`` (every stream chunk has an ``id`` of its own), ``float_only``
+  (embeddings come back as floats even when ``base64`` is asked for);
+* ``POST /_control`` ``{"reset": true}``: drop every rule, key requirement, usage mode, script, usage details,
+  quirk and answer model (not the stats);
 * ``GET /_stats``: ``{"requests": {"<path> <model>": n}, "total": n,
   "last_authorization": {"<model>": "Bearer ..."}, "last_fields": {"<model>": ["<body field>", ...]},
   "last_bodies": {"<model>": {...the last body...}}}``;

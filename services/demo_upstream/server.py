@@ -29,6 +29,9 @@ _PHRASES = {s.value: s.phrase.encode() for s in HTTPStatus}
 _FAIL = re.compile(r"fail-([45]\d\d)")
 _CUT = re.compile(r"cut-after-(\d+)")
 _SLOW = re.compile(r"slow-(\d+)")
+_END = re.compile(r"end-after-(\d+)")
+# Ways a real upstream strays from OpenAI's stream (see the package doc).
+QUIRKS = frozenset({"no_done", "no_finish", "new_ids", "float_only"})
 
 
 @dataclass(slots=True)
@@ -104,6 +107,27 @@ def _vector(text: str, dims: int) -> list[float]:
     return [(v - 32768) / 32768 for v in struct.unpack(f"<{dims}H", raw)]
 
 
+def _rule(table: dict[str, Any], model: str, value: object) -> None:
+    """Set `model`'s entry in a control table, or lift it when `value` is empty."""
+    if value:
+        table[model] = value
+    else:
+        table.pop(model, None)
+
+
+def _token_ids(value: object) -> list[list[int]] | None:
+    """A prompt or input of token ids (one array, or an array of arrays) as its arrays; None otherwise."""
+    if isinstance(value, list) and value and all(_is_int(t) for t in value):
+        return [value]
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(i, list) and i and all(_is_int(t) for t in i) for i in value)
+    ):
+        return value
+    return None
+
+
 def _event(obj: object) -> bytes:
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 
@@ -145,6 +169,8 @@ class _App:
         self.usage_modes: dict[str, str] = {}  # model -> "worst"
         self.scripts: dict[str, deque[dict[str, Any]]] = {}  # model -> the replies it gives next, in order
         self.last_bodies: dict[str, dict[str, Any]] = {}
+        self.quirks: dict[str, frozenset[str]] = {}  # model -> ways its answers stray from OpenAI's
+        self.answer_models: dict[str, str] = {}  # model -> the `model` string its answers carry
         self.usage_details: dict[str, dict[str, Any]] = {}  # model -> fields merged into each reply's usage
         self.connections: set[_Connection] = set()
 
@@ -170,6 +196,8 @@ class _App:
             self.keys.clear()
             self.usage_modes.clear()
             self.scripts.clear()
+            self.quirks.clear()
+            self.answer_models.clear()
             self.usage_details.clear()
         model = spec.get("model", "*")
         if not isinstance(model, str) or not model:
@@ -188,18 +216,12 @@ class _App:
             key = spec["require_key"]
             if not isinstance(key, str):
                 raise ValueError("require_key must be a string")
-            if key:
-                self.keys[model] = key
-            else:
-                self.keys.pop(model, None)
+            _rule(self.keys, model, key)
         if "usage" in spec:
             mode = spec["usage"]
             if mode not in ("words", "worst"):
                 raise ValueError("usage must be 'words' or 'worst'")
-            if mode == "worst":
-                self.usage_modes[model] = mode
-            else:
-                self.usage_modes.pop(model, None)
+            _rule(self.usage_modes, model, mode if mode == "worst" else None)
         if "script" in spec:
             script = spec["script"]
             if not isinstance(script, list) or not all(_scripted_reply(r) for r in script):
@@ -207,18 +229,46 @@ class _App:
                     "script must be a list of replies: objects with optional content (string or null), tool_calls "
                     "(objects with a string name and arguments or input), finish_reason, usage and logprobs"
                 )
-            if script:
-                self.scripts[model] = deque(script)
-            else:
-                self.scripts.pop(model, None)
+            _rule(self.scripts, model, deque(script) if script else None)
         if "usage_details" in spec:
             details = spec["usage_details"]
             if not isinstance(details, dict):
                 raise ValueError("usage_details must be an object (fields merged into usage; {} clears)")
-            if details:
-                self.usage_details[model] = details
-            else:
-                self.usage_details.pop(model, None)
+            _rule(self.usage_details, model, details)
+        if "quirks" in spec:
+            quirks = spec["quirks"]
+            if not isinstance(quirks, list) or not all(q in QUIRKS for q in quirks):
+                raise ValueError(f"quirks must be a list of {', '.join(sorted(QUIRKS))}")
+            _rule(self.quirks, model, frozenset(quirks) if quirks else None)
+        if "answer_model" in spec:
+            answer = spec["answer_model"]
+            if not isinstance(answer, str):
+                raise ValueError("answer_model must be a string ('' answers with the model asked for)")
+            _rule(self.answer_models, model, answer)
+
+    def _quirk(self, model: str, quirk: str) -> bool:
+        return quirk in self.quirks.get(model, self.quirks.get("*", frozenset()))
+
+    def _answer_model(self, model: str) -> str:
+        return self.answer_models.get(model, self.answer_models.get("*", model))
+
+    def _stream_events(self, model: str, events: list[bytes]) -> list[bytes]:
+        """Chunks as the quirks of `model` send them: each with its own id, without any finish_reason."""
+        if not (self._quirk(model, "no_finish") or self._quirk(model, "new_ids")):
+            return events
+        out = []
+        for event in events:
+            obj = orjson.loads(event[6:])
+            if self._quirk(model, "new_ids"):
+                obj["id"] = "chatcmpl-" + os.urandom(12).hex()
+            for choice in obj.get("choices") or ():
+                if self._quirk(model, "no_finish"):
+                    choice.pop("finish_reason", None)
+            out.append(_event(obj))
+        return out
+
+    def _ending(self, model: str) -> bytes:
+        return b"" if self._quirk(model, "no_done") else b"data: [DONE]\n\n"
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -314,11 +364,14 @@ class _App:
     def _completions(self, req: _Request) -> _Reply:
         body, model, delay = self._admit(req, "/v1/completions")
         prompt = body.get("prompt")
-        if isinstance(prompt, list) and all(isinstance(p, str) for p in prompt):
+        ids = _token_ids(prompt)
+        if ids is not None:  # token ids: each id is one token, and the echo names them
+            prompt = " ".join(" ".join(map(str, i)) for i in ids)
+        elif isinstance(prompt, list) and all(isinstance(p, str) for p in prompt):
             prompt = " ".join(prompt)
         if not isinstance(prompt, str):
-            raise _Answer(_error(400, "prompt must be a string or a list of strings"))
-        prompt_tokens = _bytes(prompt) if self._worst(model) else _words(prompt)
+            raise _Answer(_error(400, "prompt must be a string, a list of strings or token ids"))
+        prompt_tokens = _bytes(prompt) if self._worst(model) and ids is None else _words(prompt)
         return self._complete(body, model, delay, "echo: " + prompt, prompt_tokens, False)
 
     def _complete(
@@ -340,7 +393,7 @@ class _App:
             "id": ("chatcmpl-" if chat else "cmpl-") + os.urandom(12).hex(),
             "object": "chat.completion" if chat else "text_completion",
             "created": int(time.time()),
-            "model": model,
+            "model": self._answer_model(model),
             "system_fingerprint": None,
         }
         cut = _CUT.fullmatch(model)
@@ -368,12 +421,15 @@ class _App:
             item: dict[str, object] = {"index": 0, "delta": delta} if chat else {"index": 0, "text": piece}
             item |= {"logprobs": None, "finish_reason": finish if i == len(pieces) - 1 else None}
             events.append(_event({**head, "choices": [item]}))
+        events = self._stream_events(model, events)
         if cut:
             events = events[: int(cut[1])]
+        elif end := _END.fullmatch(model):  # N chunks, then the body ends cleanly without [DONE]
+            events = events[: int(end[1])]
         else:
             if with_usage:
                 events[-1] += _event({**head, "choices": [], "usage": usage})
-            events[-1] += b"data: [DONE]\n\n"
+            events[-1] += self._ending(model)
         return _Reply(200, events, _SSE, b"cache-control: no-cache\r\n", delay, self.gap, cut=bool(cut))
 
     def _scripted(
@@ -394,7 +450,7 @@ class _App:
             "id": "chatcmpl-" + os.urandom(12).hex(),
             "object": "chat.completion",
             "created": int(time.time()),
-            "model": model,
+            "model": self._answer_model(model),
             "system_fingerprint": None,
         }
         logprobs = entry.get("logprobs")
@@ -423,10 +479,11 @@ class _App:
                 last = j == len(deltas) - 1
                 item = {"index": i, "delta": delta, "logprobs": logprobs if last else None}
                 events.append(_event({**head, "choices": [{**item, "finish_reason": finish if last else None}]}))
+        events = self._stream_events(model, events)
         options = body.get("stream_options")
         if isinstance(options, dict) and options.get("include_usage") is True:
             events.append(_event({**head, "choices": [], "usage": usage}))
-        events[-1] += b"data: [DONE]\n\n"
+        events[-1] += self._ending(model)
         return _Reply(200, events, _SSE, b"cache-control: no-cache\r\n", delay, self.gap)
 
     def _worst(self, model: str) -> bool:
@@ -435,6 +492,9 @@ class _App:
     def _embeddings(self, req: _Request) -> _Reply:
         body, model, delay = self._admit(req, "/v1/embeddings")
         inputs = body.get("input")
+        ids = _token_ids(inputs)
+        if ids is not None:  # token ids: each id is one token
+            inputs = [" ".join(map(str, i)) for i in ids]
         if isinstance(inputs, str):
             inputs = [inputs]
         if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) for i in inputs):
@@ -446,12 +506,12 @@ class _App:
         for i, text in enumerate(inputs):
             vector = _vector(text, dims)
             embedding: object = vector
-            if body.get("encoding_format") == "base64":
+            if body.get("encoding_format") == "base64" and not self._quirk(model, "float_only"):
                 embedding = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
             data.append({"object": "embedding", "index": i, "embedding": embedding})
         tokens = sum((_bytes if self._worst(model) else _words)(t) for t in inputs)
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
-        obj = {"object": "list", "data": data, "model": model, "usage": usage}
+        obj = {"object": "list", "data": data, "model": self._answer_model(model), "usage": usage}
         return _Reply(200, orjson.dumps(obj), delay=delay)
 
     def _responses(self, req: _Request) -> _Reply:

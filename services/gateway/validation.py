@@ -14,6 +14,8 @@ from services.runtime.secrets import is_credential
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 PART_TYPES = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
 RESPONSE_FORMATS = frozenset({"text", "json_object", "json_schema"})
+TOOL_TYPES = frozenset({"function", "custom"})
+TOOL_CHOICES = frozenset({"none", "auto", "required"})
 
 
 # What a credential may contain: printable ASCII, no space. A CR/LF or control character would break (or
@@ -106,6 +108,11 @@ def _message(i: int, message: Any) -> None:
                 )
             if part["type"] == "text" and not isinstance(part.get("text"), str):
                 raise _bad(f"{where}.content[{j}].text", f"'{where}.content[{j}].text' must be a string")
+            image = part.get("image_url")
+            if part["type"] == "image_url" and not (
+                isinstance(image, dict) and isinstance(image.get("url"), str) and image["url"]
+            ):
+                raise _bad(f"{where}.content[{j}].image_url", f"'{where}.content[{j}].image_url.url' must be a URL")
     elif not isinstance(content, str):
         raise _bad(f"{where}.content", f"'{where}.content' must be a string or a list of content parts")
     if role == "tool" and not isinstance(message.get("tool_call_id"), str):
@@ -121,19 +128,55 @@ def chat(payload: dict[str, Any]) -> None:
     for i, message in enumerate(messages):
         _message(i, message)
     _common(payload)
-    tools = payload.get("tools")
-    if tools is not None:
-        if not isinstance(tools, list):
-            raise _bad("tools", "'tools' must be an array")
-        for i, tool in enumerate(tools):
-            # A function tool, or a custom (freeform) one as OpenAI's chat completions also take.
-            kind = tool.get("type") if isinstance(tool, dict) else None
-            fn = tool.get(kind) if isinstance(tool, dict) and kind in ("function", "custom") else None
-            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-                raise _bad(f"tools[{i}]", f"'tools[{i}]' must be {{'type': 'function', 'function': {{'name': …}}}}")
+    _tools(payload.get("tools"))
+    _tool_choice(payload.get("tool_choice"))
+    _kind(payload, "parallel_tool_calls", bool, "a boolean")
+    _kind(payload, "logprobs", bool, "a boolean")
+    _number(payload, "top_logprobs", 0, 20, integer=True)
+    if payload.get("top_logprobs") is not None and payload.get("logprobs") is not True:
+        raise _bad("top_logprobs", "'top_logprobs' needs 'logprobs' set to true")
     fmt = payload.get("response_format")
     if fmt is not None and (not isinstance(fmt, dict) or not _one_of(fmt.get("type"), RESPONSE_FORMATS)):
         raise _bad("response_format.type", "'response_format.type' must be one of json_object, json_schema, text")
+    if isinstance(fmt, dict) and fmt["type"] == "json_schema":
+        schema = fmt.get("json_schema")
+        if not isinstance(schema, dict) or not isinstance(schema.get("name"), str):
+            raise _bad("response_format.json_schema", "'response_format.json_schema' must be an object with a 'name'")
+        if schema.get("schema") is not None and not isinstance(schema["schema"], dict):
+            raise _bad("response_format.json_schema.schema", "'response_format.json_schema.schema' must be an object")
+
+
+def _tools(tools: object) -> None:
+    """Function tools and OpenAI's `custom` tools (free-form text input, optionally a grammar)."""
+    if tools is None:
+        return
+    if not isinstance(tools, list):
+        raise _bad("tools", "'tools' must be an array")
+    for i, tool in enumerate(tools):
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        spec = tool.get(kind) if isinstance(tool, dict) and isinstance(kind, str) else None
+        if kind not in TOOL_TYPES or not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            raise _bad(
+                f"tools[{i}]",
+                f"'tools[{i}]' must be {{'type': 'function', 'function': {{'name': …}}}} or "
+                "{'type': 'custom', 'custom': {'name': …}}",
+            )
+
+
+def _tool_choice(choice: object) -> None:
+    if choice is None or _one_of(choice, TOOL_CHOICES):
+        return
+    kind = choice.get("type") if isinstance(choice, dict) else None
+    spec = choice.get(kind) if isinstance(choice, dict) and isinstance(kind, str) else None
+    if kind in TOOL_TYPES and isinstance(spec, dict) and isinstance(spec.get("name"), str):
+        return
+    if kind == "allowed_tools" and isinstance(spec, dict) and isinstance(spec.get("tools"), list):
+        return
+    raise _bad(
+        "tool_choice",
+        "'tool_choice' must be 'none', 'auto', 'required' or {'type': 'function', 'function': {'name': …}} "
+        "(or 'custom', or 'allowed_tools')",
+    )
 
 
 def completion(payload: dict[str, Any]) -> None:
@@ -160,6 +203,7 @@ def embedding(payload: dict[str, Any]) -> None:
     fmt = payload.get("encoding_format")
     if fmt is not None and not _one_of(fmt, frozenset({"float", "base64"})):
         raise _bad("encoding_format", "'encoding_format' must be 'float' or 'base64'")
+    _number(payload, "dimensions", 1, 65_536, integer=True)
 
 
 def responses(payload: dict[str, Any]) -> None:

@@ -23,7 +23,9 @@ import yaml
 from services.router.tokens import IMAGE_HIGH_TOKENS, TOKENIZERS
 
 TIERS = ("FREE", "STARTER", "BALANCED", "PROFESSIONAL", "PREMIUM", "SPECIALIZED")
-CAPABILITIES = ("chat", "completion", "embeddings", "tools", "vision", "json")
+# `token_ids`: takes prompts (completions) or inputs (embeddings) as arrays of token ids; `dimensions`: an
+# embedding model that shortens its vectors to the `dimensions` asked for.
+CAPABILITIES = ("chat", "completion", "embeddings", "tools", "vision", "json", "token_ids", "dimensions")
 ADAPTERS = ("openai", "litellm")
 POWER_LEVELS = ("ECO", "BALANCED", "PRECISION", "CUSTOM")
 STRATEGIES = ("cheapest", "quality_per_cost", "highest_quality", "exact")

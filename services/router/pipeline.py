@@ -35,7 +35,6 @@ from services.router.pricing import Usage, charge_micro, credits, hold_tokens, w
 from services.router.request import Request, estimate_tokens
 from services.router.selection import Decision, select
 from services.router.settlements import Settlements
-from services.router.tokens import text_weight
 from services.runtime.channels import Deadline
 from services.runtime.errors import DomainError
 from services.runtime.secrets import is_credential
@@ -265,15 +264,16 @@ class Router:
         if reported is not None:
             used, estimated = reported, False
         else:
-            used, estimated = Usage(request.prompt_tokens, _written(model, request, _reply_chars(body))), True
+            used, estimated = Usage(request.prompt_tokens, _written(model, request, normalize.reply_text(body))), True
         cost = charge_micro(model, used) if _paid(model, credential) else 0
         funds = await self._account(trace, model, credential, hold, attempt, used, cost, estimated, "ok")
         if request.route == "embedding":
-            body = normalize.embedding(body, model.upstream, used.prompt)
+            _require_dimensions(model, request, body)
+            body = normalize.embedding(body, model.id, used.prompt, request.body.get("encoding_format"))
         elif request.route == "responses":
             body = normalize.response(body, model.id, used)
         else:
-            body = normalize.completion(request.route, body, model.upstream, used.prompt, used.completion)
+            body = normalize.completion(request.route, body, model.id, used.prompt, used.completion)
         outcome = self._outcome(trace, model, credential, used, cost, funds, estimated)
         body["_metadata"] = _metadata(outcome)
         return orjson.dumps(body), outcome
@@ -319,6 +319,7 @@ class Router:
         wants_usage = request.include_usage
         reported: Usage | None = None
         held_usage: dict[str, Any] | None = None  # the usage chunk waits for the settlement to carry `_metadata`
+        shape = normalize.StreamShape(route, model.id)
         announced = False
         chars = 0
         status = "cancelled"
@@ -347,10 +348,10 @@ class Router:
                     else:
                         relay = False
                         if wants_usage:
-                            normalize.chunk(route, obj, model.upstream)
+                            shape.chunk(obj)
                             held_usage = obj
                 if relay:
-                    if (route != "responses" and normalize.chunk(route, obj, model.upstream)) or not raw:
+                    if (route != "responses" and shape.chunk(obj)) or not raw:
                         raw = orjson.dumps(obj)
                     if announced:
                         yield router_pb2.StreamEvent(chunk=raw)
@@ -405,10 +406,14 @@ class Router:
         if failure is not None:
             error = DomainError("provider_error", f"the stream from {model.provider.name} broke off: {failure.message}")
             yield router_pb2.StreamEvent(error=orjson.dumps(error.body()))
-        elif wants_usage:
-            last = held_usage if held_usage is not None else _usage_chunk(route, model, used)
-            last["_metadata"] = _metadata(outcome)
-            yield router_pb2.StreamEvent(chunk=orjson.dumps(last))
+        else:
+            closing = shape.closing() if route != "responses" else None  # a Responses stream closes itself
+            if closing is not None:  # the upstream never said why its choices ended: the spec needs a reason
+                yield router_pb2.StreamEvent(chunk=orjson.dumps(closing))
+            if wants_usage:
+                last = held_usage if held_usage is not None else shape.usage_chunk(used.prompt, used.completion)
+                last["_metadata"] = _metadata(outcome)
+                yield router_pb2.StreamEvent(chunk=orjson.dumps(last))
         yield router_pb2.StreamEvent(outcome=outcome)
 
     # the steps of an attempt
@@ -659,31 +664,17 @@ def _only_responses(decision: Decision) -> None:
     decision.candidates = serving
 
 
-def _reply_chars(body: dict[str, Any]) -> int:
-    if "output" in body and "choices" not in body:
-        return normalize.response_chars(body)
-    total = 0
-    for choice in body.get("choices") or ():
-        if isinstance(choice, dict):
-            message = choice.get("message")
-            text = message.get("content") if isinstance(message, dict) else choice.get("text")
-            total += text_weight(text) if isinstance(text, str) else 0
-    return total
-
-
-def _usage_chunk(route: str, model: Model, used: Usage) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-usage" if route == "chat" else "cmpl-usage",
-        "object": "chat.completion.chunk" if route == "chat" else "text_completion",
-        "created": int(time.time()),
-        "model": model.upstream,
-        "choices": [],
-        "usage": {
-            "prompt_tokens": used.prompt,
-            "completion_tokens": used.completion,
-            "total_tokens": used.prompt + used.completion,
-        },
-    }
+def _require_dimensions(model: Model, request: Request, body: dict[str, Any]) -> None:
+    """`dimensions` is honoured or refused: vectors of another length than asked never reach the client."""
+    asked = request.body.get("dimensions")
+    if asked is None:
+        return
+    found = normalize.dimensions_of(body)
+    if found != {asked}:
+        got = ", ".join(str(n) for n in sorted(found)) or "none"
+        raise DomainError(
+            "provider_error", f"{model.id} returned vectors of {got} dimensions, not the {asked} asked for"
+        )
 
 
 async def _close(events: AsyncIterator[Any]) -> None:
@@ -701,6 +692,8 @@ def _metadata(outcome: router_pb2.Outcome) -> dict[str, Any]:
         "credits_remaining": orjson.Fragment(credits(outcome.credits_remaining_micro)),
         "byok": outcome.byok,
         "fallbacks": outcome.fallbacks,
+        # The provider reported no usage: tokens (and the charge) are tollgate's estimate of the reply.
+        "usage_estimated": outcome.usage_estimated,
         # The split the charge was priced by: cache_read and cache_write are part of input, reasoning of output.
         "tokens": {
             "input": outcome.prompt_tokens,

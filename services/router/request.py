@@ -156,6 +156,11 @@ def parse(
         choices = len(prompt.units) * max(n, best_of or 1)  # best_of candidates are written, n returned
     else:
         prompt = _embedding_input(body)
+    if token_ids(body.get("prompt" if route == "completion" else "input")) is not None and route != "chat":
+        needs.add("token_ids")
+    if route == "embedding" and body.get("dimensions") is not None:
+        _positive_int(body, "dimensions", 1)
+        needs.add("dimensions")
     if body.get("tools") or body.get("functions"):
         needs.add("tools")
     response_format = body.get("response_format")
@@ -323,8 +328,30 @@ def _completion_prompt(body: dict[str, Any]) -> Prompt:
     elif isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
         texts = prompt
     else:
-        raise _invalid("prompt must be a string or a non-empty array of strings", "prompt")
+        ids = token_ids(prompt)
+        if ids is None:
+            raise _invalid(
+                "prompt must be a string, a non-empty array of strings, an array of token ids or an array of "
+                "token-id arrays",
+                "prompt",
+            )
+        return Prompt(units=[(n + extra, None) for n in ids])
     return _units(texts, extra)
+
+
+def token_ids(value: object) -> list[int] | None:
+    """The length of each input when `value` is token ids (one array of them, or an array of such arrays)."""
+    if not isinstance(value, list) or not value:
+        return None
+    if all(_token(t) for t in value):
+        return [len(value)]
+    if all(isinstance(i, list) and i and all(_token(t) for t in i) for i in value):
+        return [len(i) for i in value]
+    return None
+
+
+def _token(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**32
 
 
 def _units(texts: list[str], extra: int) -> Prompt:
@@ -344,8 +371,7 @@ def _embedding_input(body: dict[str, Any]) -> Prompt:
     if isinstance(data, list) and data:
         if all(isinstance(i, str) for i in data):
             return _units(data, INPUT_ALLOWANCE)
-        if all(isinstance(i, int) and not isinstance(i, bool) for i in data):
-            return Prompt(units=[(len(data), None)])
-        if all(isinstance(i, list) and i and all(isinstance(t, int) for t in i) for i in data):
-            return Prompt(units=[(len(i), None) for i in data])
+        ids = token_ids(data)
+        if ids is not None:
+            return Prompt(units=[(n, None) for n in ids])  # exact: each id is one token
     raise _invalid("input must be a non-empty string or array of strings or token arrays", "input")

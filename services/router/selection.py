@@ -75,6 +75,10 @@ def score(policy: Policy, model: Model) -> float:
     return float(model.quality)
 
 
+# Needs whose meaning is one model's own (its tokenizer's ids, its vector size): never served by another.
+PINNED = frozenset({"token_ids", "dimensions"})
+
+
 def rank(
     catalog: Catalog, level: str, needs: frozenset[str], health: HealthView | None = None
 ) -> tuple[list[Model], str]:
@@ -161,7 +165,8 @@ def select(catalog: Catalog, request: Request, default_level: str, health: Healt
         reason = f"{level}: requested model {named.id}"
         if level != "CUSTOM":
             chain += [(m, f"declared fallback of {named.id}") for m in catalog.fallback_chain(named)]
-            if request.power_level is not None:
+            # Token ids and vector sizes mean something for one model's weights only: no ranked model stands in.
+            if request.power_level is not None and not request.needs & PINNED:
                 ranked, _ = rank(catalog, level, request.needs, health)
                 chain += [(m, f"power level {level}") for m in ranked]
     else:

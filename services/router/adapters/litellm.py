@@ -47,7 +47,22 @@ def _dump(obj: Any) -> dict[str, Any]:
     body = obj.model_dump() if hasattr(obj, "model_dump") else dict(obj)
     for private in [k for k in body if k.startswith("_")]:
         del body[private]
+    for choice in body.get("choices") or ():
+        if isinstance(choice, dict):
+            choice.pop("provider_specific_fields", None)
+            if isinstance(choice.get("delta"), dict):
+                choice["delta"] = _present(choice["delta"])
     return body
+
+
+def _present(value: Any) -> Any:
+    """A stream delta without litellm's own fields and nulls (`tool_calls: [{"id": null, ...}]`): OpenAI sends
+    only what a chunk adds."""
+    if isinstance(value, dict):
+        return {k: _present(v) for k, v in value.items() if v is not None and k != "provider_specific_fields"}
+    if isinstance(value, list):
+        return [_present(v) for v in value]
+    return value
 
 
 class LiteLLMAdapter:

@@ -3,8 +3,9 @@
 One `aiohttp` session per provider keeps connections alive across requests (it costs a fraction of the
 CPU per call that httpx does, and this client is on every request's path). Streams are split into
 `data:` payloads on bytes, so a payload reaches the client exactly as the upstream wrote it unless the
-normalizer has to change it. The URL is the catalog's and the only header beyond the fixed ones is the
-credential; the body carries only the route's documented parameters (`params.outgoing`).
+normalizer has to change it; a stream is complete only with its `[DONE]`. The URL is the catalog's and
+the only header beyond the fixed ones is the credential; the body carries only the route's documented
+parameters (`params.outgoing`).
 """
 
 from __future__ import annotations
@@ -112,6 +113,10 @@ class OpenAIAdapter:
                         f"{provider.name} ended the stream with an error: " + safe_message(str(text), api_key),
                     )
                 yield Event(data, obj)
+            # A body that ended without `[DONE]` was cut short, however cleanly the connection closed (a Responses
+            # stream has no `[DONE]`: its last event says it is whole, which the pipeline checks).
+            if route != "responses":
+                raise UpstreamError("cut", 0, f"{provider.name} ended the stream without [DONE]")
         finally:
             resp.release()
 

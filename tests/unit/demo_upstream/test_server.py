@@ -415,7 +415,7 @@ def test_bad_bodies_and_routes_keep_the_connection(http: httpx.Client) -> None:
     assert http.post("/v1/chat/completions", json=[1]).status_code == 400
     assert http.post("/v1/chat/completions", json={"messages": []}).status_code == 400
     assert http.post("/v1/chat/completions", json={"model": "m", "messages": "hi"}).status_code == 400
-    assert http.post("/v1/embeddings", json={"model": "m", "input": [1, 2]}).status_code == 400
+    assert http.post("/v1/embeddings", json={"model": "m", "input": [1.5, 2]}).status_code == 400
     assert http.get("/v1/nowhere").status_code == 404
     assert http.get("/v1/chat/completions").status_code == 405
     assert http.get("/health").json() == {"status": "ok"}
@@ -448,3 +448,36 @@ def test_cli_runs_until_sigterm() -> None:
         assert proc.wait(5) == 0
         assert proc.stdout.read() == b""
         assert proc.stderr.read() == b""
+
+
+def _sse(http: httpx.Client, model: str) -> list[str]:
+    body = {"model": model, "messages": [{"role": "user", "content": "one two three"}], "stream": True}
+    with http.stream("POST", "/v1/chat/completions", json=body) as reply:
+        return [line[6:] for line in reply.iter_lines() if line.startswith("data: ")]
+
+
+def test_quirks_and_answer_model_stray_from_openai_as_asked(http: httpx.Client) -> None:
+    http.post("/_control", json={"model": "q", "quirks": ["no_done", "no_finish", "new_ids"]}).raise_for_status()
+    http.post("/_control", json={"model": "q", "answer_model": "/models/x.gguf"}).raise_for_status()
+    events = _sse(http, "q")
+    assert "[DONE]" not in events
+    chunks = [orjson.loads(e) for e in events]
+    assert len({c["id"] for c in chunks}) == len(chunks) > 1
+    assert all("finish_reason" not in ch for c in chunks for ch in c["choices"])
+    assert {c["model"] for c in chunks} == {"/models/x.gguf"}
+    assert _sse(http, "end-after-2")[-1] != "[DONE]" and len(_sse(http, "end-after-2")) == 2
+    refused = http.post("/_control", json={"model": "q", "quirks": ["sometimes"]})
+    assert refused.status_code == 400
+    http.post("/_control", json={"model": "q", "quirks": [], "answer_model": ""}).raise_for_status()
+    assert _sse(http, "q")[-1] == "[DONE]"
+
+
+def test_token_id_prompts_and_inputs_count_one_token_each(http: httpx.Client) -> None:
+    text = http.post("/v1/completions", json={"model": "m", "prompt": [[7, 8], [9]]}).json()
+    assert text["choices"][0]["text"] == "echo: 7 8 9" and text["usage"]["prompt_tokens"] == 3
+    vectors = http.post("/v1/embeddings", json={"model": "m", "input": [4, 5, 6], "dimensions": 3}).json()
+    assert len(vectors["data"]) == 1 and len(vectors["data"][0]["embedding"]) == 3
+    assert vectors["usage"]["prompt_tokens"] == 3
+    http.post("/_control", json={"model": "m", "quirks": ["float_only"]}).raise_for_status()
+    floats = http.post("/v1/embeddings", json={"model": "m", "input": "a", "encoding_format": "base64"}).json()
+    assert isinstance(floats["data"][0]["embedding"], list)

@@ -31,6 +31,19 @@ USER = {"role": "user", "content": "hi"}
         ({"messages": [USER], "tools": [{"type": "function"}]}, "tools[0]"),
         ({"messages": [USER], "response_format": {"type": "yaml"}}, "response_format.type"),
         ({"messages": [USER], "model": 3}, "model"),
+        ({"messages": [USER], "tools": [{"type": "custom", "custom": {"name": 1}}]}, "tools[0]"),
+        ({"messages": [USER], "tool_choice": {"type": "function"}}, "tool_choice"),
+        ({"messages": [USER], "tool_choice": "sometimes"}, "tool_choice"),
+        ({"messages": [USER], "parallel_tool_calls": 1}, "parallel_tool_calls"),
+        ({"messages": [USER], "logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+        (
+            {"messages": [USER], "response_format": {"type": "json_schema", "json_schema": {}}},
+            "response_format.json_schema",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": "x"}]}]},
+            "messages[0].content[0].image_url",
+        ),
     ],
 )
 def test_chat_refusals_name_the_param(payload: dict[str, Any], param: str) -> None:
@@ -52,7 +65,11 @@ def test_valid_chat_with_unknown_fields_passes() -> None:
             ],
             "stream": True,
             "stream_options": {"include_usage": True},
-            "tools": [{"type": "function", "function": {"name": "f"}}],
+            "tools": [{"type": "function", "function": {"name": "f"}}, {"type": "custom", "custom": {"name": "g"}}],
+            "tool_choice": {"type": "custom", "custom": {"name": "g"}},
+            "parallel_tool_calls": False,
+            "logprobs": True,
+            "top_logprobs": 5,
             "response_format": {"type": "json_object"},
             "logit_bias": {"50256": -100},
             "provider_specific": {"anything": True},

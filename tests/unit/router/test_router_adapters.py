@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import struct
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import pytest
 
 from services.demo_upstream.server import Upstream
@@ -150,3 +153,64 @@ async def test_unreachable_upstream(adapter_and_model: tuple[Adapter, Model]) ->
         await adapter.call("chat", dataclasses.replace(model, provider=provider), CHAT, None, 2)
     assert err.value.retryable
     assert err.value.status == 0 or err.value.status >= 500
+
+
+async def test_stream_ended_without_done_is_cut(adapter_and_model: tuple[Adapter, Model]) -> None:
+    """A body that ends cleanly but without `[DONE]` (and without a finish_reason) is not a complete answer."""
+    adapter, model = adapter_and_model
+    got: list[Event] = []
+    with pytest.raises(UpstreamError) as err:
+        async for event in adapter.stream(
+            "chat", with_upstream(model, "end-after-2"), {**CHAT, "stream": True}, None, 5
+        ):
+            got.append(event)
+    assert len(got) == 2
+    assert err.value.kind == "cut"
+
+
+async def test_streamed_tool_call_deltas_and_logprobs_arrive_whole(
+    adapter_and_model: tuple[Adapter, Model], upstream: Upstream
+) -> None:
+    adapter, model = adapter_and_model
+    logprobs = {"content": [{"token": "x", "logprob": -1.0, "bytes": [120], "top_logprobs": []}], "refusal": None}
+    upstream._app.apply_control(
+        {"model": "demo-echo", "script": [{"tool_calls": [{"name": "f", "arguments": {"x": 1}}], "logprobs": logprobs}]}
+    )
+    payload = {**CHAT, "stream": True, "logprobs": True, "tools": [{"type": "function", "function": {"name": "f"}}]}
+    arguments, names, finishes, found = "", "", [], []
+    async for event in adapter.stream("chat", model, payload, None, 5):
+        for choice in event.obj.get("choices") or ():
+            finishes += [choice["finish_reason"]] if choice.get("finish_reason") else []
+            found += [choice["logprobs"]] if choice.get("logprobs") else []
+            for call in choice["delta"].get("tool_calls") or ():
+                assert call.get("id", "") is not None  # never an explicit null
+                names += call.get("function", {}).get("name") or ""
+                arguments += call.get("function", {}).get("arguments") or ""
+    assert (names, orjson.loads(arguments), finishes) == ("f", {"x": 1}, ["tool_calls"])
+    assert found == [logprobs]
+    assert upstream.stats["last_bodies"]["demo-echo"]["logprobs"] is True
+
+
+async def test_custom_tool_calls_and_n_choices(adapter_and_model: tuple[Adapter, Model], upstream: Upstream) -> None:
+    adapter, model = adapter_and_model
+    upstream._app.apply_control({"model": "demo-echo", "script": [{"tool_calls": [{"name": "g", "input": "free"}]}]})
+    tools = [{"type": "custom", "custom": {"name": "g"}}]
+    reply = await adapter.call("chat", model, {**CHAT, "tools": tools, "n": 2}, None, 5)
+    assert [c["index"] for c in reply.body["choices"]] == [0, 1]
+    call = reply.body["choices"][0]["message"]["tool_calls"][0]
+    assert (call["type"], call["custom"]) == ("custom", {"name": "g", "input": "free"})
+    assert upstream.stats["last_bodies"]["demo-echo"]["tools"] == tools
+
+
+async def test_embeddings_in_base64_and_from_token_ids(adapter_and_model: tuple[Adapter, Model]) -> None:
+    adapter, model = adapter_and_model
+    embed = with_upstream(model, "demo-embed")
+    floats = await adapter.call("embedding", embed, {"input": "a b"}, None, 5)
+    encoded = await adapter.call("embedding", embed, {"input": "a b", "encoding_format": "base64"}, None, 5)
+    vector = encoded.body["data"][0]["embedding"]
+    assert isinstance(vector, str)
+    assert list(struct.unpack("<8f", base64.b64decode(vector))) == floats.body["data"][0]["embedding"]
+    ids = await adapter.call("embedding", embed, {"input": [[1, 2], [3]]}, None, 5)
+    assert len(ids.body["data"]) == 2 and ids.body["usage"]["prompt_tokens"] == 3
+    text = await adapter.call("completion", model, {"prompt": [5, 6, 7]}, None, 5)
+    assert text.body["choices"][0]["text"] == "echo: 5 6 7"
