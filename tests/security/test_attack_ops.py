@@ -7,7 +7,10 @@ attack fails.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import uuid
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -15,9 +18,12 @@ import httpx
 import orjson
 import pytest
 
+from services.router.clients import Funds
+from services.router.settlements import Settlements, read_owed
 from services.runtime import identity
 from tests.e2e.support import bearer, create_key, grpc_channel, reconcile, usage_rows
 from tests.security.conftest import Edge
+from tollgate.credits.v1 import credits_pb2
 from tollgate.health.v1 import health_pb2, health_pb2_grpc
 from tollgate.router.v1 import router_pb2, router_pb2_grpc
 
@@ -106,9 +112,9 @@ def test_filters_never_widen_to_another_users_rows(http: httpx.Client, pair: dic
                 reply.text,
             )
     # What Alice does see of hers, grouped by her tag, is hers alone.
-    groups = http.get(
-        "/v1/usage/summary", params={"group_by": "tag:team"}, headers=bearer(pair["alice"])
-    ).json()["data"]
+    groups = http.get("/v1/usage/summary", params={"group_by": "tag:team"}, headers=bearer(pair["alice"])).json()[
+        "data"
+    ]
     assert [g["key"] for g in groups] == ["alice-team"], groups
 
 
@@ -174,7 +180,8 @@ def test_a_user_cannot_hold_a_provider_or_read_the_log(
 ) -> None:
     user = bearer(pair["alice"])
     _error(http.post("/v1/providers/fake/maintenance", json={"state": "down", "reason": "mine"}, headers=user), 403)
-    odd = http.post("/v1/providers/fake%2F..%2Fother/maintenance", json={"state": "down", "reason": "mine"}, headers=user)
+    hold = {"state": "down", "reason": "mine"}
+    odd = http.post("/v1/providers/fake%2F..%2Fother/maintenance", json=hold, headers=user)
     assert odd.status_code in (403, 404), odd.text
     _error(http.get("/v1/admin/providers/maintenance", headers=user), 403)
     _error(http.post("/v1/admin/providers/health/check", json={}, headers=user), 403)
@@ -186,9 +193,7 @@ def test_a_user_cannot_hold_a_provider_or_read_the_log(
     assert all(r["reason"] != "mine" for r in log), log
 
 
-def test_users_see_a_hold_without_who_placed_it(
-    http: httpx.Client, pair: dict[str, str], keys: dict[str, str]
-) -> None:
+def test_users_see_a_hold_without_who_placed_it(http: httpx.Client, pair: dict[str, str], keys: dict[str, str]) -> None:
     admin = bearer(keys["admin_key"])
     held = http.post("/v1/providers/fake-free/maintenance", json={"state": "up", "reason": "ops test"}, headers=admin)
     assert held.status_code == 200, held.text
@@ -204,7 +209,8 @@ def test_users_see_a_hold_without_who_placed_it(
         shown = http.get("/v1/providers", headers=admin).json()["data"]
         assert next(p for p in shown if p["id"] == "fake-free")["maintenance"]["by"]
     finally:
-        assert http.post("/v1/providers/fake-free/maintenance", json={"state": "auto"}, headers=admin).status_code == 200
+        back = http.post("/v1/providers/fake-free/maintenance", json={"state": "auto"}, headers=admin)
+        assert back.status_code == 200, back.text
 
 
 def _health_refused(edge: Edge, name: str | None, metadata: tuple[tuple[str, str], ...] = ()) -> grpc.StatusCode:
@@ -283,3 +289,44 @@ def test_a_tiny_native_deadline_still_pays_or_releases(edge: Edge, http: httpx.C
     assert before - after["balance_micro"] == sum(r["cost_micro"] for r in rows), (before, after, rows)
     checked = reconcile(f"sqlite:///{edge.suite.data_dir / 'credits.db'}")
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+# --- the router's settle journal: a client's big attribution cannot make an owed settle vanish -------------------
+
+
+class _SlowLedger:
+    """Credits as the journal sees it: a settle of `slow` waits for `release`, every other one lands at once."""
+
+    def __init__(self, slow: str) -> None:
+        self.slow = slow
+        self.release = asyncio.Event()
+
+    async def settle(self, hold_id: str, amount_micro: int, key: str, usage: Any, timeout: float) -> Funds:
+        if key == self.slow:
+            await self.release.wait()
+        return Funds(available_micro=1, low=False)
+
+
+def test_journal_compaction_keeps_settles_still_in_flight(tmp_path: Path) -> None:
+    """Tags and end users are the client's and fill journal lines (16 x 512 characters each): once the file
+    passes its compaction size, a settle landing must not erase the line of another one still on its way to
+    credits, or a router killed then loses that debt."""
+
+    async def attack(journal_file: Path) -> list[str]:
+        ledger = _SlowLedger("in-flight")
+        journal = Settlements(ledger, tmp_path, rpc_timeout=1)  # type: ignore[arg-type]
+        big = credits_pb2.UsageRecord(
+            user_id="mallory", end_user="e" * 256, tags={f"t{i}": "v" * 512 for i in range(16)}
+        )
+        slow = asyncio.ensure_future(journal.settle("h-slow", 5, "in-flight", big, 1))
+        await asyncio.sleep(0.05)
+        # Others land while it waits, past the compaction size with the client's own fat attribution.
+        for n in range(120):
+            await journal.settle(f"h{n}", 1, f"k{n}", big, 1)
+        owed = [entry.key for entry in read_owed(journal_file)]
+        ledger.release.set()
+        await slow
+        journal.close()
+        return owed
+
+    assert asyncio.run(attack(tmp_path / f"settles-{os.getpid()}.jsonl")) == ["in-flight"]
