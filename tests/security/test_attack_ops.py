@@ -384,3 +384,13 @@ def test_a_burst_cannot_outrun_the_request_window(edge: Edge, pair: dict[str, st
             assert _error(reply, 429)["code"] == "rate_limit_exceeded"
             assert 1 <= int(reply.headers["retry-after"]) <= 60, reply.headers
             assert reply.headers["x-ratelimit-remaining-requests"] == "0", reply.headers
+
+
+def test_the_running_routers_journal_is_its_own(edge: Edge, pair: dict[str, str]) -> None:
+    """The journal holds users' attribution and what they owe: no other account on the host may read or edit it."""
+    folder = edge.suite.data_dir / "router"
+    assert folder.stat().st_mode & 0o077 == 0, oct(folder.stat().st_mode)
+    journals = list(folder.glob("settles-*.jsonl"))
+    assert journals
+    for journal in journals:
+        assert journal.stat().st_mode & 0o077 == 0, (journal, oct(journal.stat().st_mode))
