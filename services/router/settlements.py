@@ -80,6 +80,7 @@ class Settlements:
         self.rpc_timeout = rpc_timeout
         self.retry_max_seconds = retry_max_seconds
         self.owed: dict[str, Owed] = {}
+        self._settling: dict[str, Owed] = {}  # written and on their way to credits: their lines must stay
         self._wake = asyncio.Event()
         self._fd: int | None = None
         self._path: Path | None = None
@@ -124,19 +125,25 @@ class Settlements:
             os.write(self._fd, line + b"\n")
 
     def _done(self, key: str) -> None:
+        self._settling.pop(key, None)
         self._write(orjson.dumps({"done": key}))
         if not self.owed and self._fd is not None and os.fstat(self._fd).st_size > _COMPACT_BYTES:
+            # Compacted to the settles other requests still have on their way to credits.
             os.ftruncate(self._fd, 0)
+            for entry in self._settling.values():
+                self._write(entry.line())
 
     async def settle(
         self, hold_id: str, amount_micro: int, key: str, usage: credits_pb2.UsageRecord, timeout: float
     ) -> Funds | None:
         """Settle the hold; when credits cannot take it now, keep the settle owed and answer None."""
         entry = Owed(hold_id, amount_micro, key, usage)
+        self._settling[key] = entry
         self._write(entry.line())
         try:
             funds = await self.ledger.settle(hold_id, amount_micro, key, usage, timeout)
         except DomainError as err:
+            self._settling.pop(key, None)
             if err.code not in RETRIED:
                 self._done(key)
                 raise
@@ -146,6 +153,7 @@ class Settlements:
             self._wake.set()
             return None
         except BaseException:
+            self._settling.pop(key, None)
             self.owed[key] = entry  # cancelled or our own fault mid-call: the repeat finds out what happened
             self._wake.set()
             raise
