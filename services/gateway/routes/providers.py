@@ -36,12 +36,16 @@ _RANK = {"healthy": 0, "degraded": 1, "unknown": 2, "down": 3}
 
 
 def per_provider(states: Sequence[health_pb2.ProviderState], admin: bool = True) -> list[dict[str, Any]]:
-    """Endpoints grouped by provider; who holds a provider in maintenance is shown to admins only."""
+    """Endpoints grouped by provider. Admins only see who holds a provider in maintenance, an endpoint's address
+    and its last error (a provider's error text may repeat another user's request)."""
     grouped: dict[str, list[dict[str, Any]]] = {}
     for state in states:
         shown = endpoint(state)
-        if not admin and shown["maintenance"] is not None:
-            del shown["maintenance"]["by"]
+        if not admin:
+            shown.pop("base_url")
+            shown.pop("last_error")
+            if shown["maintenance"] is not None:
+                del shown["maintenance"]["by"]
         grouped.setdefault(state.provider, []).append(shown)
     providers = []
     for name, endpoints in grouped.items():
