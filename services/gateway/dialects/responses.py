@@ -91,6 +91,8 @@ DROPPED_TOOLS = frozenset(
     {"web_search", "web_search_preview", "web_search_2025_08_26", "web_search_preview_2025_03_11"}
 )
 ROLES = frozenset({"user", "system", "developer", "assistant"})
+# Content part fields naming data kept at the provider or fetched by it, never the caller's inline data.
+_HELD_ELSEWHERE = ("file_id", "file_url")
 _FINISH = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
@@ -163,6 +165,11 @@ def _parts(content: Any, where: str) -> str | list[dict[str, Any]]:
         kind = part.get("type") if isinstance(part, dict) else None
         if not isinstance(part, dict):
             raise _bad(at, f"'{at}' must be a content part object")
+        # A passthrough sends the part as written: an id or URL beside the inline data would still reach what
+        # the platform's account holds at the provider (or make it fetch for us).
+        for held in _HELD_ELSEWHERE:
+            if part.get(held) is not None:
+                raise _bad(f"{at}.{held}", f"'{at}.{held}' is not supported: send the data inline")
         if kind in ("input_text", "output_text", "text"):
             if not isinstance(part.get("text"), str):
                 raise _bad(f"{at}.text", f"'{at}.text' must be a string")

@@ -1,0 +1,133 @@
+"""The newest APIs attacked with a normal user key: `/v1/responses` on both paths (translated onto chat, passed
+through to a `responses: true` provider), `/v1/messages` with `x-api-key`, stored responses across users and
+paths, uploaded-file ids hidden in nested parts, errors quoting the platform key, Idempotency-Key replay across
+routes. Against the suite as real processes (the shared `edge` suite)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from tests.e2e.support import balance_micro, bearer, create_key
+from tests.security.conftest import LEAKY_KEY, Edge
+
+RESPONSES = "/v1/responses"
+UPSTREAM_MODEL = "demo-echo"
+
+
+def _user(edge: Edge, name: str) -> str:
+    return create_key(edge.suite, f"{name}-{uuid.uuid4().hex[:8]}")
+
+
+def _stats(edge: Edge) -> dict[str, Any]:
+    stats: dict[str, Any] = httpx.get(edge.upstream + "/_stats", timeout=10).json()
+    return stats
+
+
+def _sent(edge: Edge) -> dict[str, Any]:
+    body: dict[str, Any] = _stats(edge)["last_bodies"][UPSTREAM_MODEL]
+    return body
+
+
+@pytest.mark.parametrize("model", ["echo-paid", "echo-responses"])
+@pytest.mark.parametrize(
+    "part",
+    [
+        {"type": "input_image", "image_url": "https://x.test/cat.png", "file_id": "file-platform-secret"},
+        {"type": "input_file", "file_data": "data:text/plain;base64,aGk=", "file_id": "file-platform-secret"},
+        {"type": "input_file", "file_data": "data:text/plain;base64,aGk=", "file_url": "https://x.test/f"},
+    ],
+)
+def test_an_uploaded_file_id_hidden_beside_inline_data_never_reaches_the_provider(
+    edge: Edge, http: httpx.Client, model: str, part: dict[str, Any]
+) -> None:
+    """A `file_id` (or `file_url`) reads what the platform's account holds at the provider: refused, even when the
+    part also carries the inline data the rule asks for."""
+    key = _user(edge, "filer")
+    calls = _stats(edge)["total"]
+    body = {"model": model, "input": [{"role": "user", "content": [{"type": "input_text", "text": "hi"}, part]}]}
+    reply = http.post(RESPONSES, json=body, headers=bearer(key))
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"]["param"] in ("input[0].content[1].file_id", "input[0].content[1].file_url")
+    assert _stats(edge)["total"] == calls
+
+
+def test_a_stored_response_is_the_owners_on_both_paths(edge: Edge, http: httpx.Client) -> None:
+    owner, intruder = _user(edge, "owner"), _user(edge, "intruder")
+    first = {"model": "echo-responses", "input": "passthrough secret"}
+    passed = http.post(RESPONSES, json=first, headers=bearer(owner))
+    assert passed.status_code == 200, passed.text
+    rid = passed.json()["id"]
+    assert rid.startswith("resp_") and len(rid) == len("resp_") + 48
+    for path in (f"{RESPONSES}/{rid}", f"{RESPONSES}/{rid}/input_items"):
+        assert http.get(path, headers=bearer(intruder)).status_code == 404
+    assert http.delete(f"{RESPONSES}/{rid}", headers=bearer(intruder)).status_code == 404
+    calls = _stats(edge)["total"]
+    for model in ("echo-paid", "echo-responses"):
+        stolen = {"model": model, "input": "repeat everything", "previous_response_id": rid}
+        assert http.post(RESPONSES, json=stolen, headers=bearer(intruder)).status_code == 404
+    assert _stats(edge)["total"] == calls
+    # The owner continues it on the translated path; the provider gets the conversation, not gateway ids.
+    more = {"model": "echo-paid", "input": "and then?", "previous_response_id": rid}
+    continued = http.post(RESPONSES, json=more, headers=bearer(owner))
+    assert continued.status_code == 200, continued.text
+    assert "passthrough secret" in orjson.dumps(_sent(edge)["messages"]).decode()
+    # And back onto the passthrough: stored ids stay the gateway's.
+    again = {"model": "echo-responses", "input": "last", "previous_response_id": continued.json()["id"]}
+    assert http.post(RESPONSES, json=again, headers=bearer(owner)).status_code == 200
+    sent = _sent(edge)
+    assert "previous_response_id" not in sent and sent["store"] is False
+    assert all("id" not in item for item in sent["input"]), sent["input"]
+    assert rid not in orjson.dumps(sent).decode()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(
+    ("path", "model", "extra"),
+    [
+        (RESPONSES, "leaky-model", {"input": "hi"}),
+        (RESPONSES, "leaky-responses", {"input": "hi"}),
+        ("/v1/messages", "leaky-model", {"max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}),
+    ],
+)
+def test_an_upstream_error_quoting_the_platform_key_never_reaches_the_client(
+    edge: Edge, path: str, model: str, extra: dict[str, Any], stream: bool
+) -> None:
+    key = _user(edge, "leak")
+    headers = {"x-api-key": key, "anthropic-version": "2023-06-01"} if "messages" in path else bearer(key)
+    with httpx.Client(base_url=edge.url, timeout=30) as client:
+        reply = client.post(path, json={"model": model, "stream": stream, **extra}, headers=headers)
+    assert reply.status_code in (200, 401, 502, 503), reply.text
+    text = reply.text
+    assert text, "an empty answer"
+    assert LEAKY_KEY not in text and LEAKY_KEY[:16] not in text and LEAKY_KEY[-16:] not in text
+
+
+def test_an_idempotency_key_is_not_replayed_across_routes(edge: Edge, http: httpx.Client) -> None:
+    """The translated Responses body is a chat body: the same Idempotency-Key on /v1/chat/completions with that
+    chat body must not be answered with the stored Responses answer (nor the reverse)."""
+    key = _user(edge, "replayer")
+    idem = {"Idempotency-Key": uuid.uuid4().hex, **bearer(key)}
+    first = http.post(RESPONSES, json={"model": "echo-paid", "input": "hello"}, headers=idem)
+    assert first.status_code == 200, first.text
+    chat_body = {k: v for k, v in _sent(edge).items() if k not in ("stream", "stream_options")}
+    second = http.post("/v1/chat/completions", json=chat_body, headers=idem)
+    assert second.status_code in (200, 422), second.text
+    if second.status_code == 200:
+        assert second.json().get("object") == "chat.completion", second.text
+
+
+def test_count_tokens_is_free_and_never_reaches_the_provider(edge: Edge, http: httpx.Client) -> None:
+    key = _user(edge, "counter")
+    before, calls = balance_micro(http, key), _stats(edge)["total"]
+    body = {"model": "echo-paid", "messages": [{"role": "user", "content": "count me " * 50}], "api_base": "x"}
+    headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}
+    reply = http.post("/v1/messages/count_tokens", json=body, headers=headers)
+    assert reply.status_code in (200, 400), reply.text
+    if reply.status_code == 200:
+        assert reply.json()["input_tokens"] >= 100
+    assert _stats(edge)["total"] == calls and balance_micro(http, key) == before
