@@ -5,6 +5,7 @@ routes. Against the suite as real processes (the shared `edge` suite)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -130,4 +131,47 @@ def test_count_tokens_is_free_and_never_reaches_the_provider(edge: Edge, http: h
     assert reply.status_code in (200, 400), reply.text
     if reply.status_code == 200:
         assert reply.json()["input_tokens"] >= 100
+    assert _stats(edge)["total"] == calls and balance_micro(http, key) == before
+
+
+def _deep(levels: int) -> Any:
+    value: Any = "x"
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize("idempotent", [False, True])
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (RESPONSES, {"model": "echo-responses", "input": [{"role": "user", "content": "hi", "junk": _deep(300)}]}),
+        (RESPONSES, {"model": "echo-paid", "input": "hi", "text": {"x": _deep(300)}}),
+        (RESPONSES, {"model": "echo-paid", "input": "hi", "stream": True, "reasoning": {"summary": _deep(252)}}),
+        (
+            RESPONSES,
+            {"model": "echo-paid", "input": "hi", "tools": [{"type": "function", "name": "f", "x": _deep(300)}]},
+        ),
+        (
+            "/v1/messages",
+            {
+                "model": "echo-paid",
+                "max_tokens": 5,
+                "messages": [{"role": "user", "content": "hi"}],
+                "tools": [{"name": "f", "input_schema": _deep(300)}],
+            },
+        ),
+    ],
+)
+def test_input_nested_past_what_json_is_written_with_is_a_clear_400(
+    edge: Edge, http: httpx.Client, path: str, body: dict[str, Any], idempotent: bool
+) -> None:
+    """Refused before the provider is called: the Responses answer echoes `text`, `reasoning` and `tools`, and
+    one that cannot be written would be a 500 after the provider was paid."""
+    key = _user(edge, "nester")
+    before, calls = balance_micro(http, key), _stats(edge)["total"]
+    headers = {**bearer(key), **({"Idempotency-Key": uuid.uuid4().hex} if idempotent else {})}
+    reply = http.post(path, content=json.dumps(body).encode(), headers=headers)  # orjson writes 254 levels at most
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"]["message"]
     assert _stats(edge)["total"] == calls and balance_micro(http, key) == before

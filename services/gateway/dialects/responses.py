@@ -134,6 +134,13 @@ def validate(payload: dict[str, Any]) -> None:
     effort = (payload.get("reasoning") or {}).get("effort")
     if effort is not None and not isinstance(effort, str):
         raise _bad("reasoning.effort", "'reasoning.effort' must be a string")
+    for name, value in payload.items():
+        # The response echoes fields (`text`, `reasoning`, `tools`) up to three levels down (a stream event's
+        # `response`): one nested past what JSON is written with would fail after the provider was paid.
+        try:
+            orjson.dumps([[[value]]])
+        except orjson.JSONEncodeError:
+            raise _bad(name, f"'{name}' is nested too deeply") from None
 
 
 def _text_of(content: Any, where: str) -> str:
