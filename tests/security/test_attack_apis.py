@@ -175,3 +175,29 @@ def test_input_nested_past_what_json_is_written_with_is_a_clear_400(
     assert reply.status_code == 400, reply.text
     assert reply.json()["error"]["message"]
     assert _stats(edge)["total"] == calls and balance_micro(http, key) == before
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(
+    ("path", "model", "provider", "extra"),
+    [
+        (RESPONSES, "leaky-byok-model", "leaky-byok", {"input": "hi"}),
+        (RESPONSES, "leaky-responses", "leaky-responses", {"input": "hi"}),
+        (
+            "/v1/messages",
+            "leaky-byok-model",
+            "leaky-byok",
+            {"max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]},
+        ),
+    ],
+)
+def test_an_upstream_error_quoting_an_inline_byok_key_never_reaches_the_client(
+    edge: Edge, path: str, model: str, provider: str, extra: dict[str, Any], stream: bool
+) -> None:
+    key = _user(edge, "inline")
+    secret = "q" + uuid.uuid4().hex + uuid.uuid4().hex  # no recognisable shape: only its registration masks it
+    body = {"model": model, "stream": stream, "api_key": secret, "provider": provider, **extra}
+    with httpx.Client(base_url=edge.url, timeout=30) as client:
+        reply = client.post(path, json=body, headers=bearer(key))
+        assert reply.status_code == 502, reply.text  # the provider refused the key, quoting it
+        assert "[redacted]" in reply.text and secret[:16] not in reply.text and secret[-16:] not in reply.text
