@@ -201,3 +201,46 @@ def test_an_upstream_error_quoting_an_inline_byok_key_never_reaches_the_client(
         reply = client.post(path, json=body, headers=bearer(key))
         assert reply.status_code == 502, reply.text  # the provider refused the key, quoting it
         assert "[redacted]" in reply.text and secret[:16] not in reply.text and secret[-16:] not in reply.text
+
+
+@pytest.mark.parametrize(
+    ("path", "raw"),
+    [
+        (RESPONSES, b'{"model": "echo-paid", "input": "\\ud800"}'),
+        (RESPONSES, b'{"model": "echo-responses", "input": "\\udfff x"}'),
+        (RESPONSES, b'{"model": "echo-paid", "input": "hi", "instructions": "\\ud83d"}'),
+        (
+            "/v1/messages",
+            b'{"model": "echo-paid", "max_tokens": 5, "messages": [{"role": "user", "content": "\\ud800"}]}',
+        ),
+        (RESPONSES, b'{"model": "echo-paid", "input": [{"role": "user", "content": [{"type": "input_text"}]}]}'),
+        (RESPONSES, b'{"model": "echo-paid", "input": [{"role": "user", "content": [7]}]}'),
+        (
+            RESPONSES,
+            b'{"model": "echo-paid", "input": "hi", "tools": [{"type": "namespace", "name": "n", "tools": 3}]}',
+        ),
+        (RESPONSES, b'{"model": "echo-paid", "input": "hi", "reasoning": {"effort": 3}}'),
+        (RESPONSES, b'{"model": "echo-responses", "input": "hi", "tools": [{"type": "mcp", "server_url": "x"}]}'),
+        (RESPONSES, b'{"model": ["echo-paid"], "input": "hi"}'),
+        (RESPONSES, b'{"model": "echo-paid", "input": "hi", "max_output_tokens": 1e400}'),
+        (RESPONSES, b'{"model": "echo-paid", "input": "hi", "max_output_tokens": true}'),
+    ],
+)
+def test_odd_typed_input_is_a_clear_400_before_any_call(edge: Edge, http: httpx.Client, path: str, raw: bytes) -> None:
+    key = _user(edge, "odd")
+    calls = _stats(edge)["total"]
+    reply = http.post(path, content=raw, headers={**bearer(key), "content-type": "application/json"})
+    assert reply.status_code == 400, reply.text
+    assert reply.text and _stats(edge)["total"] == calls
+
+
+def test_another_users_cheap_traffic_never_evicts_a_stored_response(edge: Edge, http: httpx.Client) -> None:
+    """The edge suite's cache holds 5 entries: stored responses must not share its LRU."""
+    victim, flooder = _user(edge, "victim"), _user(edge, "flooder")
+    kept = http.post(RESPONSES, json={"model": "echo-paid", "input": "keep me"}, headers=bearer(victim))
+    assert kept.status_code == 200, kept.text
+    for i in range(8):  # free, and each a new stored response and a new cache entry
+        assert http.post(RESPONSES, json={"model": "echo-free", "input": f"x{i}"}, headers=bearer(flooder)).is_success
+        chat = {"model": "echo-free", "messages": [{"role": "user", "content": f"c{i}"}]}
+        assert http.post("/v1/chat/completions", json=chat, headers=bearer(flooder)).is_success
+    assert http.get(f"{RESPONSES}/{kept.json()['id']}", headers=bearer(victim)).status_code == 200
