@@ -36,11 +36,11 @@ class Conversations:
         except orjson.JSONEncodeError:  # nested past what JSON is written with: served, but cannot be kept
             log.warning("response %s not stored: nested too deeply", response["id"])
             return
-        await self.store.put(self._key(user, response["id"]), record, self.ttl)
+        await self.store.put(self._key(user, response["id"]), record, self.ttl, kept=True)
 
     async def find(self, user: str, response_id: str) -> dict[str, Any]:
         """The stored record, or the 404 an unknown id, an expired one and another user's all get."""
-        raw = await self.store.get(self._key(user, response_id)) if _ID.fullmatch(response_id) else None
+        raw = await self.store.get(self._key(user, response_id), kept=True) if _ID.fullmatch(response_id) else None
         if raw is None:
             raise DomainError("not_found", f"No response found with id '{response_id[:80]}'", "response_id")
         record: dict[str, Any] = orjson.loads(raw)
@@ -48,4 +48,4 @@ class Conversations:
 
     async def delete(self, user: str, response_id: str) -> None:
         await self.find(user, response_id)
-        await self.store.delete(self._key(user, response_id))
+        await self.store.delete(self._key(user, response_id), kept=True)

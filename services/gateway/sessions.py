@@ -120,24 +120,24 @@ async def open_session(
         created=now,
         renewed=now,
     )
-    await store.put(store_key(session_id), record.to_bytes(), min(idle_ttl, MAX_AGE))
+    await store.put(store_key(session_id), record.to_bytes(), min(idle_ttl, MAX_AGE), kept=True)
     return session_id, csrf_token(session_id)
 
 
 async def load(store: Store, session_id: str) -> Session | None:
     if not session_id:
         return None
-    raw = await store.get(store_key(session_id))
+    raw = await store.get(store_key(session_id), kept=True)
     record = Session.from_bytes(raw) if raw is not None else None
     if record is not None and time.time() - record.created >= MAX_AGE:
-        await store.delete(store_key(session_id))
+        await store.delete(store_key(session_id), kept=True)
         return None
     return record
 
 
 async def end(store: Store, session_id: str) -> None:
     if session_id:
-        await store.delete(store_key(session_id))
+        await store.delete(store_key(session_id), kept=True)
 
 
 def csrf_matches(session_id: str, token: str) -> bool:
@@ -179,4 +179,4 @@ async def _renew(store: Store, session_id: str, record: Session, idle_ttl: float
         return
     left = record.created + MAX_AGE - now
     renewed = Session(**{**asdict(record), "renewed": now})
-    await store.put(store_key(session_id), renewed.to_bytes(), min(idle_ttl, left))
+    await store.put(store_key(session_id), renewed.to_bytes(), min(idle_ttl, left), kept=True)

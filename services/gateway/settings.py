@@ -47,7 +47,8 @@ class GatewaySettings(EdgeSettings):
     idempotency_ttl: float = 24 * 3600.0
     """Seconds an `Idempotency-Key`'s response is remembered."""
     idempotency_max_entries: int = 100_000
-    """In-process idempotency records (no Redis), apart from the cache's entries."""
+    """In-process idempotency records (no Redis), apart from the cache's entries; stored Responses answers and
+    console sessions are kept up to as many again, apart from both."""
     cache_enabled: bool = True
     """The response cache."""
     cache_ttl: float = 300.0

@@ -6,7 +6,8 @@ compare-and-set), and cached responses. When Redis stops answering, limits and t
 in-process state (counted in a metric, logged once, Redis tried again after a short pause); idempotency
 records do not: with Redis configured but unreachable they raise `Unavailable` (503), because a record
 kept in one process's memory would let a retry through another replica run and be charged again.
-In memory, records and cached responses live in separate stores, so cache entries never evict a record.
+In memory, records, kept values (stored responses, console sessions) and cached responses live in separate
+stores, so cache entries never evict a record or a kept value.
 """
 
 from __future__ import annotations
@@ -125,6 +126,9 @@ class Store:
         self.prefix = prefix
         self.memory = MemoryStore(max_entries)  # rate-limit windows and cached responses
         self.records = MemoryStore(max_records)  # idempotency records, apart from the cache's LRU
+        self.kept = MemoryStore(
+            max_records
+        )  # stored responses and sessions: another user's cache entries never evict them
         self.redis = RedisStore(redis_url) if redis_url else None
         self._redis_down_until = 0.0
         self._warned = False
@@ -141,7 +145,11 @@ class Store:
             log.info("Redis answers again; shared state restored")
 
     async def _run(
-        self, op: str, remote: Callable[[RedisStore], Awaitable[T]], local: Callable[[MemoryStore], Awaitable[T]]
+        self,
+        op: str,
+        remote: Callable[[RedisStore], Awaitable[T]],
+        local: Callable[[MemoryStore], Awaitable[T]],
+        memory: MemoryStore | None = None,
     ) -> T:
         if self.redis is not None and time.monotonic() >= self._redis_down_until:
             try:
@@ -153,7 +161,7 @@ class Store:
                 return result
         if self.redis is not None:
             FALLBACKS.labels(op).inc()
-        return await local(self.memory)
+        return await local(memory or self.memory)
 
     async def _strict(
         self, op: str, remote: Callable[[RedisStore], Awaitable[T]], local: Callable[[MemoryStore], Awaitable[T]]
@@ -174,19 +182,26 @@ class Store:
         self._answered()
         return result
 
-    async def get(self, key: str) -> bytes | None:
-        key = self.prefix + key
-        return await self._run("get", lambda r: r.get(key), lambda m: m.get(key))
+    def _memory(self, kept: bool) -> MemoryStore:
+        """In memory, where a value lives: `kept` (stored responses, sessions) apart from the cache's LRU."""
+        return self.kept if kept else self.memory
 
-    async def put(self, key: str, value: bytes, ttl: float, only_new: bool = False) -> bool:
+    async def get(self, key: str, kept: bool = False) -> bytes | None:
+        key = self.prefix + key
+        return await self._run("get", lambda r: r.get(key), lambda m: m.get(key), self._memory(kept))
+
+    async def put(self, key: str, value: bytes, ttl: float, only_new: bool = False, kept: bool = False) -> bool:
         key = self.prefix + key
         return await self._run(
-            "put", lambda r: r.put(key, value, ttl, only_new), lambda m: m.put(key, value, ttl, only_new)
+            "put",
+            lambda r: r.put(key, value, ttl, only_new),
+            lambda m: m.put(key, value, ttl, only_new),
+            self._memory(kept),
         )
 
-    async def delete(self, key: str) -> None:
+    async def delete(self, key: str, kept: bool = False) -> None:
         key = self.prefix + key
-        await self._run("delete", lambda r: r.delete(key), lambda m: m.delete(key))
+        await self._run("delete", lambda r: r.delete(key), lambda m: m.delete(key), self._memory(kept))
 
     async def claim(self, key: str, value: bytes, ttl: float) -> bool:
         """Write the record only if there is none (`SET NX`)."""

@@ -91,6 +91,8 @@ DROPPED_TOOLS = frozenset(
     {"web_search", "web_search_preview", "web_search_2025_08_26", "web_search_preview_2025_03_11"}
 )
 ROLES = frozenset({"user", "system", "developer", "assistant"})
+# Content part fields naming data kept at the provider or fetched by it, never the caller's inline data.
+_HELD_ELSEWHERE = ("file_id", "file_url")
 _FINISH = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
@@ -132,6 +134,13 @@ def validate(payload: dict[str, Any]) -> None:
     effort = (payload.get("reasoning") or {}).get("effort")
     if effort is not None and not isinstance(effort, str):
         raise _bad("reasoning.effort", "'reasoning.effort' must be a string")
+    for name, value in payload.items():
+        # The response echoes fields (`text`, `reasoning`, `tools`) up to three levels down (a stream event's
+        # `response`): one nested past what JSON is written with would fail after the provider was paid.
+        try:
+            orjson.dumps([[[value]]])
+        except orjson.JSONEncodeError:
+            raise _bad(name, f"'{name}' is nested too deeply") from None
 
 
 def _text_of(content: Any, where: str) -> str:
@@ -163,6 +172,11 @@ def _parts(content: Any, where: str) -> str | list[dict[str, Any]]:
         kind = part.get("type") if isinstance(part, dict) else None
         if not isinstance(part, dict):
             raise _bad(at, f"'{at}' must be a content part object")
+        # A passthrough sends the part as written: an id or URL beside the inline data would still reach what
+        # the platform's account holds at the provider (or make it fetch for us).
+        for held in _HELD_ELSEWHERE:
+            if part.get(held) is not None:
+                raise _bad(f"{at}.{held}", f"'{at}.{held}' is not supported: send the data inline")
         if kind in ("input_text", "output_text", "text"):
             if not isinstance(part.get("text"), str):
                 raise _bad(f"{at}.text", f"'{at}.text' must be a string")

@@ -66,12 +66,12 @@ async def opened(store: Store) -> tuple[FakeEdge, str, str]:
 
 async def test_the_store_holds_a_hash_of_the_id_and_never_the_key(store: Store) -> None:
     _edge, session_id, csrf = await opened(store)
-    raw = await store.get(sessions.store_key(session_id))
+    raw = await store.get(sessions.store_key(session_id), kept=True)
     assert raw is not None
     assert KEY.encode() not in raw and session_id.encode() not in raw and csrf.encode() not in raw
     assert session_id not in sessions.store_key(session_id)
     if store.redis is None:
-        assert all(session_id not in k and KEY.encode() not in v for k, (_, v) in store.memory._values.items())
+        assert all(session_id not in k and KEY.encode() not in v for k, (_, v) in store.kept._values.items())
 
 
 async def test_cookie_and_csrf_resolve_to_the_keys_principal(store: Store) -> None:

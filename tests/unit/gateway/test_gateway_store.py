@@ -101,3 +101,12 @@ async def test_cache_entries_never_evict_records() -> None:
         await store.put(f"cache:{i}", b"answer", 60)
     assert await store.record("idem:1") == b"pending"
     assert await store.get("cache:0") is None and await store.get("cache:9") == b"answer"
+
+
+async def test_kept_values_are_never_evicted_by_the_cache() -> None:
+    store = Store(max_entries=2)
+    await store.put("responses:alice:r", b"kept", 60, kept=True)
+    for i in range(5):
+        await store.put(f"cache:{i}", b"x", 60)
+    assert await store.get("responses:alice:r", kept=True) == b"kept"
+    assert await store.get("responses:alice:r") is None  # apart from the cache's entries
