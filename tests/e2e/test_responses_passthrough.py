@@ -127,7 +127,7 @@ def test_steering_fields_hosted_tools_and_upstream_references_are_refused_before
             )
     assert steering.value.body["param"] == "base_url"  # type: ignore[index]
     assert reference.value.body["param"] == "input[0].type"  # type: ignore[index]
-    assert uploaded.value.body["param"] == "input[0].content[0].file_data"  # type: ignore[index]
+    assert uploaded.value.body["param"] == "input[0].content[0].file_id"  # type: ignore[index]
     assert hosted.value.body["param"] == "tools[0]"  # type: ignore[index]
     assert upstream_count(upstream, "/v1/responses", UPSTREAM_MODEL) == passed
 
