@@ -78,7 +78,7 @@ test: $(VENV)/.installed browser promtool ## Run every test: unit, integration (
 
 # The SDK lower bound claimed in pyproject.toml, tested in a second virtualenv: the lock, then that one release.
 OPENAI_OLDEST := $(shell sed -n 's/.*"openai>=\([0-9.]*\)".*/\1/p' pyproject.toml)
-SDK_TESTS := tests/e2e/test_sdk_chat.py tests/e2e/test_low_credits.py tests/e2e/test_secrets.py tests/unit/demo_upstream
+SDK_TESTS := tests/e2e/test_sdk_chat.py tests/e2e/test_low_credits.py tests/e2e/test_secrets.py tests/unit/demo_upstream/test_server.py
 
 test-oldest: $(VENV)/.installed ## The SDK tests on the oldest openai release pyproject.toml admits (.venv-oldest)
 	UV_PROJECT_ENVIRONMENT=$(abspath .venv-oldest) $(UV) sync --locked -q --python $(PYTHON)
