@@ -104,7 +104,10 @@ class HealthView:
     # background work
 
     async def watch(self) -> None:
-        """Follow `WatchProviders` forever, reconnecting with capped, jittered backoff."""
+        """Follow `WatchProviders` forever, reconnecting with capped, jittered backoff.
+
+        The cap is short: until the stream is back, the router routes on a stale view.
+        """
         if self._channel is None:
             return
         delay = 0.2
@@ -121,7 +124,7 @@ class HealthView:
             except Exception as exc:
                 log.warning("health stream failed: %s", type(exc).__name__)
             await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 10.0)
+            delay = min(delay * 2, 2.0)
 
     async def send_reports(self) -> None:
         """Deliver queued outcomes to health, several at a time, off the request path."""

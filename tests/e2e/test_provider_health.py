@@ -54,7 +54,7 @@ def _flip_and_recover(gateway: httpx.Client, upstream: httpx.Client) -> None:
     upstream.post("/_control", json={"model": "-", "require_key": "sk-not-the-platform-key"}).raise_for_status()
     eventually(lambda: state("fake") == "down", "fake marked down")
     assert state("fake-free") != "down"
-    eventually(lambda: chosen() == "echo-free", "router skips the down provider", timeout=5)
+    eventually(lambda: chosen() == "echo-free", "router skips the down provider")
 
     upstream.post("/_control", json={"reset": True}).raise_for_status()
     seen: set[str] = set()
