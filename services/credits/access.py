@@ -20,5 +20,9 @@ ACCESS = Access.of(
         "ListTransactions": {G, OP},
         "ListUsage": {G, OP},
         "UsageSummary": {G, OP},
+        # Team admins set their team's budgets through the gateway, which checks their team first.
+        "SetBudget": {G, ADMIN},
+        "ListBudgets": {G, OP},
+        "DeleteBudget": {G, ADMIN},
     },
 )

@@ -23,5 +23,13 @@ ACCESS = Access.of(
         "VaultStatus": {ADMIN},
         "RetireMasterKey": {ADMIN},
         "ListAuditEvents": {ADMIN},
+        # Team admins act through the gateway, which passes their team and the servicer holds them to it.
+        "UpdateApiKey": {G, ADMIN},
+        "CreateTeam": {ADMIN},
+        "UpdateTeam": {ADMIN},
+        "GetTeam": {G, ADMIN},
+        "ListTeams": {ADMIN},
+        "SetTeamMember": {G, ADMIN},
+        "RemoveTeamMember": {G, ADMIN},
     },
 )

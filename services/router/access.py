@@ -6,7 +6,7 @@ from __future__ import annotations
 from services.runtime.access import Access, Grant
 from tollgate.router.v1 import router_pb2
 
-G, USER = Grant.GATEWAY, Grant.USER
+G, USER, ADMIN = Grant.GATEWAY, Grant.USER, Grant.ADMIN
 
 ACCESS = Access.of(
     router_pb2.DESCRIPTOR.services_by_name["Router"],
@@ -21,5 +21,6 @@ ACCESS = Access.of(
         "CountTokens": {G, USER},
         "Respond": {G, USER},
         "RespondStream": {G, USER},
+        "ReloadCatalog": {ADMIN},
     },
 )

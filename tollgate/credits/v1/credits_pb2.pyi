@@ -6,6 +6,64 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class Budget(_message.Message):
+    __slots__ = ("budget_id", "scope", "scope_id", "period", "timezone", "limit_micro", "alert_percents", "soft_limit_micro", "spent_micro", "reserved_micro", "period_start_unix_ms", "resets_unix_ms", "actor")
+    BUDGET_ID_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_ID_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_MICRO_FIELD_NUMBER: _ClassVar[int]
+    ALERT_PERCENTS_FIELD_NUMBER: _ClassVar[int]
+    SOFT_LIMIT_MICRO_FIELD_NUMBER: _ClassVar[int]
+    SPENT_MICRO_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_MICRO_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_START_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    RESETS_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    budget_id: str
+    scope: str
+    scope_id: str
+    period: str
+    timezone: str
+    limit_micro: int
+    alert_percents: _containers.RepeatedScalarFieldContainer[int]
+    soft_limit_micro: int
+    spent_micro: int
+    reserved_micro: int
+    period_start_unix_ms: int
+    resets_unix_ms: int
+    actor: str
+    def __init__(self, budget_id: _Optional[str] = ..., scope: _Optional[str] = ..., scope_id: _Optional[str] = ..., period: _Optional[str] = ..., timezone: _Optional[str] = ..., limit_micro: _Optional[int] = ..., alert_percents: _Optional[_Iterable[int]] = ..., soft_limit_micro: _Optional[int] = ..., spent_micro: _Optional[int] = ..., reserved_micro: _Optional[int] = ..., period_start_unix_ms: _Optional[int] = ..., resets_unix_ms: _Optional[int] = ..., actor: _Optional[str] = ...) -> None: ...
+
+class ListBudgetsRequest(_message.Message):
+    __slots__ = ("scope", "scope_id")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_ID_FIELD_NUMBER: _ClassVar[int]
+    scope: str
+    scope_id: str
+    def __init__(self, scope: _Optional[str] = ..., scope_id: _Optional[str] = ...) -> None: ...
+
+class ListBudgetsReply(_message.Message):
+    __slots__ = ("budgets",)
+    BUDGETS_FIELD_NUMBER: _ClassVar[int]
+    budgets: _containers.RepeatedCompositeFieldContainer[Budget]
+    def __init__(self, budgets: _Optional[_Iterable[_Union[Budget, _Mapping]]] = ...) -> None: ...
+
+class DeleteBudgetRequest(_message.Message):
+    __slots__ = ("budget_id", "actor")
+    BUDGET_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    budget_id: str
+    actor: str
+    def __init__(self, budget_id: _Optional[str] = ..., actor: _Optional[str] = ...) -> None: ...
+
+class DeleteBudgetReply(_message.Message):
+    __slots__ = ("deleted",)
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    deleted: bool
+    def __init__(self, deleted: _Optional[bool] = ...) -> None: ...
+
 class Balance(_message.Message):
     __slots__ = ("user_id", "balance_micro", "reserved_micro", "available_micro", "low", "low_threshold_micro", "tier", "overdraft_micro")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -57,18 +115,24 @@ class GrantReply(_message.Message):
     def __init__(self, transaction_id: _Optional[str] = ..., balance: _Optional[_Union[Balance, _Mapping]] = ...) -> None: ...
 
 class ReserveRequest(_message.Message):
-    __slots__ = ("user_id", "amount_micro", "idempotency_key", "request_id", "ttl_seconds")
+    __slots__ = ("user_id", "amount_micro", "idempotency_key", "request_id", "ttl_seconds", "account_id", "key_id", "team_id")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_MICRO_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     amount_micro: int
     idempotency_key: str
     request_id: str
     ttl_seconds: int
-    def __init__(self, user_id: _Optional[str] = ..., amount_micro: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., request_id: _Optional[str] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
+    account_id: str
+    key_id: str
+    team_id: str
+    def __init__(self, user_id: _Optional[str] = ..., amount_micro: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., request_id: _Optional[str] = ..., ttl_seconds: _Optional[int] = ..., account_id: _Optional[str] = ..., key_id: _Optional[str] = ..., team_id: _Optional[str] = ...) -> None: ...
 
 class ReserveReply(_message.Message):
     __slots__ = ("hold_id", "balance")

@@ -79,6 +79,21 @@ class CreditsStub:
                 request_serializer=tollgate_dot_credits_dot_v1_dot_credits__pb2.UsageSummaryRequest.SerializeToString,
                 response_deserializer=tollgate_dot_credits_dot_v1_dot_credits__pb2.UsageSummaryReply.FromString,
                 _registered_method=True)
+        self.SetBudget = channel.unary_unary(
+                '/tollgate.credits.v1.Credits/SetBudget',
+                request_serializer=tollgate_dot_credits_dot_v1_dot_credits__pb2.Budget.SerializeToString,
+                response_deserializer=tollgate_dot_credits_dot_v1_dot_credits__pb2.Budget.FromString,
+                _registered_method=True)
+        self.ListBudgets = channel.unary_unary(
+                '/tollgate.credits.v1.Credits/ListBudgets',
+                request_serializer=tollgate_dot_credits_dot_v1_dot_credits__pb2.ListBudgetsRequest.SerializeToString,
+                response_deserializer=tollgate_dot_credits_dot_v1_dot_credits__pb2.ListBudgetsReply.FromString,
+                _registered_method=True)
+        self.DeleteBudget = channel.unary_unary(
+                '/tollgate.credits.v1.Credits/DeleteBudget',
+                request_serializer=tollgate_dot_credits_dot_v1_dot_credits__pb2.DeleteBudgetRequest.SerializeToString,
+                response_deserializer=tollgate_dot_credits_dot_v1_dot_credits__pb2.DeleteBudgetReply.FromString,
+                _registered_method=True)
 
 
 class CreditsServicer:
@@ -138,6 +153,25 @@ class CreditsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetBudget(self, request, context):
+        """Budgets with periods on a key, a user or a team, enforced by the same holds as the balance.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBudgets(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteBudget(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CreditsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -185,6 +219,21 @@ def add_CreditsServicer_to_server(servicer, server):
                     servicer.UsageSummary,
                     request_deserializer=tollgate_dot_credits_dot_v1_dot_credits__pb2.UsageSummaryRequest.FromString,
                     response_serializer=tollgate_dot_credits_dot_v1_dot_credits__pb2.UsageSummaryReply.SerializeToString,
+            ),
+            'SetBudget': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetBudget,
+                    request_deserializer=tollgate_dot_credits_dot_v1_dot_credits__pb2.Budget.FromString,
+                    response_serializer=tollgate_dot_credits_dot_v1_dot_credits__pb2.Budget.SerializeToString,
+            ),
+            'ListBudgets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBudgets,
+                    request_deserializer=tollgate_dot_credits_dot_v1_dot_credits__pb2.ListBudgetsRequest.FromString,
+                    response_serializer=tollgate_dot_credits_dot_v1_dot_credits__pb2.ListBudgetsReply.SerializeToString,
+            ),
+            'DeleteBudget': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteBudget,
+                    request_deserializer=tollgate_dot_credits_dot_v1_dot_credits__pb2.DeleteBudgetRequest.FromString,
+                    response_serializer=tollgate_dot_credits_dot_v1_dot_credits__pb2.DeleteBudgetReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -430,6 +479,87 @@ class Credits:
             '/tollgate.credits.v1.Credits/UsageSummary',
             tollgate_dot_credits_dot_v1_dot_credits__pb2.UsageSummaryRequest.SerializeToString,
             tollgate_dot_credits_dot_v1_dot_credits__pb2.UsageSummaryReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetBudget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.credits.v1.Credits/SetBudget',
+            tollgate_dot_credits_dot_v1_dot_credits__pb2.Budget.SerializeToString,
+            tollgate_dot_credits_dot_v1_dot_credits__pb2.Budget.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBudgets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.credits.v1.Credits/ListBudgets',
+            tollgate_dot_credits_dot_v1_dot_credits__pb2.ListBudgetsRequest.SerializeToString,
+            tollgate_dot_credits_dot_v1_dot_credits__pb2.ListBudgetsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteBudget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.credits.v1.Credits/DeleteBudget',
+            tollgate_dot_credits_dot_v1_dot_credits__pb2.DeleteBudgetRequest.SerializeToString,
+            tollgate_dot_credits_dot_v1_dot_credits__pb2.DeleteBudgetReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -44,6 +44,10 @@ class CreditsStub:
     ListTransactions: _grpc.UnaryUnaryMultiCallable[_credits_pb2.ListTransactionsRequest, _credits_pb2.ListTransactionsReply]
     ListUsage: _grpc.UnaryUnaryMultiCallable[_credits_pb2.ListUsageRequest, _credits_pb2.ListUsageReply]
     UsageSummary: _grpc.UnaryUnaryMultiCallable[_credits_pb2.UsageSummaryRequest, _credits_pb2.UsageSummaryReply]
+    SetBudget: _grpc.UnaryUnaryMultiCallable[_credits_pb2.Budget, _credits_pb2.Budget]
+    """Budgets with periods on a key, a user or a team, enforced by the same holds as the balance."""
+    ListBudgets: _grpc.UnaryUnaryMultiCallable[_credits_pb2.ListBudgetsRequest, _credits_pb2.ListBudgetsReply]
+    DeleteBudget: _grpc.UnaryUnaryMultiCallable[_credits_pb2.DeleteBudgetRequest, _credits_pb2.DeleteBudgetReply]
 
 @_typing.type_check_only
 class CreditsAsyncStub(CreditsStub):
@@ -57,6 +61,10 @@ class CreditsAsyncStub(CreditsStub):
     ListTransactions: _aio.UnaryUnaryMultiCallable[_credits_pb2.ListTransactionsRequest, _credits_pb2.ListTransactionsReply]  # type: ignore[assignment]
     ListUsage: _aio.UnaryUnaryMultiCallable[_credits_pb2.ListUsageRequest, _credits_pb2.ListUsageReply]  # type: ignore[assignment]
     UsageSummary: _aio.UnaryUnaryMultiCallable[_credits_pb2.UsageSummaryRequest, _credits_pb2.UsageSummaryReply]  # type: ignore[assignment]
+    SetBudget: _aio.UnaryUnaryMultiCallable[_credits_pb2.Budget, _credits_pb2.Budget]  # type: ignore[assignment]
+    """Budgets with periods on a key, a user or a team, enforced by the same holds as the balance."""
+    ListBudgets: _aio.UnaryUnaryMultiCallable[_credits_pb2.ListBudgetsRequest, _credits_pb2.ListBudgetsReply]  # type: ignore[assignment]
+    DeleteBudget: _aio.UnaryUnaryMultiCallable[_credits_pb2.DeleteBudgetRequest, _credits_pb2.DeleteBudgetReply]  # type: ignore[assignment]
 
 class CreditsServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -121,5 +129,27 @@ class CreditsServicer(metaclass=_abc_1.ABCMeta):
         request: _credits_pb2.UsageSummaryRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_credits_pb2.UsageSummaryReply, _abc.Awaitable[_credits_pb2.UsageSummaryReply]]: ...
+
+    @_abc_1.abstractmethod
+    def SetBudget(
+        self,
+        request: _credits_pb2.Budget,
+        context: _ServicerContext,
+    ) -> _typing.Union[_credits_pb2.Budget, _abc.Awaitable[_credits_pb2.Budget]]:
+        """Budgets with periods on a key, a user or a team, enforced by the same holds as the balance."""
+
+    @_abc_1.abstractmethod
+    def ListBudgets(
+        self,
+        request: _credits_pb2.ListBudgetsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_credits_pb2.ListBudgetsReply, _abc.Awaitable[_credits_pb2.ListBudgetsReply]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteBudget(
+        self,
+        request: _credits_pb2.DeleteBudgetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_credits_pb2.DeleteBudgetReply, _abc.Awaitable[_credits_pb2.DeleteBudgetReply]]: ...
 
 def add_CreditsServicer_to_server(servicer: CreditsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

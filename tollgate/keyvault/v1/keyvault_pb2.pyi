@@ -6,6 +6,143 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class AccessPolicy(_message.Message):
+    __slots__ = ("models", "max_parallel", "model_limits")
+    class ModelLimitsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: ModelLimit
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[ModelLimit, _Mapping]] = ...) -> None: ...
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    MAX_PARALLEL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_LIMITS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedScalarFieldContainer[str]
+    max_parallel: int
+    model_limits: _containers.MessageMap[str, ModelLimit]
+    def __init__(self, models: _Optional[_Iterable[str]] = ..., max_parallel: _Optional[int] = ..., model_limits: _Optional[_Mapping[str, ModelLimit]] = ...) -> None: ...
+
+class ModelLimit(_message.Message):
+    __slots__ = ("rpm", "tpm")
+    RPM_FIELD_NUMBER: _ClassVar[int]
+    TPM_FIELD_NUMBER: _ClassVar[int]
+    rpm: int
+    tpm: int
+    def __init__(self, rpm: _Optional[int] = ..., tpm: _Optional[int] = ...) -> None: ...
+
+class Team(_message.Message):
+    __slots__ = ("team_id", "name", "pooled", "policy", "created_unix_ms", "members")
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    POOLED_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    team_id: str
+    name: str
+    pooled: bool
+    policy: AccessPolicy
+    created_unix_ms: int
+    members: _containers.RepeatedCompositeFieldContainer[TeamMember]
+    def __init__(self, team_id: _Optional[str] = ..., name: _Optional[str] = ..., pooled: _Optional[bool] = ..., policy: _Optional[_Union[AccessPolicy, _Mapping]] = ..., created_unix_ms: _Optional[int] = ..., members: _Optional[_Iterable[_Union[TeamMember, _Mapping]]] = ...) -> None: ...
+
+class TeamMember(_message.Message):
+    __slots__ = ("team_id", "user_id", "role", "added_unix_ms")
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    ADDED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    team_id: str
+    user_id: str
+    role: str
+    added_unix_ms: int
+    def __init__(self, team_id: _Optional[str] = ..., user_id: _Optional[str] = ..., role: _Optional[str] = ..., added_unix_ms: _Optional[int] = ...) -> None: ...
+
+class UpdateApiKeyRequest(_message.Message):
+    __slots__ = ("key_id", "policy", "team_id", "actor")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    policy: AccessPolicy
+    team_id: str
+    actor: str
+    def __init__(self, key_id: _Optional[str] = ..., policy: _Optional[_Union[AccessPolicy, _Mapping]] = ..., team_id: _Optional[str] = ..., actor: _Optional[str] = ...) -> None: ...
+
+class CreateTeamRequest(_message.Message):
+    __slots__ = ("team_id", "name", "pooled", "policy", "actor")
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    POOLED_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    team_id: str
+    name: str
+    pooled: bool
+    policy: AccessPolicy
+    actor: str
+    def __init__(self, team_id: _Optional[str] = ..., name: _Optional[str] = ..., pooled: _Optional[bool] = ..., policy: _Optional[_Union[AccessPolicy, _Mapping]] = ..., actor: _Optional[str] = ...) -> None: ...
+
+class UpdateTeamRequest(_message.Message):
+    __slots__ = ("team_id", "name", "pooled", "policy", "actor")
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    POOLED_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    team_id: str
+    name: str
+    pooled: bool
+    policy: AccessPolicy
+    actor: str
+    def __init__(self, team_id: _Optional[str] = ..., name: _Optional[str] = ..., pooled: _Optional[bool] = ..., policy: _Optional[_Union[AccessPolicy, _Mapping]] = ..., actor: _Optional[str] = ...) -> None: ...
+
+class GetTeamRequest(_message.Message):
+    __slots__ = ("team_id",)
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    team_id: str
+    def __init__(self, team_id: _Optional[str] = ...) -> None: ...
+
+class ListTeamsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListTeamsReply(_message.Message):
+    __slots__ = ("teams",)
+    TEAMS_FIELD_NUMBER: _ClassVar[int]
+    teams: _containers.RepeatedCompositeFieldContainer[Team]
+    def __init__(self, teams: _Optional[_Iterable[_Union[Team, _Mapping]]] = ...) -> None: ...
+
+class SetTeamMemberRequest(_message.Message):
+    __slots__ = ("team_id", "user_id", "role", "actor")
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    team_id: str
+    user_id: str
+    role: str
+    actor: str
+    def __init__(self, team_id: _Optional[str] = ..., user_id: _Optional[str] = ..., role: _Optional[str] = ..., actor: _Optional[str] = ...) -> None: ...
+
+class RemoveTeamMemberRequest(_message.Message):
+    __slots__ = ("team_id", "user_id", "actor")
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    team_id: str
+    user_id: str
+    actor: str
+    def __init__(self, team_id: _Optional[str] = ..., user_id: _Optional[str] = ..., actor: _Optional[str] = ...) -> None: ...
+
+class RemoveTeamMemberReply(_message.Message):
+    __slots__ = ("removed",)
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    removed: bool
+    def __init__(self, removed: _Optional[bool] = ...) -> None: ...
+
 class AuthenticateRequest(_message.Message):
     __slots__ = ("api_key",)
     API_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -13,23 +150,33 @@ class AuthenticateRequest(_message.Message):
     def __init__(self, api_key: _Optional[str] = ...) -> None: ...
 
 class Principal(_message.Message):
-    __slots__ = ("user_id", "key_id", "scopes", "rpm_limit", "tpm_limit", "expires_unix_ms")
+    __slots__ = ("user_id", "key_id", "scopes", "rpm_limit", "tpm_limit", "expires_unix_ms", "team_id", "team_role", "team_pays", "policy", "team_policy")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     SCOPES_FIELD_NUMBER: _ClassVar[int]
     RPM_LIMIT_FIELD_NUMBER: _ClassVar[int]
     TPM_LIMIT_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    TEAM_ROLE_FIELD_NUMBER: _ClassVar[int]
+    TEAM_PAYS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    TEAM_POLICY_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     key_id: str
     scopes: _containers.RepeatedScalarFieldContainer[str]
     rpm_limit: int
     tpm_limit: int
     expires_unix_ms: int
-    def __init__(self, user_id: _Optional[str] = ..., key_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., rpm_limit: _Optional[int] = ..., tpm_limit: _Optional[int] = ..., expires_unix_ms: _Optional[int] = ...) -> None: ...
+    team_id: str
+    team_role: str
+    team_pays: bool
+    policy: AccessPolicy
+    team_policy: AccessPolicy
+    def __init__(self, user_id: _Optional[str] = ..., key_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., rpm_limit: _Optional[int] = ..., tpm_limit: _Optional[int] = ..., expires_unix_ms: _Optional[int] = ..., team_id: _Optional[str] = ..., team_role: _Optional[str] = ..., team_pays: _Optional[bool] = ..., policy: _Optional[_Union[AccessPolicy, _Mapping]] = ..., team_policy: _Optional[_Union[AccessPolicy, _Mapping]] = ...) -> None: ...
 
 class CreateApiKeyRequest(_message.Message):
-    __slots__ = ("user_id", "scopes", "name", "expires_unix_ms", "rpm_limit", "tpm_limit", "actor")
+    __slots__ = ("user_id", "scopes", "name", "expires_unix_ms", "rpm_limit", "tpm_limit", "actor", "policy")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     SCOPES_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +184,7 @@ class CreateApiKeyRequest(_message.Message):
     RPM_LIMIT_FIELD_NUMBER: _ClassVar[int]
     TPM_LIMIT_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     scopes: _containers.RepeatedScalarFieldContainer[str]
     name: str
@@ -44,10 +192,11 @@ class CreateApiKeyRequest(_message.Message):
     rpm_limit: int
     tpm_limit: int
     actor: str
-    def __init__(self, user_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., name: _Optional[str] = ..., expires_unix_ms: _Optional[int] = ..., rpm_limit: _Optional[int] = ..., tpm_limit: _Optional[int] = ..., actor: _Optional[str] = ...) -> None: ...
+    policy: AccessPolicy
+    def __init__(self, user_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., name: _Optional[str] = ..., expires_unix_ms: _Optional[int] = ..., rpm_limit: _Optional[int] = ..., tpm_limit: _Optional[int] = ..., actor: _Optional[str] = ..., policy: _Optional[_Union[AccessPolicy, _Mapping]] = ...) -> None: ...
 
 class ApiKeyInfo(_message.Message):
-    __slots__ = ("key_id", "user_id", "name", "prefix", "scopes", "created_unix_ms", "expires_unix_ms", "revoked_unix_ms", "last_used_unix_ms", "rpm_limit", "tpm_limit")
+    __slots__ = ("key_id", "user_id", "name", "prefix", "scopes", "created_unix_ms", "expires_unix_ms", "revoked_unix_ms", "last_used_unix_ms", "rpm_limit", "tpm_limit", "policy", "team_id")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +208,8 @@ class ApiKeyInfo(_message.Message):
     LAST_USED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     RPM_LIMIT_FIELD_NUMBER: _ClassVar[int]
     TPM_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     user_id: str
     name: str
@@ -70,7 +221,9 @@ class ApiKeyInfo(_message.Message):
     last_used_unix_ms: int
     rpm_limit: int
     tpm_limit: int
-    def __init__(self, key_id: _Optional[str] = ..., user_id: _Optional[str] = ..., name: _Optional[str] = ..., prefix: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., created_unix_ms: _Optional[int] = ..., expires_unix_ms: _Optional[int] = ..., revoked_unix_ms: _Optional[int] = ..., last_used_unix_ms: _Optional[int] = ..., rpm_limit: _Optional[int] = ..., tpm_limit: _Optional[int] = ...) -> None: ...
+    policy: AccessPolicy
+    team_id: str
+    def __init__(self, key_id: _Optional[str] = ..., user_id: _Optional[str] = ..., name: _Optional[str] = ..., prefix: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., created_unix_ms: _Optional[int] = ..., expires_unix_ms: _Optional[int] = ..., revoked_unix_ms: _Optional[int] = ..., last_used_unix_ms: _Optional[int] = ..., rpm_limit: _Optional[int] = ..., tpm_limit: _Optional[int] = ..., policy: _Optional[_Union[AccessPolicy, _Mapping]] = ..., team_id: _Optional[str] = ...) -> None: ...
 
 class CreateApiKeyReply(_message.Message):
     __slots__ = ("api_key", "info")

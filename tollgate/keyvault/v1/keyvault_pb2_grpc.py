@@ -94,6 +94,41 @@ class KeyVaultStub:
                 request_serializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.ListAuditEventsRequest.SerializeToString,
                 response_deserializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.ListAuditEventsReply.FromString,
                 _registered_method=True)
+        self.UpdateApiKey = channel.unary_unary(
+                '/tollgate.keyvault.v1.KeyVault/UpdateApiKey',
+                request_serializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.UpdateApiKeyRequest.SerializeToString,
+                response_deserializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.ApiKeyInfo.FromString,
+                _registered_method=True)
+        self.CreateTeam = channel.unary_unary(
+                '/tollgate.keyvault.v1.KeyVault/CreateTeam',
+                request_serializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.CreateTeamRequest.SerializeToString,
+                response_deserializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.Team.FromString,
+                _registered_method=True)
+        self.UpdateTeam = channel.unary_unary(
+                '/tollgate.keyvault.v1.KeyVault/UpdateTeam',
+                request_serializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.UpdateTeamRequest.SerializeToString,
+                response_deserializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.Team.FromString,
+                _registered_method=True)
+        self.GetTeam = channel.unary_unary(
+                '/tollgate.keyvault.v1.KeyVault/GetTeam',
+                request_serializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.GetTeamRequest.SerializeToString,
+                response_deserializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.Team.FromString,
+                _registered_method=True)
+        self.ListTeams = channel.unary_unary(
+                '/tollgate.keyvault.v1.KeyVault/ListTeams',
+                request_serializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.ListTeamsRequest.SerializeToString,
+                response_deserializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.ListTeamsReply.FromString,
+                _registered_method=True)
+        self.SetTeamMember = channel.unary_unary(
+                '/tollgate.keyvault.v1.KeyVault/SetTeamMember',
+                request_serializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.SetTeamMemberRequest.SerializeToString,
+                response_deserializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.TeamMember.FromString,
+                _registered_method=True)
+        self.RemoveTeamMember = channel.unary_unary(
+                '/tollgate.keyvault.v1.KeyVault/RemoveTeamMember',
+                request_serializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.RemoveTeamMemberRequest.SerializeToString,
+                response_deserializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.RemoveTeamMemberReply.FromString,
+                _registered_method=True)
 
 
 class KeyVaultServicer:
@@ -176,6 +211,50 @@ class KeyVaultServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateApiKey(self, request, context):
+        """Access policy of one key (models it may use, parallel cap, per-model limits); admins or the key's team admins.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateTeam(self, request, context):
+        """Teams: a team owns users (members) and, through them, their keys; its credits may be one shared pool.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateTeam(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTeam(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTeams(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetTeamMember(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveTeamMember(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KeyVaultServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -238,6 +317,41 @@ def add_KeyVaultServicer_to_server(servicer, server):
                     servicer.ListAuditEvents,
                     request_deserializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.ListAuditEventsRequest.FromString,
                     response_serializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.ListAuditEventsReply.SerializeToString,
+            ),
+            'UpdateApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateApiKey,
+                    request_deserializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.UpdateApiKeyRequest.FromString,
+                    response_serializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.ApiKeyInfo.SerializeToString,
+            ),
+            'CreateTeam': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTeam,
+                    request_deserializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.CreateTeamRequest.FromString,
+                    response_serializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.Team.SerializeToString,
+            ),
+            'UpdateTeam': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTeam,
+                    request_deserializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.UpdateTeamRequest.FromString,
+                    response_serializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.Team.SerializeToString,
+            ),
+            'GetTeam': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTeam,
+                    request_deserializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.GetTeamRequest.FromString,
+                    response_serializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.Team.SerializeToString,
+            ),
+            'ListTeams': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTeams,
+                    request_deserializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.ListTeamsRequest.FromString,
+                    response_serializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.ListTeamsReply.SerializeToString,
+            ),
+            'SetTeamMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTeamMember,
+                    request_deserializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.SetTeamMemberRequest.FromString,
+                    response_serializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.TeamMember.SerializeToString,
+            ),
+            'RemoveTeamMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveTeamMember,
+                    request_deserializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.RemoveTeamMemberRequest.FromString,
+                    response_serializer=tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.RemoveTeamMemberReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -564,6 +678,195 @@ class KeyVault:
             '/tollgate.keyvault.v1.KeyVault/ListAuditEvents',
             tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.ListAuditEventsRequest.SerializeToString,
             tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.ListAuditEventsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.keyvault.v1.KeyVault/UpdateApiKey',
+            tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.UpdateApiKeyRequest.SerializeToString,
+            tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.ApiKeyInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateTeam(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.keyvault.v1.KeyVault/CreateTeam',
+            tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.CreateTeamRequest.SerializeToString,
+            tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.Team.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateTeam(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.keyvault.v1.KeyVault/UpdateTeam',
+            tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.UpdateTeamRequest.SerializeToString,
+            tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.Team.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTeam(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.keyvault.v1.KeyVault/GetTeam',
+            tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.GetTeamRequest.SerializeToString,
+            tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.Team.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTeams(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.keyvault.v1.KeyVault/ListTeams',
+            tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.ListTeamsRequest.SerializeToString,
+            tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.ListTeamsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTeamMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.keyvault.v1.KeyVault/SetTeamMember',
+            tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.SetTeamMemberRequest.SerializeToString,
+            tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.TeamMember.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveTeamMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.keyvault.v1.KeyVault/RemoveTeamMember',
+            tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.RemoveTeamMemberRequest.SerializeToString,
+            tollgate_dot_keyvault_dot_v1_dot_keyvault__pb2.RemoveTeamMemberReply.FromString,
             options,
             channel_credentials,
             insecure,

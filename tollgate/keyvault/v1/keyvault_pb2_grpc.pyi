@@ -52,6 +52,15 @@ class KeyVaultStub:
     RetireMasterKey: _grpc.UnaryUnaryMultiCallable[_keyvault_pb2.RetireMasterKeyRequest, _keyvault_pb2.MasterKeyVersion]
     """Retire a master-key version: refused while any row still uses it or it is the active one."""
     ListAuditEvents: _grpc.UnaryUnaryMultiCallable[_keyvault_pb2.ListAuditEventsRequest, _keyvault_pb2.ListAuditEventsReply]
+    UpdateApiKey: _grpc.UnaryUnaryMultiCallable[_keyvault_pb2.UpdateApiKeyRequest, _keyvault_pb2.ApiKeyInfo]
+    """Access policy of one key (models it may use, parallel cap, per-model limits); admins or the key's team admins."""
+    CreateTeam: _grpc.UnaryUnaryMultiCallable[_keyvault_pb2.CreateTeamRequest, _keyvault_pb2.Team]
+    """Teams: a team owns users (members) and, through them, their keys; its credits may be one shared pool."""
+    UpdateTeam: _grpc.UnaryUnaryMultiCallable[_keyvault_pb2.UpdateTeamRequest, _keyvault_pb2.Team]
+    GetTeam: _grpc.UnaryUnaryMultiCallable[_keyvault_pb2.GetTeamRequest, _keyvault_pb2.Team]
+    ListTeams: _grpc.UnaryUnaryMultiCallable[_keyvault_pb2.ListTeamsRequest, _keyvault_pb2.ListTeamsReply]
+    SetTeamMember: _grpc.UnaryUnaryMultiCallable[_keyvault_pb2.SetTeamMemberRequest, _keyvault_pb2.TeamMember]
+    RemoveTeamMember: _grpc.UnaryUnaryMultiCallable[_keyvault_pb2.RemoveTeamMemberRequest, _keyvault_pb2.RemoveTeamMemberReply]
 
 @_typing.type_check_only
 class KeyVaultAsyncStub(KeyVaultStub):
@@ -75,6 +84,15 @@ class KeyVaultAsyncStub(KeyVaultStub):
     RetireMasterKey: _aio.UnaryUnaryMultiCallable[_keyvault_pb2.RetireMasterKeyRequest, _keyvault_pb2.MasterKeyVersion]  # type: ignore[assignment]
     """Retire a master-key version: refused while any row still uses it or it is the active one."""
     ListAuditEvents: _aio.UnaryUnaryMultiCallable[_keyvault_pb2.ListAuditEventsRequest, _keyvault_pb2.ListAuditEventsReply]  # type: ignore[assignment]
+    UpdateApiKey: _aio.UnaryUnaryMultiCallable[_keyvault_pb2.UpdateApiKeyRequest, _keyvault_pb2.ApiKeyInfo]  # type: ignore[assignment]
+    """Access policy of one key (models it may use, parallel cap, per-model limits); admins or the key's team admins."""
+    CreateTeam: _aio.UnaryUnaryMultiCallable[_keyvault_pb2.CreateTeamRequest, _keyvault_pb2.Team]  # type: ignore[assignment]
+    """Teams: a team owns users (members) and, through them, their keys; its credits may be one shared pool."""
+    UpdateTeam: _aio.UnaryUnaryMultiCallable[_keyvault_pb2.UpdateTeamRequest, _keyvault_pb2.Team]  # type: ignore[assignment]
+    GetTeam: _aio.UnaryUnaryMultiCallable[_keyvault_pb2.GetTeamRequest, _keyvault_pb2.Team]  # type: ignore[assignment]
+    ListTeams: _aio.UnaryUnaryMultiCallable[_keyvault_pb2.ListTeamsRequest, _keyvault_pb2.ListTeamsReply]  # type: ignore[assignment]
+    SetTeamMember: _aio.UnaryUnaryMultiCallable[_keyvault_pb2.SetTeamMemberRequest, _keyvault_pb2.TeamMember]  # type: ignore[assignment]
+    RemoveTeamMember: _aio.UnaryUnaryMultiCallable[_keyvault_pb2.RemoveTeamMemberRequest, _keyvault_pb2.RemoveTeamMemberReply]  # type: ignore[assignment]
 
 class KeyVaultServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -167,5 +185,56 @@ class KeyVaultServicer(metaclass=_abc_1.ABCMeta):
         request: _keyvault_pb2.ListAuditEventsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_keyvault_pb2.ListAuditEventsReply, _abc.Awaitable[_keyvault_pb2.ListAuditEventsReply]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateApiKey(
+        self,
+        request: _keyvault_pb2.UpdateApiKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_keyvault_pb2.ApiKeyInfo, _abc.Awaitable[_keyvault_pb2.ApiKeyInfo]]:
+        """Access policy of one key (models it may use, parallel cap, per-model limits); admins or the key's team admins."""
+
+    @_abc_1.abstractmethod
+    def CreateTeam(
+        self,
+        request: _keyvault_pb2.CreateTeamRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_keyvault_pb2.Team, _abc.Awaitable[_keyvault_pb2.Team]]:
+        """Teams: a team owns users (members) and, through them, their keys; its credits may be one shared pool."""
+
+    @_abc_1.abstractmethod
+    def UpdateTeam(
+        self,
+        request: _keyvault_pb2.UpdateTeamRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_keyvault_pb2.Team, _abc.Awaitable[_keyvault_pb2.Team]]: ...
+
+    @_abc_1.abstractmethod
+    def GetTeam(
+        self,
+        request: _keyvault_pb2.GetTeamRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_keyvault_pb2.Team, _abc.Awaitable[_keyvault_pb2.Team]]: ...
+
+    @_abc_1.abstractmethod
+    def ListTeams(
+        self,
+        request: _keyvault_pb2.ListTeamsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_keyvault_pb2.ListTeamsReply, _abc.Awaitable[_keyvault_pb2.ListTeamsReply]]: ...
+
+    @_abc_1.abstractmethod
+    def SetTeamMember(
+        self,
+        request: _keyvault_pb2.SetTeamMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_keyvault_pb2.TeamMember, _abc.Awaitable[_keyvault_pb2.TeamMember]]: ...
+
+    @_abc_1.abstractmethod
+    def RemoveTeamMember(
+        self,
+        request: _keyvault_pb2.RemoveTeamMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_keyvault_pb2.RemoveTeamMemberReply, _abc.Awaitable[_keyvault_pb2.RemoveTeamMemberReply]]: ...
 
 def add_KeyVaultServicer_to_server(servicer: KeyVaultServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

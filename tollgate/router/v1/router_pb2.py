@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftollgate/router/v1/router.proto\x12\x12tollgate.router.v1\"9\n\x06\x43\x61ller\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x0e\n\x06scopes\x18\x03 \x03(\t\".\n\tInlineKey\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\"\xa9\x02\n\x11\x43ompletionRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12*\n\x06\x63\x61ller\x18\x02 \x01(\x0b\x32\x1a.tollgate.router.v1.Caller\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\x12\x13\n\x0bpower_level\x18\x04 \x01(\t\x12\x31\n\ninline_key\x18\x05 \x01(\x0b\x32\x1d.tollgate.router.v1.InlineKey\x12=\n\x04tags\x18\x06 \x03(\x0b\x32/.tollgate.router.v1.CompletionRequest.TagsEntry\x12\x12\n\nclient_api\x18\x07 \x01(\t\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x98\x03\n\x07Outcome\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x12\n\ndeployment\x18\x03 \x01(\t\x12\x13\n\x0bpower_level\x18\x04 \x01(\t\x12\x15\n\rprompt_tokens\x18\x05 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x06 \x01(\x03\x12\x12\n\ncost_micro\x18\x07 \x01(\x03\x12\x1f\n\x17\x63redits_remaining_micro\x18\x08 \x01(\x03\x12\x13\n\x0b\x63redits_low\x18\t \x01(\x08\x12\x0c\n\x04\x62yok\x18\n \x01(\x08\x12\x11\n\tfallbacks\x18\x0b \x01(\x05\x12\x17\n\x0fusage_estimated\x18\x0c \x01(\x08\x12\x13\n\x0bupstream_ms\x18\r \x01(\x01\x12\x19\n\x11\x63\x61\x63he_read_tokens\x18\x0e \x01(\x03\x12\x1a\n\x12\x63\x61\x63he_write_tokens\x18\x0f \x01(\x03\x12\x18\n\x10reasoning_tokens\x18\x10 \x01(\x03\x12\x17\n\x0frequested_model\x18\x11 \x01(\t\x12\x0e\n\x06reason\x18\x12 \x01(\t\"M\n\x0f\x43ompletionReply\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12,\n\x07outcome\x18\x02 \x01(\x0b\x32\x1b.tollgate.router.v1.Outcome\"\x89\x01\n\x0bStreamEvent\x12\x0f\n\x05\x63hunk\x18\x01 \x01(\x0cH\x00\x12\x0f\n\x05\x65rror\x18\x02 \x01(\x0cH\x00\x12.\n\x07outcome\x18\x03 \x01(\x0b\x32\x1b.tollgate.router.v1.OutcomeH\x00\x12\x10\n\x08provider\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\tB\x07\n\x05\x65vent\"\x13\n\x11ListModelsRequest\"\x86\x02\n\x05Price\x12\x1a\n\x12input_micro_per_1k\x18\x01 \x01(\x03\x12\x1b\n\x13output_micro_per_1k\x18\x02 \x01(\x03\x12$\n\x17\x63\x61\x63he_read_micro_per_1k\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12%\n\x18\x63\x61\x63he_write_micro_per_1k\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12#\n\x16reasoning_micro_per_1k\x18\x05 \x01(\x03H\x02\x88\x01\x01\x42\x1a\n\x18_cache_read_micro_per_1kB\x1b\n\x19_cache_write_micro_per_1kB\x19\n\x17_reasoning_micro_per_1k\"\x86\x02\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x61liases\x18\x02 \x03(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x10\n\x08upstream\x18\x04 \x01(\t\x12\x0c\n\x04tier\x18\x05 \x01(\t\x12(\n\x05price\x18\x06 \x01(\x0b\x32\x19.tollgate.router.v1.Price\x12\x16\n\x0e\x63ontext_window\x18\x07 \x01(\x05\x12\x14\n\x0c\x63\x61pabilities\x18\x08 \x03(\t\x12\x0f\n\x07quality\x18\t \x01(\x05\x12\x0e\n\x06health\x18\n \x01(\t\x12\x19\n\x11max_output_tokens\x18\x0b \x01(\x05\x12\x0c\n\x04\x66ree\x18\x0c \x01(\x08\x12\x0c\n\x04\x62yok\x18\r \x01(\x08\"J\n\x0fListModelsReply\x12)\n\x06models\x18\x01 \x03(\x0b\x32\x19.tollgate.router.v1.Model\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\"\x87\x01\n\tCandidate\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0c\n\x04tier\x18\x05 \x01(\t\x12\x0e\n\x06health\x18\x06 \x01(\t\x12\x1c\n\x14\x65stimated_cost_micro\x18\x07 \x01(\x03\"\xa6\x01\n\tSelection\x12\x0e\n\x06\x63hosen\x18\x01 \x01(\t\x12\x13\n\x0bpower_level\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x31\n\ncandidates\x18\x04 \x03(\x0b\x32\x1d.tollgate.router.v1.Candidate\x12\x10\n\x08provider\x18\x05 \x01(\t\x12\x1f\n\x17\x65stimated_prompt_tokens\x18\x06 \x01(\x03\"D\n\nTokenCount\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\ttokenized\x18\x03 \x01(\x08\x32\xf4\x06\n\x06Router\x12R\n\x04\x43hat\x12%.tollgate.router.v1.CompletionRequest\x1a#.tollgate.router.v1.CompletionReply\x12V\n\nChatStream\x12%.tollgate.router.v1.CompletionRequest\x1a\x1f.tollgate.router.v1.StreamEvent0\x01\x12V\n\x08\x43omplete\x12%.tollgate.router.v1.CompletionRequest\x1a#.tollgate.router.v1.CompletionReply\x12Z\n\x0e\x43ompleteStream\x12%.tollgate.router.v1.CompletionRequest\x1a\x1f.tollgate.router.v1.StreamEvent0\x01\x12S\n\x05\x45mbed\x12%.tollgate.router.v1.CompletionRequest\x1a#.tollgate.router.v1.CompletionReply\x12X\n\nListModels\x12%.tollgate.router.v1.ListModelsRequest\x1a#.tollgate.router.v1.ListModelsReply\x12S\n\x0bSelectModel\x12%.tollgate.router.v1.CompletionRequest\x1a\x1d.tollgate.router.v1.Selection\x12T\n\x0b\x43ountTokens\x12%.tollgate.router.v1.CompletionRequest\x1a\x1e.tollgate.router.v1.TokenCount\x12U\n\x07Respond\x12%.tollgate.router.v1.CompletionRequest\x1a#.tollgate.router.v1.CompletionReply\x12Y\n\rRespondStream\x12%.tollgate.router.v1.CompletionRequest\x1a\x1f.tollgate.router.v1.StreamEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftollgate/router/v1/router.proto\x12\x12tollgate.router.v1\"%\n\x14ReloadCatalogRequest\x12\r\n\x05\x61\x63tor\x18\x01 \x01(\t\"X\n\x12ReloadCatalogReply\x12\x0e\n\x06models\x18\x01 \x01(\x05\x12\x11\n\tproviders\x18\x02 \x01(\x05\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x0f\n\x07\x63hanged\x18\x04 \x01(\x08\"\x92\x01\n\x06\x43\x61ller\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x0e\n\x06scopes\x18\x03 \x03(\t\x12\x0f\n\x07team_id\x18\x04 \x01(\t\x12\x11\n\tteam_pays\x18\x05 \x01(\x08\x12\x16\n\x0e\x61llowed_models\x18\x06 \x03(\t\x12\x1b\n\x13team_allowed_models\x18\x07 \x03(\t\".\n\tInlineKey\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\"\xa9\x02\n\x11\x43ompletionRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12*\n\x06\x63\x61ller\x18\x02 \x01(\x0b\x32\x1a.tollgate.router.v1.Caller\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\x12\x13\n\x0bpower_level\x18\x04 \x01(\t\x12\x31\n\ninline_key\x18\x05 \x01(\x0b\x32\x1d.tollgate.router.v1.InlineKey\x12=\n\x04tags\x18\x06 \x03(\x0b\x32/.tollgate.router.v1.CompletionRequest.TagsEntry\x12\x12\n\nclient_api\x18\x07 \x01(\t\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x98\x03\n\x07Outcome\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x12\n\ndeployment\x18\x03 \x01(\t\x12\x13\n\x0bpower_level\x18\x04 \x01(\t\x12\x15\n\rprompt_tokens\x18\x05 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x06 \x01(\x03\x12\x12\n\ncost_micro\x18\x07 \x01(\x03\x12\x1f\n\x17\x63redits_remaining_micro\x18\x08 \x01(\x03\x12\x13\n\x0b\x63redits_low\x18\t \x01(\x08\x12\x0c\n\x04\x62yok\x18\n \x01(\x08\x12\x11\n\tfallbacks\x18\x0b \x01(\x05\x12\x17\n\x0fusage_estimated\x18\x0c \x01(\x08\x12\x13\n\x0bupstream_ms\x18\r \x01(\x01\x12\x19\n\x11\x63\x61\x63he_read_tokens\x18\x0e \x01(\x03\x12\x1a\n\x12\x63\x61\x63he_write_tokens\x18\x0f \x01(\x03\x12\x18\n\x10reasoning_tokens\x18\x10 \x01(\x03\x12\x17\n\x0frequested_model\x18\x11 \x01(\t\x12\x0e\n\x06reason\x18\x12 \x01(\t\"M\n\x0f\x43ompletionReply\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12,\n\x07outcome\x18\x02 \x01(\x0b\x32\x1b.tollgate.router.v1.Outcome\"\x89\x01\n\x0bStreamEvent\x12\x0f\n\x05\x63hunk\x18\x01 \x01(\x0cH\x00\x12\x0f\n\x05\x65rror\x18\x02 \x01(\x0cH\x00\x12.\n\x07outcome\x18\x03 \x01(\x0b\x32\x1b.tollgate.router.v1.OutcomeH\x00\x12\x10\n\x08provider\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\tB\x07\n\x05\x65vent\"\x13\n\x11ListModelsRequest\"\x86\x02\n\x05Price\x12\x1a\n\x12input_micro_per_1k\x18\x01 \x01(\x03\x12\x1b\n\x13output_micro_per_1k\x18\x02 \x01(\x03\x12$\n\x17\x63\x61\x63he_read_micro_per_1k\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12%\n\x18\x63\x61\x63he_write_micro_per_1k\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12#\n\x16reasoning_micro_per_1k\x18\x05 \x01(\x03H\x02\x88\x01\x01\x42\x1a\n\x18_cache_read_micro_per_1kB\x1b\n\x19_cache_write_micro_per_1kB\x19\n\x17_reasoning_micro_per_1k\"\x86\x02\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x61liases\x18\x02 \x03(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x10\n\x08upstream\x18\x04 \x01(\t\x12\x0c\n\x04tier\x18\x05 \x01(\t\x12(\n\x05price\x18\x06 \x01(\x0b\x32\x19.tollgate.router.v1.Price\x12\x16\n\x0e\x63ontext_window\x18\x07 \x01(\x05\x12\x14\n\x0c\x63\x61pabilities\x18\x08 \x03(\t\x12\x0f\n\x07quality\x18\t \x01(\x05\x12\x0e\n\x06health\x18\n \x01(\t\x12\x19\n\x11max_output_tokens\x18\x0b \x01(\x05\x12\x0c\n\x04\x66ree\x18\x0c \x01(\x08\x12\x0c\n\x04\x62yok\x18\r \x01(\x08\"J\n\x0fListModelsReply\x12)\n\x06models\x18\x01 \x03(\x0b\x32\x19.tollgate.router.v1.Model\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\"\x87\x01\n\tCandidate\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0c\n\x04tier\x18\x05 \x01(\t\x12\x0e\n\x06health\x18\x06 \x01(\t\x12\x1c\n\x14\x65stimated_cost_micro\x18\x07 \x01(\x03\"\xa6\x01\n\tSelection\x12\x0e\n\x06\x63hosen\x18\x01 \x01(\t\x12\x13\n\x0bpower_level\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x31\n\ncandidates\x18\x04 \x03(\x0b\x32\x1d.tollgate.router.v1.Candidate\x12\x10\n\x08provider\x18\x05 \x01(\t\x12\x1f\n\x17\x65stimated_prompt_tokens\x18\x06 \x01(\x03\"D\n\nTokenCount\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\ttokenized\x18\x03 \x01(\x08\x32\xd7\x07\n\x06Router\x12R\n\x04\x43hat\x12%.tollgate.router.v1.CompletionRequest\x1a#.tollgate.router.v1.CompletionReply\x12V\n\nChatStream\x12%.tollgate.router.v1.CompletionRequest\x1a\x1f.tollgate.router.v1.StreamEvent0\x01\x12V\n\x08\x43omplete\x12%.tollgate.router.v1.CompletionRequest\x1a#.tollgate.router.v1.CompletionReply\x12Z\n\x0e\x43ompleteStream\x12%.tollgate.router.v1.CompletionRequest\x1a\x1f.tollgate.router.v1.StreamEvent0\x01\x12S\n\x05\x45mbed\x12%.tollgate.router.v1.CompletionRequest\x1a#.tollgate.router.v1.CompletionReply\x12X\n\nListModels\x12%.tollgate.router.v1.ListModelsRequest\x1a#.tollgate.router.v1.ListModelsReply\x12S\n\x0bSelectModel\x12%.tollgate.router.v1.CompletionRequest\x1a\x1d.tollgate.router.v1.Selection\x12T\n\x0b\x43ountTokens\x12%.tollgate.router.v1.CompletionRequest\x1a\x1e.tollgate.router.v1.TokenCount\x12U\n\x07Respond\x12%.tollgate.router.v1.CompletionRequest\x1a#.tollgate.router.v1.CompletionReply\x12Y\n\rRespondStream\x12%.tollgate.router.v1.CompletionRequest\x1a\x1f.tollgate.router.v1.StreamEvent0\x01\x12\x61\n\rReloadCatalog\x12(.tollgate.router.v1.ReloadCatalogRequest\x1a&.tollgate.router.v1.ReloadCatalogReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,34 +33,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_COMPLETIONREQUEST_TAGSENTRY']._loaded_options = None
   _globals['_COMPLETIONREQUEST_TAGSENTRY']._serialized_options = b'8\001'
-  _globals['_CALLER']._serialized_start=55
-  _globals['_CALLER']._serialized_end=112
-  _globals['_INLINEKEY']._serialized_start=114
-  _globals['_INLINEKEY']._serialized_end=160
-  _globals['_COMPLETIONREQUEST']._serialized_start=163
-  _globals['_COMPLETIONREQUEST']._serialized_end=460
-  _globals['_COMPLETIONREQUEST_TAGSENTRY']._serialized_start=417
-  _globals['_COMPLETIONREQUEST_TAGSENTRY']._serialized_end=460
-  _globals['_OUTCOME']._serialized_start=463
-  _globals['_OUTCOME']._serialized_end=871
-  _globals['_COMPLETIONREPLY']._serialized_start=873
-  _globals['_COMPLETIONREPLY']._serialized_end=950
-  _globals['_STREAMEVENT']._serialized_start=953
-  _globals['_STREAMEVENT']._serialized_end=1090
-  _globals['_LISTMODELSREQUEST']._serialized_start=1092
-  _globals['_LISTMODELSREQUEST']._serialized_end=1111
-  _globals['_PRICE']._serialized_start=1114
-  _globals['_PRICE']._serialized_end=1376
-  _globals['_MODEL']._serialized_start=1379
-  _globals['_MODEL']._serialized_end=1641
-  _globals['_LISTMODELSREPLY']._serialized_start=1643
-  _globals['_LISTMODELSREPLY']._serialized_end=1717
-  _globals['_CANDIDATE']._serialized_start=1720
-  _globals['_CANDIDATE']._serialized_end=1855
-  _globals['_SELECTION']._serialized_start=1858
-  _globals['_SELECTION']._serialized_end=2024
-  _globals['_TOKENCOUNT']._serialized_start=2026
-  _globals['_TOKENCOUNT']._serialized_end=2094
-  _globals['_ROUTER']._serialized_start=2097
-  _globals['_ROUTER']._serialized_end=2981
+  _globals['_RELOADCATALOGREQUEST']._serialized_start=55
+  _globals['_RELOADCATALOGREQUEST']._serialized_end=92
+  _globals['_RELOADCATALOGREPLY']._serialized_start=94
+  _globals['_RELOADCATALOGREPLY']._serialized_end=182
+  _globals['_CALLER']._serialized_start=185
+  _globals['_CALLER']._serialized_end=331
+  _globals['_INLINEKEY']._serialized_start=333
+  _globals['_INLINEKEY']._serialized_end=379
+  _globals['_COMPLETIONREQUEST']._serialized_start=382
+  _globals['_COMPLETIONREQUEST']._serialized_end=679
+  _globals['_COMPLETIONREQUEST_TAGSENTRY']._serialized_start=636
+  _globals['_COMPLETIONREQUEST_TAGSENTRY']._serialized_end=679
+  _globals['_OUTCOME']._serialized_start=682
+  _globals['_OUTCOME']._serialized_end=1090
+  _globals['_COMPLETIONREPLY']._serialized_start=1092
+  _globals['_COMPLETIONREPLY']._serialized_end=1169
+  _globals['_STREAMEVENT']._serialized_start=1172
+  _globals['_STREAMEVENT']._serialized_end=1309
+  _globals['_LISTMODELSREQUEST']._serialized_start=1311
+  _globals['_LISTMODELSREQUEST']._serialized_end=1330
+  _globals['_PRICE']._serialized_start=1333
+  _globals['_PRICE']._serialized_end=1595
+  _globals['_MODEL']._serialized_start=1598
+  _globals['_MODEL']._serialized_end=1860
+  _globals['_LISTMODELSREPLY']._serialized_start=1862
+  _globals['_LISTMODELSREPLY']._serialized_end=1936
+  _globals['_CANDIDATE']._serialized_start=1939
+  _globals['_CANDIDATE']._serialized_end=2074
+  _globals['_SELECTION']._serialized_start=2077
+  _globals['_SELECTION']._serialized_end=2243
+  _globals['_TOKENCOUNT']._serialized_start=2245
+  _globals['_TOKENCOUNT']._serialized_end=2313
+  _globals['_ROUTER']._serialized_start=2316
+  _globals['_ROUTER']._serialized_end=3299
 # @@protoc_insertion_point(module_scope)

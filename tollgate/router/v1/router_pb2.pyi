@@ -6,15 +6,41 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ReloadCatalogRequest(_message.Message):
+    __slots__ = ("actor",)
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    actor: str
+    def __init__(self, actor: _Optional[str] = ...) -> None: ...
+
+class ReloadCatalogReply(_message.Message):
+    __slots__ = ("models", "providers", "digest", "changed")
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    PROVIDERS_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    models: int
+    providers: int
+    digest: str
+    changed: bool
+    def __init__(self, models: _Optional[int] = ..., providers: _Optional[int] = ..., digest: _Optional[str] = ..., changed: _Optional[bool] = ...) -> None: ...
+
 class Caller(_message.Message):
-    __slots__ = ("user_id", "key_id", "scopes")
+    __slots__ = ("user_id", "key_id", "scopes", "team_id", "team_pays", "allowed_models", "team_allowed_models")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     SCOPES_FIELD_NUMBER: _ClassVar[int]
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    TEAM_PAYS_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_MODELS_FIELD_NUMBER: _ClassVar[int]
+    TEAM_ALLOWED_MODELS_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     key_id: str
     scopes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, user_id: _Optional[str] = ..., key_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ...) -> None: ...
+    team_id: str
+    team_pays: bool
+    allowed_models: _containers.RepeatedScalarFieldContainer[str]
+    team_allowed_models: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, user_id: _Optional[str] = ..., key_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., team_id: _Optional[str] = ..., team_pays: _Optional[bool] = ..., allowed_models: _Optional[_Iterable[str]] = ..., team_allowed_models: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class InlineKey(_message.Message):
     __slots__ = ("provider", "api_key")

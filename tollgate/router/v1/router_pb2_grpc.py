@@ -84,6 +84,11 @@ class RouterStub:
                 request_serializer=tollgate_dot_router_dot_v1_dot_router__pb2.CompletionRequest.SerializeToString,
                 response_deserializer=tollgate_dot_router_dot_v1_dot_router__pb2.StreamEvent.FromString,
                 _registered_method=True)
+        self.ReloadCatalog = channel.unary_unary(
+                '/tollgate.router.v1.Router/ReloadCatalog',
+                request_serializer=tollgate_dot_router_dot_v1_dot_router__pb2.ReloadCatalogRequest.SerializeToString,
+                response_deserializer=tollgate_dot_router_dot_v1_dot_router__pb2.ReloadCatalogReply.FromString,
+                _registered_method=True)
 
 
 class RouterServicer:
@@ -152,6 +157,13 @@ class RouterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReloadCatalog(self, request, context):
+        """Admin: read the catalog file again; a catalog that does not validate is refused and the old one kept.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RouterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -204,6 +216,11 @@ def add_RouterServicer_to_server(servicer, server):
                     servicer.RespondStream,
                     request_deserializer=tollgate_dot_router_dot_v1_dot_router__pb2.CompletionRequest.FromString,
                     response_serializer=tollgate_dot_router_dot_v1_dot_router__pb2.StreamEvent.SerializeToString,
+            ),
+            'ReloadCatalog': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReloadCatalog,
+                    request_deserializer=tollgate_dot_router_dot_v1_dot_router__pb2.ReloadCatalogRequest.FromString,
+                    response_serializer=tollgate_dot_router_dot_v1_dot_router__pb2.ReloadCatalogReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -476,6 +493,33 @@ class Router:
             '/tollgate.router.v1.Router/RespondStream',
             tollgate_dot_router_dot_v1_dot_router__pb2.CompletionRequest.SerializeToString,
             tollgate_dot_router_dot_v1_dot_router__pb2.StreamEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReloadCatalog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.router.v1.Router/ReloadCatalog',
+            tollgate_dot_router_dot_v1_dot_router__pb2.ReloadCatalogRequest.SerializeToString,
+            tollgate_dot_router_dot_v1_dot_router__pb2.ReloadCatalogReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -48,6 +48,8 @@ class RouterStub:
     the body is a Responses request, the reply a Responses object, the stream its typed events.
     """
     RespondStream: _grpc.UnaryStreamMultiCallable[_router_pb2.CompletionRequest, _router_pb2.StreamEvent]
+    ReloadCatalog: _grpc.UnaryUnaryMultiCallable[_router_pb2.ReloadCatalogRequest, _router_pb2.ReloadCatalogReply]
+    """Admin: read the catalog file again; a catalog that does not validate is refused and the old one kept."""
 
 @_typing.type_check_only
 class RouterAsyncStub(RouterStub):
@@ -66,6 +68,8 @@ class RouterAsyncStub(RouterStub):
     the body is a Responses request, the reply a Responses object, the stream its typed events.
     """
     RespondStream: _aio.UnaryStreamMultiCallable[_router_pb2.CompletionRequest, _router_pb2.StreamEvent]  # type: ignore[assignment]
+    ReloadCatalog: _aio.UnaryUnaryMultiCallable[_router_pb2.ReloadCatalogRequest, _router_pb2.ReloadCatalogReply]  # type: ignore[assignment]
+    """Admin: read the catalog file again; a catalog that does not validate is refused and the old one kept."""
 
 class RouterServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -141,5 +145,13 @@ class RouterServicer(metaclass=_abc_1.ABCMeta):
         request: _router_pb2.CompletionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_router_pb2.StreamEvent], _abc.AsyncIterator[_router_pb2.StreamEvent]]: ...
+
+    @_abc_1.abstractmethod
+    def ReloadCatalog(
+        self,
+        request: _router_pb2.ReloadCatalogRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.ReloadCatalogReply, _abc.Awaitable[_router_pb2.ReloadCatalogReply]]:
+        """Admin: read the catalog file again; a catalog that does not validate is refused and the old one kept."""
 
 def add_RouterServicer_to_server(servicer: RouterServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
