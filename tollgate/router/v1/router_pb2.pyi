@@ -156,7 +156,7 @@ class Price(_message.Message):
     def __init__(self, input_micro_per_1k: _Optional[int] = ..., output_micro_per_1k: _Optional[int] = ..., cache_read_micro_per_1k: _Optional[int] = ..., cache_write_micro_per_1k: _Optional[int] = ..., reasoning_micro_per_1k: _Optional[int] = ...) -> None: ...
 
 class Model(_message.Message):
-    __slots__ = ("id", "aliases", "provider", "upstream", "tier", "price", "context_window", "capabilities", "quality", "health", "max_output_tokens", "free", "byok")
+    __slots__ = ("id", "aliases", "provider", "upstream", "tier", "price", "context_window", "capabilities", "quality", "health", "max_output_tokens", "free", "byok", "rpm", "tpm")
     ID_FIELD_NUMBER: _ClassVar[int]
     ALIASES_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
@@ -170,6 +170,8 @@ class Model(_message.Message):
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     FREE_FIELD_NUMBER: _ClassVar[int]
     BYOK_FIELD_NUMBER: _ClassVar[int]
+    RPM_FIELD_NUMBER: _ClassVar[int]
+    TPM_FIELD_NUMBER: _ClassVar[int]
     id: str
     aliases: _containers.RepeatedScalarFieldContainer[str]
     provider: str
@@ -183,7 +185,9 @@ class Model(_message.Message):
     max_output_tokens: int
     free: bool
     byok: bool
-    def __init__(self, id: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., provider: _Optional[str] = ..., upstream: _Optional[str] = ..., tier: _Optional[str] = ..., price: _Optional[_Union[Price, _Mapping]] = ..., context_window: _Optional[int] = ..., capabilities: _Optional[_Iterable[str]] = ..., quality: _Optional[int] = ..., health: _Optional[str] = ..., max_output_tokens: _Optional[int] = ..., free: _Optional[bool] = ..., byok: _Optional[bool] = ...) -> None: ...
+    rpm: int
+    tpm: int
+    def __init__(self, id: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., provider: _Optional[str] = ..., upstream: _Optional[str] = ..., tier: _Optional[str] = ..., price: _Optional[_Union[Price, _Mapping]] = ..., context_window: _Optional[int] = ..., capabilities: _Optional[_Iterable[str]] = ..., quality: _Optional[int] = ..., health: _Optional[str] = ..., max_output_tokens: _Optional[int] = ..., free: _Optional[bool] = ..., byok: _Optional[bool] = ..., rpm: _Optional[int] = ..., tpm: _Optional[int] = ...) -> None: ...
 
 class ListModelsReply(_message.Message):
     __slots__ = ("models", "body")
