@@ -94,7 +94,7 @@ CLIENTS_VENV := .venv-clients
 AIDER_VENV := .venv-aider
 AIDER_PROJECT := tests/clients/aider
 
-test-clients: $(UV) ## Real clients through the suite: langchain-openai, openai-agents, pydantic-ai, instructor, llm, aider (about 2 min)
+test-clients: $(UV) ## Real clients through the suite: langchain-openai, openai-agents, pydantic-ai, instructor, llm, aider (under 1 min once installed)
 	UV_PROJECT_ENVIRONMENT=$(abspath $(CLIENTS_VENV)) $(UV) sync --locked -q --no-default-groups --group clients --python $(PYTHON)
 	UV_PROJECT_ENVIRONMENT=$(abspath $(AIDER_VENV)) $(UV) sync --locked -q --python $(PYTHON) --project $(AIDER_PROJECT)
 	TOLLGATE_CLIENT_TESTS=1 $(CLIENTS_VENV)/bin/pytest -q -p no:cacheprovider -W ignore::ResourceWarning \
