@@ -32,8 +32,13 @@ class Callers:
         admission = None
         if user is None:
             rid, user_id, key_id = req.request_id, req.caller.user_id, req.caller.key_id
+            allowed, team_allowed = tuple(req.caller.allowed_models), tuple(req.caller.team_allowed_models)
+            team_id, team_pays = req.caller.team_id, req.caller.team_pays
         else:
             rid, user_id, key_id = f"grpc-{uuid.uuid4().hex}", user.user_id, user.key_id
+            # The key's own allow-lists, never what its request says about itself.
+            allowed, team_allowed = tuple(user.policy.models), tuple(user.team_policy.models)
+            team_id, team_pays = user.team_id, user.team_pays
             admission = await self.limiter.admit(user)
         request_id.set(rid)
         caller = Caller(
@@ -43,6 +48,10 @@ class Callers:
             deadline=Deadline.of(context, self.default_timeout),
             inline_provider=req.inline_key.provider,
             inline_key=req.inline_key.api_key,
+            team_id=team_id,
+            team_pays=team_pays,
+            allowed_models=allowed,
+            team_allowed_models=team_allowed,
         )
         return caller, admission
 
