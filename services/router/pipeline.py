@@ -159,8 +159,15 @@ class Router:
 
     # selection
 
-    def decide(self, request: Request, caller: Caller | None = None, catalog: Catalog | None = None) -> Decision:
-        access = ModelAccess.of(caller.allowed_models, caller.team_allowed_models) if caller is not None else None
+    def decide(
+        self,
+        request: Request,
+        caller: Caller | None = None,
+        catalog: Catalog | None = None,
+        access: ModelAccess | None = None,
+    ) -> Decision:
+        if access is None and caller is not None:
+            access = ModelAccess.of(caller.allowed_models, caller.team_allowed_models)
         catalog = catalog if catalog is not None else self.catalog
         decision = select(catalog, request, self.settings.default_power_level, self.health, access)
         if caller is not None and caller.inline_key:

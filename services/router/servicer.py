@@ -11,8 +11,9 @@ from typing import Any
 
 from services.router import request as requests
 from services.router.adapters.base import Route
-from services.router.callers import Callers
+from services.router.callers import Callers, allow_lists
 from services.router.catalog_source import CatalogSource
+from services.router.model_access import ModelAccess
 from services.router.models import list_models
 from services.router.pipeline import Router
 from services.runtime import identity
@@ -126,7 +127,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         except ValueError:
             pass
         parsed = requests.parse(route, request.body, request.power_level, selection_only=True)
-        decision = self.router.decide(parsed)
+        decision = self.router.decide(parsed, access=ModelAccess.of(*allow_lists(request)))
         chosen = decision.candidates[0].model
         return router_pb2.Selection(
             chosen=chosen.id,
