@@ -263,6 +263,9 @@ class Router:
                     # The caller's own deadline, not the provider's, cut a call the provider had: as if it hung up.
                     await self._shielded(self._abandoned(trace, model, credential, hold, tries))
                     break
+                if err.retryable and not credential.byok:
+                    # Not for the caller's own deadline or key: one client must not cool a deployment for all.
+                    self.deployments.failed(model)
                 await self._shielded(self._release(trace, hold, tries, None))
                 if err.auth and credential.byok and self.settings.byok_fallback_to_platform:
                     queue.appendleft((model, True))
@@ -624,8 +627,6 @@ class Router:
         )
         # A caller's own key that is refused or rate-limited is that key's problem, not the provider's.
         if not credential.byok:
-            if err.retryable:
-                self.deployments.failed(model)
             provider_fault = err.retryable
             self.health.report(
                 model.provider.name, model.provider.api_base, not provider_fault, waited, err.status, err.message

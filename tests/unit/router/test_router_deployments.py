@@ -18,6 +18,7 @@ from services.router.pipeline import Caller, Router, Settings
 from services.router.preferences import Preferences
 from services.router.request import parse as parse_request
 from services.runtime.channels import Deadline
+from services.runtime.errors import DomainError
 from tollgate.health.v1 import health_pb2
 
 from .conftest import FakeLedger, FakeVault
@@ -305,3 +306,37 @@ async def test_a_request_keeps_the_catalog_it_started_with(deployed: Router, ups
     deployed.reload(renamed)
     assert trace.catalog is old and deployed.catalog is renamed
     assert "spare2" in deployed.decide(parse_request("chat", orjson.dumps({**CHAT, "model": "spare2"}))).requested  # type: ignore[operator]
+
+
+SLOW = """
+version: 1
+providers:
+  a: {{api_base: {base}, adapter: openai, timeout_s: 5, free: true}}
+  b: {{api_base: {base}, adapter: openai, timeout_s: 5, free: true}}
+models:
+  - id: twin
+    tier: FREE
+    deployments:
+      - {{id: slow, provider: a, upstream: slow-400, weight: 1}}
+      - {{id: other, provider: b, upstream: slow-400, weight: 0}}
+"""
+
+
+async def test_a_callers_own_short_deadline_never_cools_a_deployment(upstream: Upstream) -> None:
+    router = Router(
+        parse(SLOW.format(base=upstream.base_url)),
+        Settings(default_power_level="BALANCED"),
+        FakeLedger(),
+        FakeVault(),
+        HealthView(),
+    )
+    try:
+        impatient = Caller(request_id=uuid.uuid4().hex, user_id="u1", key_id="k1", deadline=Deadline(0.15))
+        with pytest.raises(DomainError) as err:
+            await router.complete(parse_request("chat", orjson.dumps({**CHAT, "model": "twin"})), impatient)
+        assert err.value.code == "timeout"
+        model = router.catalog.models["twin"]
+        assert not router.deployments.cooling(model.on(model.deployments[0]))
+        assert all(n == 0 for n in router.deployments._in_flight.values())
+    finally:
+        await router.close()
