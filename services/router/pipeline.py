@@ -85,6 +85,10 @@ class Attempt:
     upstream_ms: float = 0.0
     deployment: str = ""
 
+    @classmethod
+    def of(cls, model: Model, result: str, status: int = 0, error: str = "", upstream_ms: float = 0.0) -> Attempt:
+        return cls(model.id, model.provider.name, result, status, error, upstream_ms, model.deployment_id)
+
 
 @dataclass
 class Settings:
@@ -219,7 +223,7 @@ class Router:
             trace.answering.finish("ok", 200, "", prompt, completion, response_model)
         trace.upstream_ms += waited
         self.health.report(model.provider.name, model.provider.api_base, True, waited, 200, "")
-        trace.attempts.append(Attempt(model.id, model.provider.name, "ok", 200, "", waited, model.deployment_id))
+        trace.attempts.append(Attempt.of(model, "ok", 200, "", waited))
         telemetry.fell_back(request.route, trace.fallbacks)
         return await self._shielded(self._finish(trace, model, credential, hold, tries, reply.body))
 
@@ -278,9 +282,7 @@ class Router:
                 # The caller went away while the provider had the request: it bills the prompt, and so do we.
                 self.deployments.ended(model)
                 record.finish("cancelled")
-                trace.attempts.append(
-                    Attempt(model.id, model.provider.name, "cancelled", deployment=model.deployment_id)
-                )
+                trace.attempts.append(Attempt.of(model, "cancelled"))
                 await self._shielded(self._abandoned(trace, model, credential, hold, tries))
                 raise
             except BaseException as exc:
@@ -288,9 +290,7 @@ class Router:
                 self.deployments.ended(model)
                 reason = exc.message if isinstance(exc, DomainError) else type(exc).__name__
                 record.finish("error", error=exc.code if isinstance(exc, DomainError) else type(exc).__name__)
-                trace.attempts.append(
-                    Attempt(model.id, model.provider.name, "error", 0, reason, deployment=model.deployment_id)
-                )
+                trace.attempts.append(Attempt.of(model, "error", 0, reason))
                 await self._shielded(self._release(trace, hold, tries, self._usage(trace, model, Usage(), 0, "error")))
                 raise
             self.deployments.answered(model, (time.monotonic() - began) * 1000)
@@ -437,17 +437,7 @@ class Router:
                 kind = failure.kind if failure else ""
                 trace.answering.finish(result, 200, kind, used.prompt, used.completion, response_model)
                 trace.answering = None
-            trace.attempts.append(
-                Attempt(
-                    model.id,
-                    model.provider.name,
-                    result,
-                    200,
-                    failure.message if failure else "",
-                    waited,
-                    model.deployment_id,
-                )
-            )
+            trace.attempts.append(Attempt.of(model, result, 200, failure.message if failure else "", waited))
             telemetry.fell_back(route, trace.fallbacks)
             if failure is None or not credential.byok:
                 self.health.report(
@@ -506,7 +496,7 @@ class Router:
         if key:
             return Credential(key, False)
         trace.attempts.append(
-            Attempt(model.id, provider.name, "skipped", 0, f"no key for {provider.name} ({provider.api_key_env} unset)")
+            Attempt.of(model, "skipped", 0, f"no key for {provider.name} ({provider.api_key_env} unset)")
         )
         return None
 
@@ -622,9 +612,7 @@ class Router:
     def _failed(self, trace: _Trace, model: Model, credential: Credential, err: UpstreamError, began: float) -> None:
         waited = (time.monotonic() - began) * 1000
         trace.upstream_ms += waited
-        trace.attempts.append(
-            Attempt(model.id, model.provider.name, "error", err.status, err.message, waited, model.deployment_id)
-        )
+        trace.attempts.append(Attempt.of(model, "error", err.status, err.message, waited))
         # A caller's own key that is refused or rate-limited is that key's problem, not the provider's.
         if not credential.byok:
             provider_fault = err.retryable
