@@ -159,8 +159,8 @@ class Model:
 
     @property
     def places(self) -> tuple[Provider, ...]:
-        """The provider entries its deployments run on, in catalog order."""
-        if len(self.deployments) <= 1:
+        """The provider entries it runs on, in catalog order: its own once bound to a deployment."""
+        if len(self.deployments) <= 1 or self.deployment_id:
             return (self.provider,)
         return tuple(d.provider for d in self.deployments)
 
@@ -184,7 +184,8 @@ class Model:
     @property
     def free(self) -> bool:
         prices = (self.input_micro_per_1k, self.output_micro_per_1k, self.cache_write_price, self.reasoning_price)
-        return self.provider.free or not any(prices)
+        # Not free while any deployment it may be sent to charges: holds are made before the deployment is known.
+        return all(p.free for p in self.places) or not any(prices)
 
     @property
     def blended_micro_per_1k(self) -> int:

@@ -340,3 +340,16 @@ async def test_a_callers_own_short_deadline_never_cools_a_deployment(upstream: U
         assert all(n == 0 for n in router.deployments._in_flight.values())
     finally:
         await router.close()
+
+
+def test_a_model_with_one_paid_deployment_is_not_free_until_bound_to_a_free_one() -> None:
+    cat = parse(
+        PROVIDERS + "  - {id: mixed, tier: BALANCED, price: {input: 0.01, output: 0.02},"
+        " deployments: [{provider: local}, {provider: east}]}\n",
+        env={},
+    )
+    mixed = cat.models["mixed"]
+    assert not mixed.free  # a hold made for it covers the paid deployment
+    local, east = (mixed.on(d) for d in mixed.deployments)
+    assert local.free and not east.free
+    assert local.places == (local.provider,) and local.providers == ("local",)
