@@ -28,6 +28,8 @@ from services.runtime.errors import DomainError
 
 # Why a named model is refused, by the capability it lacks: the request field that needs it.
 _PARAM_OF_CAPABILITY = {"tools": "tools", "json": "response_format", "vision": "messages"}
+_NOT_ALLOWED = "not allowed for this key"
+_NO_DEPLOYMENT = "no deployment on a provider the request's provider preferences allow"
 _INPUT_PARAM = {"chat": "messages", "completion": "prompt", "embedding": "input", "responses": "input"}
 
 
@@ -85,7 +87,11 @@ PINNED = frozenset({"token_ids", "dimensions"})
 
 
 def rank(
-    catalog: Catalog, level: str, needs: frozenset[str], health: HealthView | None = None
+    catalog: Catalog,
+    level: str,
+    needs: frozenset[str],
+    health: HealthView | None = None,
+    access: ModelAccess | None = None,
 ) -> tuple[list[Model], str]:
     """The catalog's models for an automatic choice at `level`, best first, with the reason.
 
@@ -93,7 +99,11 @@ def rank(
     measured on their provider; one never measured counts as fastest, so it gets measured.
     """
     policy = catalog.policies[level]
-    enabled = [m for m in catalog.models.values() if m.enabled and needs <= m.capabilities]
+    enabled = [
+        m
+        for m in catalog.models.values()
+        if m.enabled and needs <= m.capabilities and (access is None or access.allows(m))
+    ]
     pool = [m for m in enabled if m.tier in policy.tiers and m.quality >= policy.min_quality]
     reason = {
         "cheapest": "cheapest capable model, free first",
@@ -209,12 +219,12 @@ def select(
             chain += [(m, f"declared fallback of {named.id}") for m in catalog.fallback_chain(named)]
             # Token ids and vector sizes mean something for one model's weights only: no ranked model stands in.
             if request.power_level is not None and not request.needs & PINNED:
-                ranked, _ = rank(catalog, level, request.needs, health)
+                ranked, _ = rank(catalog, level, request.needs, health, access)
                 chain += [(m, f"power level {level}") for m in ranked]
     else:
         if level == "CUSTOM":
             raise DomainError("invalid_request", "power level CUSTOM needs a model", "model")
-        ranked, reason = rank(catalog, level, request.needs, health)
+        ranked, reason = rank(catalog, level, request.needs, health, access)
         chain = [(m, "chosen" if i == 0 else "fallback") for i, m in enumerate(ranked)]
 
     skipped: dict[str, str] = {}
@@ -226,25 +236,22 @@ def select(
         seen.add(model.id)
         unfit = _unfit(model, request)
         if not access.allows(model):
-            skipped[model.id] = "not allowed for this key"
+            skipped[model.id] = _NOT_ALLOWED
         elif not _providers(model, prefs):
-            skipped[model.id] = "no deployment on a provider the request's provider preferences allow"
+            skipped[model.id] = _NO_DEPLOYMENT
         elif unfit is not None:
             skipped[model.id] = unfit[0]
         else:
             fit.append((model, why))
     if not fit:
         reasons = set(skipped.values())
-        if reasons == {"no deployment on a provider the request's provider preferences allow"}:
+        if reasons == {_NO_DEPLOYMENT}:
             raise DomainError(
                 "invalid_request",
                 "no model runs on a provider that provider.only and provider.ignore allow",
                 "provider",
             )
-        if reasons and reasons <= {
-            "not allowed for this key",
-            "no deployment on a provider the request's provider preferences allow",
-        }:
+        if not access.unrestricted and reasons <= {_NOT_ALLOWED, _NO_DEPLOYMENT}:
             raise DomainError("model_not_allowed", "no model this key may use can serve this request", "model")
         raise DomainError(
             "invalid_request",

@@ -156,3 +156,9 @@ def test_sort_and_order_reorder_automatic_candidates(catalog: Catalog) -> None:
     assert prices == sorted(prices)
     assert ids(decide(catalog, {}, level="ECO"))[0] == "tiny-free"
     assert ids(decide(catalog, {"provider": {"order": ["mid"]}}, level="ECO"))[0] == "balanced"
+
+
+def test_an_automatic_choice_takes_an_allowed_model_outside_the_levels_tiers(catalog: Catalog) -> None:
+    # PRECISION ranks PROFESSIONAL, PREMIUM and BALANCED; the key may only use a FREE model
+    decision = decide(catalog, {}, ModelAccess.of(["tiny-free"], []), level="PRECISION")
+    assert ids(decision) == ["tiny-free"] and "from every tier" in decision.reason
