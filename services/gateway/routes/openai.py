@@ -321,6 +321,11 @@ async def embeddings(request: Request) -> Response:
     return await _serve(request, "embedding", router.Embed, None)
 
 
+def forget_models() -> None:
+    """Drop the cached model list (after a catalog reload)."""
+    _MODELS_CACHE.clear()
+
+
 async def catalog(gateway: Edge) -> list[dict[str, Any]]:
     """The router's model list, reused for `models_cache_ttl` seconds."""
     now = time.monotonic()
