@@ -262,9 +262,12 @@ class Router:
             except UpstreamError as err:
                 self.deployments.ended(model)
                 record.finish("error", err.status, err.kind)
-                self._failed(trace, model, credential, err, began)
-                if err.kind == "timeout" and caller.deadline.expires - time.monotonic() < _DEADLINE_SLACK:
-                    # The caller's own deadline, not the provider's, cut a call the provider had: as if it hung up.
+                # The caller's own deadline, not the provider's, cut a call the provider had: as if it hung up.
+                callers_deadline = (
+                    err.kind == "timeout" and caller.deadline.expires - time.monotonic() < _DEADLINE_SLACK
+                )
+                self._failed(trace, model, credential, err, began, reported=not callers_deadline)
+                if callers_deadline:
                     await self._shielded(self._abandoned(trace, model, credential, hold, tries))
                     break
                 if err.retryable and not credential.byok:
@@ -609,12 +612,15 @@ class Router:
         except DomainError as err:
             log.warning("usage of a failed request not recorded: %s", err.message)
 
-    def _failed(self, trace: _Trace, model: Model, credential: Credential, err: UpstreamError, began: float) -> None:
+    def _failed(
+        self, trace: _Trace, model: Model, credential: Credential, err: UpstreamError, began: float, reported: bool
+    ) -> None:
         waited = (time.monotonic() - began) * 1000
         trace.upstream_ms += waited
         trace.attempts.append(Attempt.of(model, "error", err.status, err.message, waited))
-        # A caller's own key that is refused or rate-limited is that key's problem, not the provider's.
-        if not credential.byok:
+        # A caller's own key that is refused or rate-limited is that key's problem, not the provider's; a call its
+        # caller's short deadline cut says nothing of the provider (one client must not eject it for everyone).
+        if reported and not credential.byok:
             provider_fault = err.retryable
             self.health.report(
                 model.provider.name, model.provider.api_base, not provider_fault, waited, err.status, err.message
