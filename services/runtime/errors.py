@@ -38,6 +38,7 @@ ERRORS: dict[str, ErrorKind] = {
     "insufficient_credits": ErrorKind(grpc.StatusCode.FAILED_PRECONDITION, 402, "insufficient_quota"),
     "permission_denied": ErrorKind(grpc.StatusCode.PERMISSION_DENIED, 403, "permission_error"),
     "model_not_found": ErrorKind(grpc.StatusCode.NOT_FOUND, 404, "invalid_request_error"),
+    "model_not_allowed": ErrorKind(grpc.StatusCode.PERMISSION_DENIED, 403, "permission_error"),
     "not_found": ErrorKind(grpc.StatusCode.NOT_FOUND, 404, "invalid_request_error"),
     "method_not_allowed": ErrorKind(grpc.StatusCode.UNIMPLEMENTED, 405, "invalid_request_error"),
     "request_timeout": ErrorKind(grpc.StatusCode.DEADLINE_EXCEEDED, 408, "invalid_request_error"),
