@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.expression import Select
 
 from services.keyvault import audit, policies
@@ -126,6 +126,14 @@ def _with_team() -> Select[tuple[object, ...]]:
     """Keys with their user's team (none: NULL)."""
     joined = api_keys.outerjoin(team_members, team_members.c.user_id == api_keys.c.user_id)
     return select(api_keys, team_members.c.team_id).select_from(joined)
+
+
+async def _holds_admin_key(conn: AsyncConnection, user_id: str) -> bool:
+    """Whether the user has a live admin key: a team admin manages no platform admin's keys."""
+    query = select(api_keys.c.key_id).where(
+        api_keys.c.user_id == user_id, api_keys.c.scopes.contains("admin"), api_keys.c.revoked_at.is_(None)
+    )
+    return (await conn.execute(query.limit(1))).first() is not None
 
 
 class ApiKeys:
@@ -242,6 +250,10 @@ class ApiKeys:
             ).first()
             if team_id and (member is None or member.team_id != team_id):
                 raise DomainError("permission_denied", "this user is not a member of the team", "user_id")
+            if team_id and await _holds_admin_key(conn, user_id):
+                raise DomainError(
+                    "permission_denied", "only an admin creates keys for a user with admin keys", "user_id"
+                )
             info = dataclasses.replace(info, team_id=member.team_id if member else "")
             await conn.execute(
                 api_keys.insert().values(
@@ -286,6 +298,10 @@ class ApiKeys:
             row = (await conn.execute(query)).first()
             if row is None or (team_id and row.team_id != team_id):
                 raise DomainError("not_found", "no such API key", "key_id")
+            if team_id and await _holds_admin_key(conn, row.user_id):
+                raise DomainError(
+                    "permission_denied", "only an admin changes the keys of a user with admin keys", "key_id"
+                )
             await conn.execute(update(api_keys).where(api_keys.c.key_id == key_id).values(policy=policy.dumps()))
             await audit.record(
                 conn,

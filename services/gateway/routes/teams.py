@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from services.gateway.edge import edge, is_admin, json_response, read_json, require_admin
+from services.gateway.edge import edge, is_admin, json_response, read_body, read_json, require_admin
 from services.gateway.openapi import extend, operation, path_param
 from services.gateway.routes.keys import acting_team, policy_json, read_policy
 from services.runtime.errors import DomainError
@@ -55,6 +56,20 @@ def _bool(payload: dict[str, Any], name: str, default: bool) -> bool:
     if not isinstance(value, bool):
         raise DomainError("invalid_request", f"'{name}' must be true or false", name)
     return value
+
+
+async def _optional_json(request: Request) -> dict[str, Any]:
+    """The body as a JSON object; an empty body is `{}`."""
+    body = await read_body(request)
+    if not body.strip():
+        return {}
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise DomainError("invalid_request", "The request body is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise DomainError("invalid_request", "The request body must be a JSON object")
+    return payload
 
 
 def _only(payload: dict[str, Any], allowed: set[str]) -> None:
@@ -139,7 +154,7 @@ async def set_member(request: Request) -> Response:
     gateway = edge(request)
     principal = await gateway.principal(request)
     team_id = acting_team(principal, request.path_params["team_id"]) or request.path_params["team_id"]
-    _body, payload = await read_json(request)
+    payload = await _optional_json(request)
     _only(payload, {"role"})
     message = keyvault_pb2.SetTeamMemberRequest(
         team_id=team_id,

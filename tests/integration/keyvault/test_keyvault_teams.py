@@ -134,6 +134,11 @@ async def test_a_team_admin_cannot_touch_another_team(keyvault: RunningKeyvault)
     # A user outside any team who already has a key cannot be pulled in (its key would spend its credits).
     await kv.stub.CreateApiKey(pb.CreateApiKeyRequest(user_id="lou", actor="admin"))
     await refused(rita.SetTeamMember(pb.SetTeamMemberRequest(team_id="red", user_id="lou")), denied)
+    # A platform admin in the team: its keys are no team admin's to make or change.
+    await kv.stub.SetTeamMember(pb.SetTeamMemberRequest(team_id="red", user_id="root", role="member"))
+    root = await kv.stub.CreateApiKey(pb.CreateApiKeyRequest(user_id="root", scopes=["admin", "user"]))
+    await refused(rita.CreateApiKey(pb.CreateApiKeyRequest(user_id="root", team_id="red")), denied)
+    await refused(rita.UpdateApiKey(pb.UpdateApiKeyRequest(key_id=root.info.key_id, team_id="red")), denied)
     # Without a team named: refused; admin keys: refused; admin-only calls: refused.
     await refused(rita.UpdateApiKey(pb.UpdateApiKeyRequest(key_id=bea_key.info.key_id)), denied)
     await refused(rita.CreateApiKey(pb.CreateApiKeyRequest(user_id="rob", team_id="red", scopes=["admin"])), denied)
