@@ -14,7 +14,7 @@ ACCESS = Access.of(
         "Authenticate": {G, R},
         "CreateApiKey": {G, ADMIN},  # a team admin, for its members (held to its team by the servicer)
         "ListApiKeys": {G, ADMIN},  # the gateway lists a user's own keys (masked) for that user
-        "RevokeApiKey": {ADMIN},
+        "RevokeApiKey": {G, ADMIN},  # a team admin, for its members' keys (held to its team by the servicer)
         "PutProviderKey": {G},
         "ListProviderKeys": {G},
         "DeleteProviderKey": {G},

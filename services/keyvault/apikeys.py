@@ -316,12 +316,19 @@ class ApiKeys:
         assert row is not None
         return _info(row)
 
-    async def revoke(self, key_id: str, user_id: str = "", actor: str = "") -> ApiKeyInfo:
-        """Revoke a key (idempotent); with `user_id`, only that user's key."""
+    async def revoke(self, key_id: str, user_id: str = "", actor: str = "", team_id: str = "") -> ApiKeyInfo:
+        """Revoke a key (idempotent); with `user_id`, only that user's key; with `team_id`, only a key of that
+        team's members (and no admin's)."""
         where = [api_keys.c.key_id == key_id]
         if user_id:
             where.append(api_keys.c.user_id == user_id)
         async with self.engine.begin() as conn:
+            if team_id:
+                owner = (await conn.execute(_with_team().where(*where))).first()
+                if owner is None or owner.team_id != team_id:
+                    raise DomainError("not_found", "no such API key", "key_id")
+                if await _holds_admin_key(conn, owner.user_id):
+                    raise DomainError("permission_denied", "only an admin revokes the keys of an admin", "key_id")
             await conn.execute(
                 update(api_keys).where(*where, api_keys.c.revoked_at.is_(None)).values(revoked_at=now_ms())
             )

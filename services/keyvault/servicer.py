@@ -168,7 +168,8 @@ class KeyVaultServicer(keyvault_pb2_grpc.KeyVaultServicer):
 
     @rpc
     async def RevokeApiKey(self, request: pb.RevokeApiKeyRequest, context: Context) -> pb.ApiKeyInfo:
-        return _api_key_info(await self.api_keys.revoke(request.key_id, request.user_id, request.actor))
+        team_id = await self._team_scope(request.team_id, admin=True, action="api_key.revoke") or request.team_id
+        return _api_key_info(await self.api_keys.revoke(request.key_id, request.user_id, request.actor, team_id))
 
     @rpc
     async def PutProviderKey(self, request: pb.PutProviderKeyRequest, context: Context) -> pb.ProviderKeyInfo:

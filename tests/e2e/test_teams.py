@@ -89,6 +89,9 @@ async def test_the_parallel_cap_refuses_the_request_past_it(
     assert "parallel" in err.value.message and err.value.response.headers["retry-after"] == "1"
     assert all(r.choices for r in await asyncio.gather(*slow))
     assert (await client.chat.completions.create(model="echo-paid", messages=HI)).choices  # the slots came back
+    for _ in range(4):  # a stream gives its slot back when it ends
+        stream = await client.chat.completions.create(model="echo-paid", messages=HI, stream=True)
+        assert [chunk async for chunk in stream]
     await client.close()
 
 
@@ -153,6 +156,8 @@ def test_a_team_admin_manages_its_own_team(http: httpx.Client, teams: dict[str, 
     assert newbie in {k["user_id"] for k in listed} and teams["bob"]["user"] not in {k["user_id"] for k in listed}
     team = http.get(f"/v1/teams/{red}", headers=rita).json()
     assert {m["user_id"] for m in team["members"]} >= {teams["rita"]["user"], teams["rob"]["user"], newbie}
+    revoked = http.delete(f"/v1/teams/{red}/keys/{made.json()['id']}", headers=rita)
+    assert revoked.status_code == 200 and revoked.json()["revoked"]
     assert http.delete(f"/v1/teams/{red}/members/{newbie}", headers=rita).status_code == 200
 
 
@@ -170,6 +175,8 @@ def test_a_team_admin_cannot_act_on_another_team(http: httpx.Client, teams: dict
         ("POST", f"/v1/teams/{blue}/keys", {"user_id": bob["user"]}, 403),
         ("POST", f"/v1/teams/{red}/keys", {"user_id": bob["user"]}, 403),
         ("GET", f"/v1/teams/{blue}/keys", None, 403),
+        ("DELETE", f"/v1/teams/{blue}/keys/{bob['key_id']}", None, 403),
+        ("DELETE", f"/v1/teams/{red}/keys/{bob['key_id']}", None, 404),
         ("PATCH", f"/v1/teams/{red}", {"pooled": True}, 403),  # its own team's pooling is the admins'
         ("POST", "/v1/teams", {"team_id": f"mine-{tag()}"}, 403),
         ("GET", "/v1/admin/keys", None, 403),
@@ -200,6 +207,7 @@ def test_a_member_cannot_use_admin_routes(http: httpx.Client, teams: dict[str, A
         ("DELETE", f"/v1/teams/{red}/members/{teams['rita']['user']}", None),
         ("POST", f"/v1/teams/{red}/keys", {"user_id": rob["user"]}),
         ("GET", f"/v1/teams/{red}/keys", None),
+        ("DELETE", f"/v1/teams/{red}/keys/{teams['rita']['key_id']}", None),
         ("PATCH", f"/v1/keys/{rob['key_id']}", {"models": []}),
         ("PATCH", f"/v1/teams/{red}", {"name": "mine"}),
     ):

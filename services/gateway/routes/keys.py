@@ -186,6 +186,18 @@ async def list_team_keys(request: Request) -> Response:
     return json_response({"object": "list", "data": [key_json(k) for k in reply.keys]})
 
 
+async def revoke_team_key(request: Request) -> Response:
+    """Revoke a key of a team member (admin or the team's admin)."""
+    gateway = edge(request)
+    principal = await gateway.principal(request)
+    team_id = acting_team(principal, request.path_params["team_id"]) or request.path_params["team_id"]
+    message = keyvault_pb2.RevokeApiKeyRequest(
+        key_id=request.path_params["key_id"], team_id=team_id, actor=principal.user_id
+    )
+    info: keyvault_pb2.ApiKeyInfo = await gateway.call(gateway.clients.keyvault.RevokeApiKey, message, "keyvault")
+    return json_response({**key_json(info), "revoked": True})
+
+
 async def update_key(request: Request) -> Response:
     """Change a key's access policy: an admin any key's, a team admin its members' keys only."""
     gateway = edge(request)
@@ -269,6 +281,15 @@ extend(
     },
 )
 extend(
+    "/v1/teams/{team_id}/keys/{key_id}",
+    False,
+    {
+        "delete": operation(
+            "Revoke a key of a team member (admin or team admin)", params=[path_param("team_id"), path_param("key_id")]
+        )
+    },
+)
+extend(
     "/v1/teams/{team_id}/keys",
     False,
     {
@@ -291,4 +312,5 @@ ROUTES = [
     Route("/v1/keys/{key_id}", update_key, methods=["PATCH"]),
     Route("/v1/teams/{team_id}/keys", create_team_key, methods=["POST"]),
     Route("/v1/teams/{team_id}/keys", list_team_keys, methods=["GET"]),
+    Route("/v1/teams/{team_id}/keys/{key_id}", revoke_team_key, methods=["DELETE"]),
 ]

@@ -106,6 +106,8 @@ async def test_a_team_admin_manages_its_own_team(keyvault: RunningKeyvault) -> N
     assert changed.policy.max_parallel == 2
     keys = await rita.ListApiKeys(pb.ListApiKeysRequest(team_id="red"))
     assert {k.user_id for k in keys.keys} == {"newbie"}
+    gone = await rita.RevokeApiKey(pb.RevokeApiKeyRequest(key_id=made.info.key_id, team_id="red", actor="rita"))
+    assert gone.revoked_unix_ms > 0
     promoted = await rita.SetTeamMember(pb.SetTeamMemberRequest(team_id="red", user_id="rob", role="admin"))
     assert promoted.role == "admin"
     team = await acting(kv, "rob").GetTeam(pb.GetTeamRequest(team_id="red"))
@@ -139,6 +141,10 @@ async def test_a_team_admin_cannot_touch_another_team(keyvault: RunningKeyvault)
     root = await kv.stub.CreateApiKey(pb.CreateApiKeyRequest(user_id="root", scopes=["admin", "user"]))
     await refused(rita.CreateApiKey(pb.CreateApiKeyRequest(user_id="root", team_id="red")), denied)
     await refused(rita.UpdateApiKey(pb.UpdateApiKeyRequest(key_id=root.info.key_id, team_id="red")), denied)
+    await refused(rita.RevokeApiKey(pb.RevokeApiKeyRequest(key_id=root.info.key_id, team_id="red")), denied)
+    await refused(rita.RevokeApiKey(pb.RevokeApiKeyRequest(key_id=bea_key.info.key_id, team_id="red")), "not_found")
+    await refused(rita.RevokeApiKey(pb.RevokeApiKeyRequest(key_id=bea_key.info.key_id, team_id="blue")), denied)
+    await refused(rita.RevokeApiKey(pb.RevokeApiKeyRequest(key_id=bea_key.info.key_id)), denied)
     # Without a team named: refused; admin keys: refused; admin-only calls: refused.
     await refused(rita.UpdateApiKey(pb.UpdateApiKeyRequest(key_id=bea_key.info.key_id)), denied)
     await refused(rita.CreateApiKey(pb.CreateApiKeyRequest(user_id="rob", team_id="red", scopes=["admin"])), denied)

@@ -250,14 +250,16 @@ class ListApiKeysReply(_message.Message):
     def __init__(self, keys: _Optional[_Iterable[_Union[ApiKeyInfo, _Mapping]]] = ...) -> None: ...
 
 class RevokeApiKeyRequest(_message.Message):
-    __slots__ = ("key_id", "user_id", "actor")
+    __slots__ = ("key_id", "user_id", "actor", "team_id")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     user_id: str
     actor: str
-    def __init__(self, key_id: _Optional[str] = ..., user_id: _Optional[str] = ..., actor: _Optional[str] = ...) -> None: ...
+    team_id: str
+    def __init__(self, key_id: _Optional[str] = ..., user_id: _Optional[str] = ..., actor: _Optional[str] = ..., team_id: _Optional[str] = ...) -> None: ...
 
 class PutProviderKeyRequest(_message.Message):
     __slots__ = ("user_id", "provider", "api_key", "label")
