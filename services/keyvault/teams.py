@@ -160,6 +160,12 @@ class Teams:
         for an existing user would spend that user's own credits and provider keys."""
         check_user_id(user_id)
         chosen = _role(role)
+        try:
+            return await self._set_member(team_id, user_id, chosen, actor, admin)
+        except IntegrityError:  # the same user added by two calls at once: one of them wins
+            raise DomainError("conflict", "this user's team changed concurrently; try again", "user_id") from None
+
+    async def _set_member(self, team_id: str, user_id: str, chosen: str, actor: str, admin: bool) -> Member:
         async with self.engine.begin() as conn:
             await _team(conn, team_id, members=False)
             current = await membership(conn, user_id)

@@ -168,3 +168,24 @@ async def test_a_member_is_no_team_admin(keyvault: RunningKeyvault) -> None:
     await refused(rob.CreateApiKey(pb.CreateApiKeyRequest(user_id="rob", team_id="red")), "permission_denied")
     await refused(rob.ListApiKeys(pb.ListApiKeysRequest(team_id="red")), "permission_denied")
     await refused(acting(kv, "lou").GetTeam(pb.GetTeamRequest(team_id="red")), "permission_denied")
+
+
+async def test_concurrent_additions_leave_a_user_in_one_team(keyvault: RunningKeyvault) -> None:
+    import asyncio
+
+    kv = keyvault
+    await two_teams(kv)
+    calls = [
+        kv.stub.SetTeamMember(pb.SetTeamMemberRequest(team_id=("red", "blue")[i % 2], user_id="racer"))
+        for i in range(10)
+    ]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, grpc.aio.AioRpcError):
+            assert code_of(result) == "conflict", result.details()
+    homes = [
+        t.team_id
+        for t in (await kv.stub.ListTeams(pb.ListTeamsRequest())).teams
+        if any(m.user_id == "racer" for m in t.members)
+    ]
+    assert len(homes) == 1
