@@ -14,7 +14,7 @@ PROTOS := $(shell find proto -name '*.proto')
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS := True
 
-.PHONY: help install browser promtool lock upgrade test-oldest test-clients proto proto-check run test test-unit test-integration test-e2e test-security test-agents fuzz docs docs-serve bench bench-litellm bench-credits soak faults lint fmt clean
+.PHONY: help install browser promtool lock upgrade test-oldest test-clients proto proto-check run test test-unit test-integration test-e2e test-security test-agents fuzz docs docs-serve bench bench-litellm bench-peers bench-credits soak faults lint fmt clean
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -140,11 +140,28 @@ docs: $(VENV)/.installed ## Build the documentation site (mkdocs-material, --str
 docs-serve: $(VENV)/.installed ## Serve the documentation site at http://$(DOCS_ADDR), rebuilt on every change
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve --strict --dev-addr $(DOCS_ADDR)
 
-bench: $(VENV)/.installed ## Benchmark the suite (production profile: local PostgreSQL + Redis); table + bench/results/<time>.json
-	$(PY) -m bench.run
+# `make bench` measures the production profile; `make bench PROFILE=embedded` (PROFILE given on the command line or
+# in the environment, as for `make run`) measures the embedded one beside it, with a concurrency-32 scenario more.
+BENCH_SUITE := $(if $(filter command line environment,$(origin PROFILE)),$(PROFILE),prod)
+
+bench: $(VENV)/.installed ## Benchmark the suite (production profile: PostgreSQL + Redis; PROFILE=embedded: SQLite beside it, c32 too); table + bench/results/<time>.json
+	$(PY) -m bench.run --suite $(BENCH_SUITE)
 
 bench-litellm: $(VENV)/.installed ## The same scenarios against LiteLLM proxy too (own venv bench/.venv-litellm), as ratios
 	$(PY) -m bench.run --litellm
+
+# Portkey's open-source gateway for `make bench-peers`, pinned, from the npm registry into a git-ignored folder on
+# first use (as the agent CLIs above).
+PEERS := .cache/peers
+PORTKEY_VERSION := 1.15.2
+PORTKEY_STAMP := $(PEERS)/.installed-portkey-$(PORTKEY_VERSION)
+
+$(PORTKEY_STAMP):
+	npm install --prefix $(PEERS) --no-save --no-audit --no-fund -q @portkey-ai/gateway@$(PORTKEY_VERSION)
+	touch $@
+
+bench-peers: $(VENV)/.installed $(PORTKEY_STAMP) ## The same scenarios against LiteLLM proxy and Portkey's gateway too, in one run, as ratios; needs Node and npm
+	$(PY) -m bench.run --peers
 
 bench-credits: $(VENV)/.installed ## Credits reserve+settle pairs/s on PostgreSQL: 1,000 accounts and one hot account
 	$(PY) -m bench.credits_bench

@@ -7,7 +7,8 @@ event to measure time to first token and the gaps between chunks, which wrk cann
 non-stream load when wrk is missing and fixed request counts (the soak). The runner proves either engine
 is not the bottleneck by running the same load against the upstream alone.
 
-The Authorization header comes from the `BENCH_AUTH` environment variable, never from the command line.
+The Authorization header comes from the `BENCH_AUTH` environment variable, never from the command line;
+extra headers (a peer that routes by header) from `BENCH_HEADERS`, one `Name: value` a line.
 
     python -m bench.loadgen --url http://127.0.0.1:8080/v1/chat/completions --body '{...}' \\
         --concurrency 64 --duration 10 [--stream] [--engine wrk|python] [--requests N]
@@ -33,6 +34,7 @@ from urllib.parse import urlsplit
 import orjson
 
 AUTH_ENV = "BENCH_AUTH"
+HEADERS_ENV = "BENCH_HEADERS"
 
 _WRK_SCRIPT = r"""
 wrk.method = "POST"
@@ -40,6 +42,10 @@ wrk.body = os.getenv("BENCH_BODY")
 wrk.headers["Content-Type"] = "application/json"
 local auth = os.getenv("BENCH_AUTH")
 if auth ~= nil and auth ~= "" then wrk.headers["Authorization"] = auth end
+for line in string.gmatch(os.getenv("BENCH_HEADERS") or "", "[^\n]+") do
+  local name, value = string.match(line, "^([^:]+):%s*(.*)$")
+  if name ~= nil then wrk.headers[name] = value end
+end
 
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -96,7 +102,17 @@ class ProtocolError(Exception):
     pass
 
 
-def request_bytes(url: str, body: bytes, auth: str) -> tuple[str, int, bytes]:
+def parse_headers(text: str) -> dict[str, str]:
+    """`Name: value` lines (BENCH_HEADERS) as a mapping; blank or malformed lines are skipped."""
+    pairs = (line.split(":", 1) for line in text.splitlines() if ":" in line)
+    return {name.strip(): value.strip() for name, value in pairs if name.strip()}
+
+
+def format_headers(headers: dict[str, str]) -> str:
+    return "".join(f"{name}: {value}\n" for name, value in headers.items())
+
+
+def request_bytes(url: str, body: bytes, auth: str, extra: dict[str, str] | None = None) -> tuple[str, int, bytes]:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     head = [
@@ -108,6 +124,7 @@ def request_bytes(url: str, body: bytes, auth: str) -> tuple[str, int, bytes]:
     ]
     if auth:
         head.append(f"Authorization: {auth}")
+    head += [f"{name}: {value}" for name, value in (extra or {}).items()]
     return host, port, ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
@@ -179,9 +196,16 @@ async def _worker(
 
 
 async def run_python(
-    url: str, body: bytes, auth: str, concurrency: int, duration: float, stream: bool, requests: int
+    url: str,
+    body: bytes,
+    auth: str,
+    concurrency: int,
+    duration: float,
+    stream: bool,
+    requests: int,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    host, port, payload = request_bytes(url, body, auth)
+    host, port, payload = request_bytes(url, body, auth, headers)
     tally = Tally()
     budget = [requests if requests > 0 else -1]
     started = time.perf_counter()
@@ -190,11 +214,13 @@ async def run_python(
     return tally.summary("python", time.perf_counter() - started)
 
 
-def run_wrk(url: str, body: bytes, auth: str, concurrency: int, duration: float) -> dict[str, Any]:
+def run_wrk(
+    url: str, body: bytes, auth: str, concurrency: int, duration: float, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "post.lua"
         script.write_text(_WRK_SCRIPT)
-        env = {**os.environ, "BENCH_BODY": body.decode(), AUTH_ENV: auth}
+        env = {**os.environ, "BENCH_BODY": body.decode(), AUTH_ENV: auth, HEADERS_ENV: format_headers(headers or {})}
         out = subprocess.run(
             [
                 "wrk",
@@ -243,6 +269,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     auth = os.environ.get(AUTH_ENV, "")
+    headers = parse_headers(os.environ.get(HEADERS_ENV, ""))
     body = args.body.encode()
     engine = args.engine
     if engine == "auto":
@@ -250,7 +277,7 @@ def main(argv: list[str] | None = None) -> None:
     if engine == "wrk":
         if args.stream or args.requests > 0:
             sys.exit("loadgen: wrk measures neither streams nor fixed request counts; use --engine python")
-        result = run_wrk(args.url, body, auth, args.concurrency, args.duration)
+        result = run_wrk(args.url, body, auth, args.concurrency, args.duration, headers)
     else:
         try:
             import uvloop
@@ -258,7 +285,9 @@ def main(argv: list[str] | None = None) -> None:
             runner = asyncio.run
         else:
             runner = uvloop.run
-        result = runner(run_python(args.url, body, auth, args.concurrency, args.duration, args.stream, args.requests))
+        result = runner(
+            run_python(args.url, body, auth, args.concurrency, args.duration, args.stream, args.requests, headers)
+        )
     sys.stdout.write(orjson.dumps(result).decode() + "\n")
 
 

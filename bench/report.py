@@ -1,4 +1,5 @@
-"""The benchmark's printed tables: tollgate alone, and tollgate beside LiteLLM proxy as ratios."""
+"""The benchmark's printed tables: tollgate alone, and tollgate beside each peer (LiteLLM proxy, Portkey's
+gateway) or its own embedded profile, as ratios."""
 
 from __future__ import annotations
 
@@ -6,6 +7,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 Result = Mapping[str, Any]
+# How the tables name each target beside tollgate (the production profile).
+TITLES = {"litellm": "LiteLLM proxy", "portkey": "Portkey's gateway", "embedded": "the embedded profile"}
+NAMES = {"litellm": "LiteLLM", "portkey": "Portkey", "embedded": "embedded"}
+ABBREV = {"tollgate": "tg", "litellm": "ll", "portkey": "pk", "embedded": "emb"}
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -61,6 +66,8 @@ def scenario_table(scenarios: Sequence[Result], target: str) -> str:
     ]
     rows = []
     for s in scenarios:
+        if target not in s:
+            continue  # a scenario this target did not run (a peer that cannot stream)
         run, plus, direct = s[target], s[f"{target}_added"], s["direct"]
         rows.append(
             [
@@ -74,7 +81,7 @@ def scenario_table(scenarios: Sequence[Result], target: str) -> str:
                 _fmt(plus["ttft_p50"]),
                 _fmt(plus["ttft_p99"]),
                 _fmt(plus["gap_mean"], 3),
-                _fmt(run["cpu_ms_per_request"]),
+                _fmt(run.get("cpu_ms_per_request")),
                 _fmt(run.get("cpu_ms_external", {}).get("postgres")),
                 str(run["errors"] + run["status_errors"]),
                 _fmt(direct["rps"], 0),
@@ -98,23 +105,28 @@ def _ratio(num: float | None, den: float | None, floor: float = 0.01) -> str:
     return f"{max(num, floor) / max(den, floor):.1f}x"
 
 
-def comparison_table(scenarios: Sequence[Result]) -> str:
-    """LiteLLM's cost over tollgate's: above 1x, tollgate is ahead by that factor."""
+def comparison_table(scenarios: Sequence[Result], ours: str = "tollgate", other: str = "litellm") -> str:
+    """The other target's cost over ours: above 1x, ours is ahead by that factor. Scenarios one of the two
+    did not run are left out."""
+    a, b = ABBREV.get(ours, ours), ABBREV.get(other, other)
     header = [
         "scenario",
-        "+p50 tg/ll ms",
-        "+p50 ll/tg",
-        "+p99 tg/ll ms",
-        "+p99 ll/tg",
-        "req/s tg / ll",
-        "req/s tg/ll",
-        "+TTFT p50 ll/tg",
-        "CPU/req ll/tg",
+        f"+p50 {a}/{b} ms",
+        f"+p50 {b}/{a}",
+        f"+p99 {a}/{b} ms",
+        f"+p99 {b}/{a}",
+        f"req/s {a} / {b}",
+        f"req/s {a}/{b}",
+        f"+TTFT p50 {b}/{a}",
+        f"CPU/req {b}/{a}",
+        f"errors {a} / {b}",
     ]
     rows = []
     for s in scenarios:
-        tg, ll = s["tollgate"], s["litellm"]
-        tga, lla = s["tollgate_added"], s["litellm_added"]
+        if ours not in s or other not in s:
+            continue
+        tg, ll = s[ours], s[other]
+        tga, lla = s[f"{ours}_added"], s[f"{other}_added"]
         rows.append(
             [
                 s["name"],
@@ -125,7 +137,8 @@ def comparison_table(scenarios: Sequence[Result]) -> str:
                 f"{tg['rps']:.0f} / {ll['rps']:.0f}",
                 _ratio(tg["rps"], ll["rps"]),
                 _ratio(lla["ttft_p50"], tga["ttft_p50"]),
-                _ratio(ll["cpu_ms_per_request"], tg["cpu_ms_per_request"]),
+                _ratio(ll.get("cpu_ms_per_request"), tg.get("cpu_ms_per_request")),
+                f"{tg['errors'] + tg['status_errors']} / {ll['errors'] + ll['status_errors']}",
             ]
         )
     return _table(header, rows)
@@ -153,6 +166,8 @@ def capacity_summary(capacity: Mapping[str, Result]) -> str:
         f"at concurrency {c['concurrency']}"
         for name, c in capacity.items()
     ]
-    if "tollgate" in capacity and "litellm" in capacity:
-        lines.append(f"  tollgate / LiteLLM: {_ratio(capacity['tollgate']['rps'], capacity['litellm']['rps'])}")
+    for other in ("embedded", "litellm", "portkey"):
+        if "tollgate" in capacity and other in capacity:
+            ratio = _ratio(capacity["tollgate"]["rps"], capacity[other]["rps"])
+            lines.append(f"  tollgate / {NAMES[other]}: {ratio}")
     return "\n".join(lines)

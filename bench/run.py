@@ -8,6 +8,8 @@ adds. CPU is read from /proc for every service process tree before and after eac
 
     python -m bench.run                 # tollgate; table on stdout, JSON in bench/results/
     python -m bench.run --litellm       # and LiteLLM proxy on the same upstreams, side by side
+    python -m bench.run --peers         # LiteLLM proxy and Portkey's gateway, side by side
+    python -m bench.run --suite embedded  # the embedded profile (SQLite, no Redis) beside the production one
     python -m bench.run --soak 100000   # steady load, RSS of every service sampled
     python -m bench.run --profile 20    # py-spy every service under load, top functions
     python -m bench.run --quick         # 2-second runs while developing
@@ -40,7 +42,8 @@ import orjson
 
 from bench import report
 from bench.litellm_proxy import LiteLLMProxy
-from bench.loadgen import AUTH_ENV, wrk_available
+from bench.loadgen import AUTH_ENV, HEADERS_ENV, format_headers, wrk_available
+from bench.portkey_gateway import PortkeyGateway, upstream_routes
 from bench.procstat import Meter, spent
 from bench.profile import record
 from services.launcher import ROOT, Ports, Suite, free_port, production_env
@@ -54,6 +57,7 @@ CATALOG = BENCH / "catalog.yaml"
 LATENCIES_MS = (0, 50)
 MODES = ("non-stream", "stream")
 CONCURRENCIES = (1, 64)
+EMBEDDED_EXTRA = 32  # `--suite embedded` adds this concurrency: the issue's newcomer figure
 USER = "bench-user"
 PROMPT = "say hello to the benchmark of this gateway please"
 DB_PREFIX = "tollgate_bench"
@@ -75,8 +79,8 @@ class Scenario:
         return self.mode == "stream"
 
 
-def matrix() -> list[Scenario]:
-    return [Scenario(m, c, lat) for lat in LATENCIES_MS for m in MODES for c in CONCURRENCIES]
+def matrix(concurrencies: tuple[int, ...] = CONCURRENCIES) -> list[Scenario]:
+    return [Scenario(m, c, lat) for lat in LATENCIES_MS for m in MODES for c in concurrencies]
 
 
 def model_for(latency_ms: int) -> str:
@@ -99,6 +103,7 @@ class Target:
     auth: str
     model: dict[int, str]
     meter: Meter | None = None
+    headers: dict[int, dict[str, str]] = field(default_factory=dict)  # per upstream latency: a peer's routing
 
 
 @dataclass
@@ -109,6 +114,7 @@ class Settings:
     workers: int
     log_dir: Path
     step: float = 5.0  # seconds per step of the capacity search
+    concurrencies: tuple[int, ...] = CONCURRENCIES
 
 
 def load(target: Target, scenario: Scenario, settings: Settings, duration: float | None = None) -> dict[str, Any]:
@@ -133,7 +139,12 @@ def load(target: Target, scenario: Scenario, settings: Settings, duration: float
         cmd.append("--stream")
     cpu_before = target.meter.cpu() if target.meter else {}
     external_before = target.meter.external_cpu() if target.meter else {}
-    out = subprocess.run(cmd, env={**os.environ, AUTH_ENV: target.auth}, capture_output=True, text=True, cwd=ROOT)
+    env = {
+        **os.environ,
+        AUTH_ENV: target.auth,
+        HEADERS_ENV: format_headers(target.headers.get(scenario.latency_ms, {})),
+    }
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
     if out.returncode != 0:
         raise RuntimeError(f"load generator failed against {target.name}: {out.stderr.strip()[-2000:]}")
     result: dict[str, Any] = orjson.loads(out.stdout)
@@ -152,23 +163,35 @@ def load(target: Target, scenario: Scenario, settings: Settings, duration: float
     return result
 
 
-def check(target: Target, stream: bool) -> None:
-    """One request through the target before any load: a clear stop instead of a table of errors."""
+def refusal(target: Target, stream: bool) -> str | None:
+    """One request through the target before any load: why it failed, or None when it answered well."""
     request = urllib.request.Request(  # noqa: S310 - our own local URL
         target.chat_url,
         data=body(target.model[LATENCIES_MS[0]], stream),
-        headers={"Content-Type": "application/json", "Authorization": target.auth},
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": target.auth,
+            **target.headers.get(LATENCIES_MS[0], {}),
+        },
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as reply:  # noqa: S310
             text = reply.read()
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")[:500]
-        sys.exit(f"bench: {target.name} refused a {'stream' if stream else 'chat'} request: {exc.code} {detail}")
+        return f"{target.name} refused a {'stream' if stream else 'chat'} request: {exc.code} {detail}"
     except OSError as exc:
-        sys.exit(f"bench: {target.name} did not answer: {exc}")
+        return f"{target.name} did not answer: {exc}"
     if stream and b"data: [DONE]" not in text:
-        sys.exit(f"bench: {target.name}'s stream did not end with [DONE]: {text[-300:]!r}")
+        return f"{target.name}'s stream did not end with [DONE]: {text[-300:]!r}"
+    return None
+
+
+def check(target: Target, stream: bool) -> None:
+    """A clear stop instead of a table of errors when the target cannot serve the request."""
+    problem = refusal(target, stream)
+    if problem is not None:
+        sys.exit(f"bench: {problem}")
 
 
 # -- the pieces that run -----------------------------------------------------------------------------------
@@ -239,30 +262,40 @@ async def _drop_databases(url: str, names: list[str]) -> None:
 
 
 @contextmanager
-def tollgate(data_dir: Path, upstream_urls: Mapping[int, str], settings: Settings) -> Iterator[tuple[Suite, Target]]:
-    """The suite in its production profile on fresh databases, with a funded user key."""
-    postgres = os.environ.get("TOLLGATE_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    redis = os.environ.get("TOLLGATE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-    asyncio.run(_drop_databases(postgres, [f"{DB_PREFIX}_{svc}" for svc in ("credits", "keyvault", "health")]))
-    env = production_env(data_dir, postgres, redis, prefix=DB_PREFIX)
-    env |= {
+def tollgate(
+    data_dir: Path, upstream_urls: Mapping[int, str], settings: Settings, profile: str = "prod"
+) -> Iterator[tuple[Suite, Target]]:
+    """The suite on fresh databases, with a funded user key: `prod` is the production profile (PostgreSQL,
+    Redis, `settings.workers` gateway workers), `embedded` the one `make run` starts (SQLite files, no Redis,
+    one gateway worker), named `embedded` in the results."""
+    env: dict[str, str] = {
         "TOLLGATE_CATALOG": str(CATALOG),
         "TOLLGATE_BENCH_PLATFORM_KEY": "sk-bench-platform-" + secrets.token_hex(8),
-        "TOLLGATE_GATEWAY_WORKERS": str(settings.workers),
-        "TOLLGATE_REDIS_PREFIX": f"{DB_PREFIX}:{secrets.token_hex(4)}:",
         **{f"TOLLGATE_BENCH_UPSTREAM_{lat}MS_URL": url for lat, url in upstream_urls.items()},
     }
-    suite = Suite(data_dir, Ports.free(), env=env, demo_upstream=False, log_dir=settings.log_dir)
-    print("starting the suite (production profile) …", flush=True)
+    external: dict[str, str] = {}
+    if profile == "prod":
+        postgres = os.environ.get("TOLLGATE_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+        redis = os.environ.get("TOLLGATE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+        asyncio.run(_drop_databases(postgres, [f"{DB_PREFIX}_{svc}" for svc in ("credits", "keyvault", "health")]))
+        env |= production_env(data_dir, postgres, redis, prefix=DB_PREFIX)
+        env |= {
+            "TOLLGATE_GATEWAY_WORKERS": str(settings.workers),
+            "TOLLGATE_REDIS_PREFIX": f"{DB_PREFIX}:{secrets.token_hex(4)}:",
+        }
+        external = {"postgres": f" {DB_PREFIX}_"}
+    log_dir = settings.log_dir if profile == "prod" else settings.log_dir / profile
+    suite = Suite(data_dir, Ports.free(), env=env, demo_upstream=False, log_dir=log_dir)
+    print(f"starting the suite ({'production' if profile == 'prod' else profile} profile) …", flush=True)
     suite.start()
     try:
         key = provision(suite)
         target = Target(
-            name="tollgate",
+            name="tollgate" if profile == "prod" else profile,
             chat_url=f"{suite.base_url}/chat/completions",
             auth=f"Bearer {key}",
             model={lat: model_for(lat) for lat in LATENCIES_MS},
-            meter=Meter({name: proc.pid for name, proc in suite.processes.items()}, {"postgres": f" {DB_PREFIX}_"}),
+            meter=Meter({name: proc.pid for name, proc in suite.processes.items()}, external),
         )
         yield suite, target
     finally:
@@ -292,6 +325,49 @@ def provision(suite: Suite) -> str:
     return str(created.api_key)
 
 
+@contextmanager
+def start_peer(name: str, upstream_urls: Mapping[int, str], workers: int, log_dir: Path) -> Iterator[Target]:
+    """A peer gateway (`litellm` or `portkey`) on the same upstreams, as a Target; stopped on exit."""
+    if name == "litellm":
+        proxy = LiteLLMProxy({model_for(lat): url for lat, url in upstream_urls.items()}, free_port(), workers, log_dir)
+        print(f"starting LiteLLM proxy ({workers} workers) …", flush=True)
+        proxy.start()
+        try:
+            assert proxy.process is not None
+            yield Target(
+                name="litellm",
+                chat_url=f"{proxy.base_url}/chat/completions",
+                auth=f"Bearer {proxy.master_key}",
+                model={lat: model_for(lat) for lat in LATENCIES_MS},
+                meter=Meter({"litellm": proxy.process.pid}),
+            )
+        finally:
+            proxy.stop()
+    elif name == "portkey":
+        gateway = PortkeyGateway(free_port(), log_dir)
+        print("starting Portkey's gateway (one Node process) …", flush=True)
+        gateway.start()
+        try:
+            assert gateway.process is not None
+            yield portkey_target(gateway.base_url, upstream_urls, gateway.process.pid)
+        finally:
+            gateway.stop()
+    else:
+        raise ValueError(f"unknown peer {name!r}")
+
+
+def portkey_target(base_url: str, upstream_urls: Mapping[int, str], pid: int | None = None) -> Target:
+    """Portkey routes by header: the upstream's own model name, the headers naming each latency's upstream."""
+    return Target(
+        name="portkey",
+        chat_url=f"{base_url}/chat/completions",
+        auth="Bearer sk-bench-upstream",
+        model=dict.fromkeys(upstream_urls, "demo-echo"),
+        meter=Meter({"portkey": pid}) if pid is not None else None,
+        headers=upstream_routes(upstream_urls),
+    )
+
+
 def direct_target(upstream_urls: Mapping[int, str]) -> dict[int, Target]:
     return {
         lat: Target("upstream", f"{url}/chat/completions", "Bearer sk-bench-direct", {lat: "demo-echo"})
@@ -299,21 +375,29 @@ def direct_target(upstream_urls: Mapping[int, str]) -> dict[int, Target]:
     }
 
 
-def warm_up(target: Target, settings: Settings) -> None:
+def warm_up(target: Target, settings: Settings, modes: tuple[str, ...] = MODES) -> None:
     """Every model and mode at concurrency 64 for a moment: connections, caches and JITs settle first."""
     if settings.warmup <= 0:
         return
     for lat in target.model:
-        for mode in MODES:
+        for mode in modes:
             load(target, Scenario(mode, 64, lat), settings, duration=settings.warmup)
 
 
-def run_scenarios(target: Target, direct: Mapping[int, Target], settings: Settings, into: list[dict[str, Any]]) -> None:
-    """Run every scenario against `target` (and, the first time, the upstream alone), into `into`."""
-    for i, scenario in enumerate(matrix()):
+def run_scenarios(
+    target: Target,
+    direct: Mapping[int, Target],
+    settings: Settings,
+    into: list[dict[str, Any]],
+    modes: tuple[str, ...] = MODES,
+) -> None:
+    """Run every scenario of `modes` against `target` (and, the first time, the upstream alone), into `into`."""
+    for i, scenario in enumerate(matrix(settings.concurrencies)):
         if len(into) <= i:
             into.append({"name": scenario.name, **scenario.__dict__})
         row = into[i]
+        if scenario.mode not in modes:
+            continue
         if "direct" not in row:
             row["direct"] = load(direct[scenario.latency_ms], scenario, settings)
         row[target.name] = run = load(target, scenario, settings)
@@ -471,6 +555,7 @@ class Report:
     scenarios: list[dict[str, Any]] = field(default_factory=list)
     rss_mb: dict[str, dict[str, float]] = field(default_factory=dict)
     capacity: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # target: which scenarios it did not run, and why
     soak: dict[str, Any] | None = None
     profile: dict[str, Any] | None = None
 
@@ -487,6 +572,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up per model and mode")
     parser.add_argument("--quick", action="store_true", help="2-second runs, 1-second warm-ups")
     parser.add_argument("--litellm", action="store_true", help="also run LiteLLM proxy; print ratios")
+    parser.add_argument("--peers", action="store_true", help="also run LiteLLM proxy and Portkey's gateway")
+    parser.add_argument(
+        "--suite",
+        choices=("prod", "embedded"),
+        default="prod",
+        help="embedded: the embedded profile (SQLite, no Redis, one gateway worker) first, then the production "
+        f"one, with concurrency {EMBEDDED_EXTRA} added to the scenarios",
+    )
     parser.add_argument("--soak", type=int, default=0, metavar="N", help="soak: N requests at steady load")
     parser.add_argument("--soak-concurrency", type=int, default=16)
     parser.add_argument("--profile", type=float, default=0.0, metavar="S", help="py-spy every service for S s")
@@ -500,10 +593,15 @@ def main(argv: list[str] | None = None) -> None:
     if engine == "auto":
         engine = "wrk" if ensure_wrk() else "python"
 
+    suites = ["embedded", "prod"] if args.suite == "embedded" else ["prod"]
+    peers = ["litellm", "portkey"] if args.peers else ["litellm"] if args.litellm else []
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     log_dir = RESULTS / f"{stamp}-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    settings = Settings(args.duration, args.warmup, engine, args.workers, log_dir, min(5.0, args.duration))
+    concurrencies = tuple(sorted({*CONCURRENCIES, EMBEDDED_EXTRA})) if args.suite == "embedded" else CONCURRENCIES
+    settings = Settings(
+        args.duration, args.warmup, engine, args.workers, log_dir, min(5.0, args.duration), concurrencies
+    )
     result = Report(
         started=datetime.now(UTC).isoformat(timespec="seconds"),
         settings={
@@ -515,6 +613,9 @@ def main(argv: list[str] | None = None) -> None:
             "upstream_chunks": 8,
             "upstream_chunk_gap_ms": 0,
             "soak_requests": args.soak,
+            "suites": suites,
+            "peers": peers,
+            "concurrencies": list(concurrencies),
         },
     )
 
@@ -522,48 +623,47 @@ def main(argv: list[str] | None = None) -> None:
         data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tollgate-bench-")))
         upstream_urls = stack.enter_context(upstreams(log_dir))
         direct = direct_target(upstream_urls)
-        with tollgate(data_dir / "suite", upstream_urls, settings) as (_, target):
-            check(target, stream=False)
-            check(target, stream=True)
-            if args.profile:
-                warm_up(target, settings)
-                result.profile = profile_under_load(target, settings, args.profile, args.profile_mode, log_dir)
-            elif args.soak:
-                print(f"soak: {args.soak} requests at concurrency {args.soak_concurrency} …", flush=True)
-                warm_up(target, settings)
-                result.soak = soak(target, args.soak, args.soak_concurrency, interval=1.0)
-                result.rss_mb["tollgate"] = result.soak["samples"][-1]["rss_mb"]
-            else:
+        warmed = False
+        for profile in suites:
+            with tollgate(data_dir / profile, upstream_urls, settings, profile) as (_, target):
+                check(target, stream=False)
+                check(target, stream=True)
+                if args.profile:
+                    warm_up(target, settings)
+                    result.profile = profile_under_load(target, settings, args.profile, args.profile_mode, log_dir)
+                    break
+                if args.soak:
+                    print(f"soak: {args.soak} requests at concurrency {args.soak_concurrency} …", flush=True)
+                    warm_up(target, settings)
+                    result.soak = soak(target, args.soak, args.soak_concurrency, interval=1.0)
+                    result.rss_mb[target.name] = result.soak["samples"][-1]["rss_mb"]
+                    break
                 print("warming up …", flush=True)
-                for upstream in direct.values():
-                    warm_up(upstream, settings)
+                if not warmed:
+                    for upstream in direct.values():
+                        warm_up(upstream, settings)
+                    warmed = True
                 warm_up(target, settings)
                 run_scenarios(target, direct, settings, result.scenarios)
-                result.capacity["tollgate"] = capacity(target, settings)
+                result.capacity[target.name] = capacity(target, settings)
                 assert target.meter is not None
-                result.rss_mb["tollgate"] = target.meter.rss_mb()
-        if args.litellm and not (args.soak or args.profile):
-            proxy = LiteLLMProxy(
-                {model_for(lat): url for lat, url in upstream_urls.items()}, free_port(), args.workers, log_dir
-            )
-            print(f"starting LiteLLM proxy ({args.workers} workers) …", flush=True)
-            proxy.start()
-            stack.callback(proxy.stop)
-            assert proxy.process is not None
-            litellm = Target(
-                name="litellm",
-                chat_url=f"{proxy.base_url}/chat/completions",
-                auth=f"Bearer {proxy.master_key}",
-                model={lat: model_for(lat) for lat in LATENCIES_MS},
-                meter=Meter({"litellm": proxy.process.pid}),
-            )
-            check(litellm, stream=False)
-            check(litellm, stream=True)
-            warm_up(litellm, settings)
-            run_scenarios(litellm, direct, settings, result.scenarios)
-            result.capacity["litellm"] = capacity(litellm, settings)
-            assert litellm.meter is not None
-            result.rss_mb["litellm"] = litellm.meter.rss_mb()
+                result.rss_mb[target.name] = target.meter.rss_mb()
+        if not (args.soak or args.profile):
+            for name in peers:
+                peer = stack.enter_context(start_peer(name, upstream_urls, args.workers, log_dir))
+                check(peer, stream=False)
+                modes: tuple[str, ...] = MODES
+                problem = refusal(peer, stream=True)
+                if problem is not None:
+                    # A peer that cannot relay a stream still has its non-stream figures; the table says why.
+                    print(f"bench: {problem}; its stream scenarios are skipped", file=sys.stderr, flush=True)
+                    result.skipped[name] = f"stream: {problem}"
+                    modes = ("non-stream",)
+                warm_up(peer, settings, modes)
+                run_scenarios(peer, direct, settings, result.scenarios, modes)
+                result.capacity[peer.name] = capacity(peer, settings)
+                assert peer.meter is not None
+                result.rss_mb[peer.name] = peer.meter.rss_mb()
 
     path = result.write(stamp)
     print()
@@ -573,11 +673,15 @@ def main(argv: list[str] | None = None) -> None:
         print(result.profile["text"])
     else:
         print(report.scenario_table(result.scenarios, "tollgate"))
-        if args.litellm:
-            print("\nLiteLLM proxy, same scenarios:")
-            print(report.scenario_table(result.scenarios, "litellm"))
-            print("\ntollgate (tg) beside LiteLLM proxy (ll); ratios above 1x favour tollgate:")
-            print(report.comparison_table(result.scenarios))
+        for other in [*suites[:-1], *peers]:
+            print(f"\n{report.TITLES[other]}, same scenarios:")
+            print(report.scenario_table(result.scenarios, other))
+        for other in [*suites[:-1], *peers]:
+            title, short = report.TITLES[other], report.ABBREV[other]
+            print(f"\ntollgate (tg) beside {title} ({short}); ratios above 1x favour tollgate:")
+            print(report.comparison_table(result.scenarios, "tollgate", other))
+        for name, why in result.skipped.items():
+            print(f"\n{report.TITLES.get(name, name)}: skipped {why}")
         print()
         print(report.capacity_summary(result.capacity))
     print()
