@@ -12,6 +12,7 @@ database is unreachable and once that it is back (`outage`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -120,7 +121,10 @@ class _InlineSqlite(aiosqlite.Connection):
     async def _execute(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         if not self._running or not self._connection:
             raise ValueError("Connection closed")
-        return fn(*args, **kwargs)
+        result = fn(*args, **kwargs)
+        # Still a point where the loop runs other tasks and a cancellation lands, as the awaited hop was.
+        await asyncio.sleep(0)
+        return result
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:
