@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -47,6 +47,44 @@ from services.runtime.db import unreachable
 from services.runtime.errors import DomainError
 
 log = logging.getLogger("tollgate.credits.holds")
+
+
+# The SQLite path's statements, built once: SQLAlchemy then reuses their cache keys and compiled forms, where a
+# statement built per call (`.values(x=1)`) costs more Python than SQLite takes to run it. Parameters are named
+# `p_*` (a SET column's own name is reserved for the INSERT/UPDATE's values).
+_INSERT_HOLD = holds.insert()
+_INSERT_JOURNAL = journal.insert()
+_TAKE = (
+    update(accounts)
+    .where(
+        accounts.c.user_id == bindparam("p_user"),
+        accounts.c.balance_micro - accounts.c.pending_micro >= bindparam("p_amount"),
+    )
+    .values(pending_micro=accounts.c.pending_micro + bindparam("p_amount"), updated_at=bindparam("p_now"))
+    .returning(*accounts.c)
+)
+_RESOLVE = (
+    update(holds)
+    .where(holds.c.hold_id == bindparam("p_hold"), holds.c.status == bindparam("p_from"))
+    .values(
+        status=bindparam("p_status"),
+        resolve_key=bindparam("p_key"),
+        cost_micro=bindparam("p_cost"),
+        resolved_at=bindparam("p_now"),
+    )
+    .returning(holds.c.user_id, holds.c.amount_micro, holds.c.request_id)
+)
+_SETTLE_ACCOUNT = (
+    update(accounts)
+    .where(accounts.c.user_id == bindparam("p_user"))
+    .values(
+        balance_micro=accounts.c.balance_micro - bindparam("p_charged"),
+        pending_micro=accounts.c.pending_micro - bindparam("p_held"),
+        overdraft_micro=accounts.c.overdraft_micro + bindparam("p_overdraft"),
+        updated_at=bindparam("p_now"),
+    )
+    .returning(*accounts.c)
+)
 
 
 @dataclass(frozen=True)
@@ -82,16 +120,17 @@ async def reserve(
     try:
         async with ledger.engine.begin() as conn:
             await conn.execute(
-                holds.insert().values(
-                    hold_id=hold_id,
-                    user_id=user_id,
-                    amount_micro=amount_micro,
-                    status="pending",
-                    request_id=request_id,
-                    reserve_key=idempotency_key,
-                    created_at=now,
-                    expires_at=now + ttl * 1000,
-                )
+                _INSERT_HOLD,
+                {
+                    "hold_id": hold_id,
+                    "user_id": user_id,
+                    "amount_micro": amount_micro,
+                    "status": "pending",
+                    "request_id": request_id,
+                    "reserve_key": idempotency_key,
+                    "created_at": now,
+                    "expires_at": now + ttl * 1000,
+                },
             )
             row = await _take(conn, user_id, amount_micro, now)
             if row is None:
@@ -126,27 +165,14 @@ async def _reserved_before(
 
 
 async def _take(conn: AsyncConnection, user_id: str, amount: int, now: int) -> Row[Any] | None:
-    return (
-        await conn.execute(
-            update(accounts)
-            .where(accounts.c.user_id == user_id, accounts.c.balance_micro - accounts.c.pending_micro >= amount)
-            .values(pending_micro=accounts.c.pending_micro + amount, updated_at=now)
-            .returning(*accounts.c)
-        )
-    ).first()
+    return (await conn.execute(_TAKE, {"p_user": user_id, "p_amount": amount, "p_now": now})).first()
 
 
 async def _resolve(
     conn: AsyncConnection, hold_id: str, status: str, key: str, cost: int, now: int, from_status: str
 ) -> Row[Any] | None:
-    return (
-        await conn.execute(
-            update(holds)
-            .where(holds.c.hold_id == hold_id, holds.c.status == from_status)
-            .values(status=status, resolve_key=key, cost_micro=cost, resolved_at=now)
-            .returning(holds.c.user_id, holds.c.amount_micro, holds.c.request_id)
-        )
-    ).first()
+    params = {"p_hold": hold_id, "p_from": from_status, "p_status": status, "p_key": key, "p_cost": cost, "p_now": now}
+    return (await conn.execute(_RESOLVE, params)).first()
 
 
 def _checked(given: UsageEntry | None, default_status: str) -> UsageEntry | None:
@@ -234,18 +260,19 @@ async def settle(
                 charged = min(amount_micro, int(account.balance_micro) - int(account.pending_micro) + held)
             overdraft = amount_micro - charged
             await conn.execute(
-                journal.insert().values(
-                    user_id=user_id,
-                    kind="settle",
-                    amount_micro=-charged,
-                    overdraft_micro=0,
-                    hold_id=hold_id,
-                    request_id=hold.request_id,
-                    idempotency_key=idempotency_key,
-                    reason="",
-                    actor="",
-                    created_at=now,
-                )
+                _INSERT_JOURNAL,
+                {
+                    "user_id": user_id,
+                    "kind": "settle",
+                    "amount_micro": -charged,
+                    "overdraft_micro": 0,
+                    "hold_id": hold_id,
+                    "request_id": hold.request_id,
+                    "idempotency_key": idempotency_key,
+                    "reason": "",
+                    "actor": "",
+                    "created_at": now,
+                },
             )
             if overdraft:
                 await conn.execute(
@@ -265,19 +292,8 @@ async def settle(
             used = _usage_for(hold, entry, amount_micro, "ok")
             usage_id = await insert_usage(conn, used, hold_id=hold_id, idempotency_key=None, now=now)
             await enqueue_billing(conn, ledger, usage_id, used, hold_id, now)
-            row = (
-                await conn.execute(
-                    update(accounts)
-                    .where(accounts.c.user_id == user_id)
-                    .values(
-                        balance_micro=accounts.c.balance_micro - charged,
-                        pending_micro=accounts.c.pending_micro - held,
-                        overdraft_micro=accounts.c.overdraft_micro + overdraft,
-                        updated_at=now,
-                    )
-                    .returning(*accounts.c)
-                )
-            ).one()
+            params = {"p_user": user_id, "p_charged": charged, "p_held": held, "p_overdraft": overdraft, "p_now": now}
+            row = (await conn.execute(_SETTLE_ACCOUNT, params)).one()
             await note_low_balance(conn, row, now)
             return Settlement(charged, overdraft, balance_of(row))
     except _Unresolvable:

@@ -121,17 +121,18 @@ def billable(entry: UsageEntry) -> bool:
     return entry.cost_micro > 0 and not entry.byok
 
 
+# Built once (see `holds`): its cache key and compiled form are reused; the values come as parameters.
+_INSERT_USAGE = usage.insert().returning(usage.c.id)
+
+
 async def insert_usage(
     conn: AsyncConnection, entry: UsageEntry, *, hold_id: str | None, idempotency_key: str | None, now: int
 ) -> int:
     values: dict[str, Any] = {name: getattr(entry, name) for name in _ENTRY_FIELDS}
     values["decision"] = entry.decision or None
     values["tags"] = entry.tags or None
-    result = await conn.execute(
-        usage.insert()
-        .values(**values, hold_id=hold_id, idempotency_key=idempotency_key, created_at=now)
-        .returning(usage.c.id)
-    )
+    values |= {"hold_id": hold_id, "idempotency_key": idempotency_key, "created_at": now}
+    result = await conn.execute(_INSERT_USAGE, values)
     return int(result.scalar_one())
 
 
