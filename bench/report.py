@@ -168,6 +168,8 @@ def capacity_summary(capacity: Mapping[str, Result]) -> str:
     ]
     for other in ("embedded", "litellm", "portkey"):
         if "tollgate" in capacity and other in capacity:
-            ratio = _ratio(capacity["tollgate"]["rps"], capacity[other]["rps"])
+            ours, theirs = capacity["tollgate"]["rps"], capacity[other]["rps"]
+            # A search that found nothing within the limit (p99 above it at concurrency 1) has no ratio.
+            ratio = _ratio(ours, theirs) if ours and theirs else "- (one search found nothing within the limit)"
             lines.append(f"  tollgate / {NAMES[other]}: {ratio}")
     return "\n".join(lines)

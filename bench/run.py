@@ -8,7 +8,7 @@ adds. CPU is read from /proc for every service process tree before and after eac
 
     python -m bench.run                 # tollgate; table on stdout, JSON in bench/results/
     python -m bench.run --litellm       # and LiteLLM proxy on the same upstreams, side by side
-    python -m bench.run --peers         # LiteLLM proxy and Portkey's gateway, side by side
+    python -m bench.run --peers         # LiteLLM proxy and Portkey's gateway, side by side (--portkey: it alone)
     python -m bench.run --suite embedded  # the embedded profile (SQLite, no Redis) beside the production one
     python -m bench.run --soak 100000   # steady load, RSS of every service sampled
     python -m bench.run --profile 20    # py-spy every service under load, top functions
@@ -572,6 +572,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up per model and mode")
     parser.add_argument("--quick", action="store_true", help="2-second runs, 1-second warm-ups")
     parser.add_argument("--litellm", action="store_true", help="also run LiteLLM proxy; print ratios")
+    parser.add_argument(
+        "--portkey", action="store_true", help="also run Portkey's gateway (make bench-peers installs it)"
+    )
     parser.add_argument("--peers", action="store_true", help="also run LiteLLM proxy and Portkey's gateway")
     parser.add_argument(
         "--suite",
@@ -594,7 +597,7 @@ def main(argv: list[str] | None = None) -> None:
         engine = "wrk" if ensure_wrk() else "python"
 
     suites = ["embedded", "prod"] if args.suite == "embedded" else ["prod"]
-    peers = ["litellm", "portkey"] if args.peers else ["litellm"] if args.litellm else []
+    peers = [name for name in ("litellm", "portkey") if args.peers or getattr(args, name)]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     log_dir = RESULTS / f"{stamp}-logs"
     log_dir.mkdir(parents=True, exist_ok=True)

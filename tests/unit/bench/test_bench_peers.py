@@ -183,3 +183,5 @@ def test_capacity_summary_puts_every_other_target_beside_tollgate() -> None:
     assert "tollgate / LiteLLM: 3.0x" in summary
     assert "tollgate / Portkey: 0.5x" in summary
     assert "portkey 1800 req/s" in summary
+    capacity["portkey"] |= {"rps": 0.0, "concurrency": 0}  # p99 above the limit from concurrency 1 on
+    assert "tollgate / Portkey: - (one search found nothing" in report.capacity_summary(capacity)
