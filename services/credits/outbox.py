@@ -32,6 +32,17 @@ log = logging.getLogger("tollgate.credits.outbox")
 LEASE_MS = 60_000
 
 
+# Built once per dialect (the values come as parameters): SQLAlchemy reuses its cache key and compiled SQL.
+_INSERT_EVENT = {
+    "postgresql": postgresql.insert(billing_events)
+    .on_conflict_do_nothing(index_elements=["transaction_id"])
+    .returning(billing_events.c.id),
+    "sqlite": sqlite.insert(billing_events)
+    .on_conflict_do_nothing(index_elements=["transaction_id"])
+    .returning(billing_events.c.id),
+}
+
+
 async def enqueue_usage(
     conn: AsyncConnection,
     usage_id: int,
@@ -43,7 +54,7 @@ async def enqueue_usage(
     now: int,
 ) -> None:
     """Queue the Lago usage event of one billable usage row; the transaction id is the request id."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = _INSERT_EVENT["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
     for transaction_id in (request_id, f"{request_id}:{hold_id}"):
         event = {
             "transaction_id": transaction_id,
@@ -53,25 +64,19 @@ async def enqueue_usage(
             "properties": properties,
         }
         # A request billed twice (two settled attempts) keeps both events apart instead of dropping one.
-        inserted = (
-            await conn.execute(
-                dialect.insert(billing_events)
-                .values(
-                    kind="usage",
-                    transaction_id=transaction_id,
-                    user_id=user_id,
-                    usage_id=usage_id,
-                    payload=orjson.dumps({"event": event}).decode(),
-                    created_at=now,
-                    next_attempt_at=now,
-                    attempts=0,
-                    state="pending",
-                    last_error="",
-                )
-                .on_conflict_do_nothing(index_elements=["transaction_id"])
-                .returning(billing_events.c.id)
-            )
-        ).first()
+        row = {
+            "kind": "usage",
+            "transaction_id": transaction_id,
+            "user_id": user_id,
+            "usage_id": usage_id,
+            "payload": orjson.dumps({"event": event}).decode(),
+            "created_at": now,
+            "next_attempt_at": now,
+            "attempts": 0,
+            "state": "pending",
+            "last_error": "",
+        }
+        inserted = (await conn.execute(statement, row)).first()
         if inserted is not None:
             return
     raise RuntimeError(f"billing event for request {request_id} and hold {hold_id} already queued")
