@@ -15,6 +15,7 @@ functions repeat it statement for statement.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,9 +82,13 @@ class Transaction:
 class Ledger:
     """The credits database and the account policy; the functions of `holds` and `usage` take one."""
 
-    def __init__(self, engine: AsyncEngine, policy: Policy, *, procedures: bool = True) -> None:
+    def __init__(
+        self, engine: AsyncEngine, policy: Policy, *, procedures: bool = True, clock: Callable[[], int] = now_ms
+    ) -> None:
         self.engine = engine
         self.policy = policy
+        # Unix ms; tests move it to cross a budget period.
+        self.now = clock
         # PostgreSQL moves money in one round trip per operation; `procedures=False` keeps the Python path.
         self.procedures = Procedures(engine) if procedures and engine.dialect.name == "postgresql" else None
 
