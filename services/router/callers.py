@@ -30,8 +30,10 @@ class Callers:
         peer = identity.current()
         user = peer.user if peer is not None else None
         admission = None
+        team_id, team_pays = "", False
         if user is None:
             rid, user_id, key_id = req.request_id, req.caller.user_id, req.caller.key_id
+            team_id, team_pays = req.caller.team_id, req.caller.team_pays
         else:
             rid, user_id, key_id = f"grpc-{uuid.uuid4().hex}", user.user_id, user.key_id
             admission = await self.limiter.admit(user)
@@ -43,6 +45,8 @@ class Callers:
             deadline=Deadline.of(context, self.default_timeout),
             inline_provider=req.inline_key.provider,
             inline_key=req.inline_key.api_key,
+            team_id=team_id,
+            team_pays=team_pays,
         )
         return caller, admission
 

@@ -29,7 +29,7 @@ from services.router import normalize, telemetry
 from services.router.adapters.base import Adapter, Reply, UpstreamError
 from services.router.adapters.openai import OpenAIAdapter
 from services.router.catalog import Catalog, Model
-from services.router.clients import Funds, Hold, Ledger, Vault
+from services.router.clients import Funds, Hold, Ledger, Payer, Vault
 from services.router.health_view import HealthView
 from services.router.pricing import Usage, charge_micro, credits, hold_tokens, worst_case_micro
 from services.router.request import Request, estimate_tokens
@@ -58,6 +58,14 @@ class Caller:
     deadline: Deadline
     inline_provider: str = ""
     inline_key: str = field(default="", repr=False)
+    team_id: str = ""
+    team_pays: bool = False  # the team's pool ("team:<team_id>") pays, and its balance is the one reported
+
+    @property
+    def payer(self) -> Payer:
+        """Who pays this caller's holds, and whose budgets (key, user, team) they count against."""
+        pool = f"team:{self.team_id}" if self.team_pays and self.team_id else ""
+        return Payer(account_id=pool, key_id=self.key_id, team_id=self.team_id)
 
 
 @dataclass(slots=True)
@@ -462,6 +470,7 @@ class Router:
             caller.request_id,
             self._hold_ttl(caller),
             caller.deadline.remaining(self.settings.rpc_timeout),
+            caller.payer,
         )
 
     def _hold_ttl(self, caller: Caller) -> int:

@@ -24,6 +24,7 @@ from services.credits.budgets import Budget
 from services.credits.ledger import Ledger
 from services.credits.outbox import Destination, Dispatcher, signature, verify
 from services.credits.schema import billing_events
+from services.runtime.errors import DomainError
 
 MICRO = 1_000_000
 SECRET = "whsec-test-0123456789"
@@ -105,7 +106,8 @@ async def test_each_threshold_is_delivered_once_signed(ledger: Ledger, receiver:
         for i in range(12):
             try:
                 hold_id, _ = await holds.reserve(ledger, "u1", MICRO, f"a{i}:0:reserve", f"a{i}", key_id="k1")
-            except Exception:
+            except DomainError as refused:
+                assert refused.code == "budget_exceeded"
                 continue
             await holds.settle(ledger, hold_id, MICRO, f"a{i}:0:settle")
             await dispatcher.dispatch_once()

@@ -9,7 +9,7 @@ while their usage rows keep the user and the key.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import datetime
 
 import orjson
 import pytest
@@ -19,7 +19,9 @@ from services.credits import budgets, holds
 from services.credits.budgets import Budget
 from services.credits.ledger import Ledger
 from services.credits.reconcile import reconcile
-from services.credits.schema import billing_events, budgets as budgets_table, holds as holds_table, usage
+from services.credits.schema import billing_events, usage
+from services.credits.schema import budgets as budgets_table
+from services.credits.schema import holds as holds_table
 from services.credits.usage import UsageEntry
 from services.runtime.errors import DomainError
 
