@@ -69,8 +69,10 @@ def zone(name: str) -> ZoneInfo:
     if not name:
         raise DomainError("invalid_request", "timezone is required (an IANA name such as Europe/Paris)", "timezone")
     try:
+        if len(name) > 64:
+            raise ValueError(name)
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         message = f"timezone {name[:64]!r} is not a known IANA time zone"
         raise DomainError("invalid_request", message, "timezone") from None
 
