@@ -86,7 +86,8 @@ def budget_suite(tmp_path_factory: pytest.TempPathFactory, receiver: tuple[Recei
     running.stop()
     report = reconcile(f"sqlite:///{running.data_dir / 'credits.db'}")
     assert report.returncode == 0, report.stdout + report.stderr
-    assert SECRET not in "".join(p.read_text(errors="replace") for p in (running.log_dir).glob("*"))
+    assert running.log_dir is not None
+    assert SECRET not in "".join(p.read_text(errors="replace") for p in running.log_dir.glob("*"))
 
 
 @pytest.fixture(scope="module")

@@ -65,9 +65,10 @@ async def alerts(ledger: Ledger) -> list[dict[str, object]]:
     return [orjson.loads(r.payload) for r in rows]
 
 
-async def reserve(ledger: Ledger, amount: int, n: int | str, **kw: str) -> str:
-    kw.setdefault("key_id", "k1")
-    hold_id, _ = await holds.reserve(ledger, kw.pop("user", "u1"), amount, f"r{n}:0:reserve", f"r{n}", **kw)
+async def reserve(
+    ledger: Ledger, amount: int, n: int | str, user: str = "u1", key_id: str = "k1", team_id: str = ""
+) -> str:
+    hold_id, _ = await holds.reserve(ledger, user, amount, f"r{n}:0:reserve", f"r{n}", key_id=key_id, team_id=team_id)
     return hold_id
 
 

@@ -85,3 +85,29 @@ def test_bad_bodies_are_refused_with_the_field_named(body: dict[str, Any], param
     with pytest.raises(DomainError) as caught:
         budget_request({"scope": "key", "scope_id": "k", "period": "daily", "timezone": "UTC", **body}, "admin")
     assert (caught.value.code, caught.value.param) == ("invalid_request", param)
+
+
+def _request(query: str) -> Any:
+    from starlette.requests import Request
+
+    return Request(
+        {"type": "http", "method": "GET", "path": "/v1/credits", "query_string": query.encode(), "headers": []}
+    )
+
+
+def test_a_team_pool_is_read_by_its_members_and_admins_only() -> None:
+    from services.gateway.routes.credits import _account
+
+    member = keyvault_pb2.Principal(user_id="alice", scopes=["user"], team_id="t1", team_role="member")
+    outsider = keyvault_pb2.Principal(user_id="mallory", scopes=["user"], team_id="t2", team_role="admin")
+    admin = keyvault_pb2.Principal(user_id="root", scopes=["admin"])
+    assert _account(_request("team=t1"), member) == "team:t1"
+    assert _account(_request(""), member) == "alice"
+    assert _account(_request("team=t1"), admin) == "team:t1"
+    for principal, query in ((outsider, "team=t1"), (member, "team=t2"), (member, "team=")):
+        with pytest.raises(DomainError) as caught:
+            _account(_request(query), principal)
+        assert caught.value.code in ("not_found", "invalid_request")
+    with pytest.raises(DomainError) as caught:
+        _account(_request("user=team:t1"), member)  # the user route cannot reach a pool either
+    assert caught.value.code == "permission_denied"
