@@ -365,3 +365,75 @@ async def test_balance_grant_transactions_usage_routes(http: httpx.AsyncClient) 
     assert summary.status_code == 200 and summary.json()["data"] == []
     wrong = await http.get("/v1/usage/summary?group_by=week", headers=user)
     assert wrong.status_code == 400 and wrong.json()["error"]["param"] == "group_by"
+
+
+async def test_budgets_and_team_pools_over_grpc_and_the_cli(credits_service: Running) -> None:
+    address = credits_service.address
+    code, out = await _cli(address, "credits", "grant", "--team", "t9", "5")
+    assert code == 0 and "team:t9" in out and '"balance": "15.000000"' in out
+    code, out = await _cli(address, "credits", "grant", "someone", "5", "--team", "t9")
+    assert code == 2
+    code, out = await _cli(
+        address, "budgets", "set", "key", "k9", "--period", "daily", "--timezone", "UTC", "--limit", "0.5"
+    )
+    assert code == 0 and '"limit": "0.500000"' in out, out
+    code, out = await _cli(address, "budgets", "set", "key", "k9", "--period", "daily", "--timezone", "Moon/Base")
+    assert code == 1 and "timezone" in out
+    code, out = await _cli(address, "budgets", "list", "--scope", "key")
+    assert code == 0 and '"scope_id": "k9"' in out and '"alert_percents": [\n      50,' in out
+    budget_id = out.split('"id": "')[1].split('"')[0]
+
+    async with identities.aio_channel(address, "router") as chan:
+        router = credits_pb2_grpc.CreditsStub(chan)
+        # The router may not set budgets; it reserves on the team's pool for a pooled member.
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await router.SetBudget(credits_pb2.Budget(scope="key", scope_id="k9", period="daily", timezone="UTC"))
+        assert err.value.code() is grpc.StatusCode.PERMISSION_DENIED
+        pooled = credits_pb2.ReserveRequest(
+            user_id="ann",
+            amount_micro=400_000,
+            idempotency_key="p:0:reserve",
+            request_id="p",
+            account_id="team:t9",
+            key_id="k9",
+            team_id="t9",
+        )
+        held = await router.Reserve(pooled)
+        assert held.balance.user_id == "team:t9" and held.balance.reserved_micro == 400_000
+        again = credits_pb2.ReserveRequest(
+            user_id="ann", amount_micro=200_000, idempotency_key="q:0:reserve", key_id="k9"
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await router.Reserve(again)
+        refused = from_rpc_error(err.value, "credits")
+        assert (refused.code, refused.kind.http_status) == ("budget_exceeded", 402)
+        assert budget_id in refused.message and "daily" in refused.message
+        await router.Release(credits_pb2.ReleaseRequest(hold_id=held.hold_id, idempotency_key="p:0:release"))
+    async with identities.aio_channel(address, "gateway") as chan:
+        gateway = credits_pb2_grpc.CreditsStub(chan)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await gateway.SetBudget(
+                credits_pb2.Budget(scope="key", scope_id="k9", period="daily", timezone="UTC", limit_micro=-1)
+            )
+        bad = from_rpc_error(err.value, "credits")
+        assert (bad.code, bad.param) == ("invalid_request", "limit")
+        listed = await gateway.ListBudgets(credits_pb2.ListBudgetsRequest(budget_id=budget_id))
+        assert [b.reserved_micro for b in listed.budgets] == [0]
+    code, out = await _cli(address, "budgets", "delete", budget_id)
+    assert code == 0 and budget_id in out
+    code, out = await _cli(address, "budgets", "delete", budget_id)
+    assert code == 1
+
+
+def test_a_budget_webhook_without_a_secret_stops_the_service(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "TOLLGATE_DATA_DIR": str(tmp_path),
+        "TOLLGATE_CREDITS_BUDGET_WEBHOOK_URL": "https://hooks.example/budgets",
+        **identities.env(),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "services.credits"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert "TOLLGATE_CREDITS_BUDGET_WEBHOOK_SECRET" in done.stderr and "Traceback" not in done.stderr
