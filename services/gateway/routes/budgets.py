@@ -2,7 +2,7 @@
 
 Who reaches which budgets: an admin key every budget; a team admin (its key's user is an admin of a team)
 the budgets of its team and of its members and their keys; any other user may list the budgets that apply
-to its own requests (its user, its keys, its team) and never set or delete one. A budget outside the
+to its own requests (its user, the key it calls with, its team) and never set or delete one. A budget outside the
 caller's reach reads as not found, so ids of other teams' budgets reveal nothing.
 """
 
@@ -61,25 +61,27 @@ async def _keys_of(gateway: Edge, user_id: str) -> set[str]:
     return {k.key_id for k in reply.keys if k.user_id == user_id}
 
 
+async def team_reach(gateway: Edge, team_id: str) -> Reach:
+    """A team admin's reach: the team, its members (keyvault's `GetTeam`) and each member's keys."""
+    team: keyvault_pb2.Team = await gateway.call(
+        gateway.clients.keyvault.GetTeam, keyvault_pb2.GetTeamRequest(team_id=team_id), "keyvault"
+    )
+    users = {m.user_id for m in team.members if m.team_id in ("", team_id)}
+    keys: set[str] = set()
+    for user in sorted(users):
+        keys |= await _keys_of(gateway, user)
+    return Reach(manage=True, team_id=team_id, users=users, keys=keys)
+
+
 async def reach_of(gateway: Edge, principal: keyvault_pb2.Principal) -> Reach:
     """What this caller reaches: asked of keyvault (the team's members and their keys) at each call."""
     if is_admin(principal):
         require_admin(principal)
         return Reach(everything=True, manage=True)
     if is_team_admin(principal):
-        team: keyvault_pb2.Team = await gateway.call(
-            gateway.clients.keyvault.GetTeam, keyvault_pb2.GetTeamRequest(team_id=principal.team_id), "keyvault"
-        )
-        users = {m.user_id for m in team.members if m.team_id in ("", principal.team_id)}
-        keys: set[str] = set()
-        for user in sorted(users):
-            keys |= await _keys_of(gateway, user)
-        return Reach(manage=True, team_id=principal.team_id, users=users, keys=keys)
-    return Reach(
-        team_id=principal.team_id,
-        users={principal.user_id},
-        keys={principal.key_id} | await _keys_of(gateway, principal.user_id),
-    )
+        return await team_reach(gateway, principal.team_id)
+    # Anyone else: the budgets its own requests count against (its user, the key it calls with, its team).
+    return Reach(team_id=principal.team_id, users={principal.user_id}, keys={principal.key_id} - {""})
 
 
 def budget_json(b: credits_pb2.Budget) -> dict[str, Any]:

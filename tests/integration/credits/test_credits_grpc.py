@@ -23,6 +23,8 @@ from starlette.requests import Request
 from services.gateway.app import create_app
 from services.gateway.clients import Clients
 from services.gateway.edge import Edge
+from services.gateway.routes import budgets as budget_routes
+from services.gateway.routes.budgets import Reach
 from services.gateway.settings import GatewaySettings
 from services.runtime import identity
 from services.runtime.channels import close_all
@@ -437,3 +439,69 @@ def test_a_budget_webhook_without_a_secret_stops_the_service(tmp_path: Path) -> 
     )
     assert done.returncode != 0
     assert "TOLLGATE_CREDITS_BUDGET_WEBHOOK_SECRET" in done.stderr and "Traceback" not in done.stderr
+
+
+TEAMS = {
+    "t1": Reach(manage=True, team_id="t1", users={"ada", "bo"}, keys={"k_ada", "k_bo"}),
+    "t2": Reach(manage=True, team_id="t2", users={"cy"}, keys={"k_cy"}),
+}
+
+
+@pytest.mark.parametrize("service_url", ["sqlite"], indirect=True)
+async def test_team_admins_reach_their_own_team_only(http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attacks of a team admin on another team's budgets. Team membership stands in for keyvault's `GetTeam`
+    (built by the teams work); the budgets and their checks are the real credits service's."""
+    people = {
+        "root": keyvault_pb2.Principal(user_id="root", scopes=["admin"]),
+        "ada": keyvault_pb2.Principal(user_id="ada", key_id="k_ada", scopes=["user"], team_id="t1", team_role="admin"),
+        "bo": keyvault_pb2.Principal(user_id="bo", key_id="k_bo", scopes=["user"], team_id="t1", team_role="member"),
+        "cy": keyvault_pb2.Principal(user_id="cy", key_id="k_cy", scopes=["user"], team_id="t2", team_role="admin"),
+    }
+
+    async def principal(self: Edge, request: Request) -> keyvault_pb2.Principal:
+        return people[request.headers["authorization"].removeprefix("Bearer ")]
+
+    async def team_reach(gateway: Edge, team_id: str) -> Reach:
+        return TEAMS[team_id]
+
+    monkeypatch.setattr(Edge, "principal", principal)
+    monkeypatch.setattr(budget_routes, "team_reach", team_reach)
+
+    def who(name: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {name}"}
+
+    day = {"period": "daily", "timezone": "UTC", "limit": "3"}
+    theirs = await http.post("/v1/budgets", json={"scope": "team", "scope_id": "t2", **day}, headers=who("cy"))
+    assert theirs.status_code == 201, theirs.text
+    their_key = await http.post("/v1/budgets", json={"scope": "key", "scope_id": "k_cy", **day}, headers=who("root"))
+    mine = await http.post("/v1/budgets", json={"scope": "user", "scope_id": "bo", **day}, headers=who("ada"))
+    assert mine.status_code == 201 and their_key.status_code == 201
+
+    # Ada (admin of t1) cannot set t2's budgets, its members' or their keys', nor rewrite t2's by id.
+    for body in (
+        {"scope": "team", "scope_id": "t2"},
+        {"scope": "user", "scope_id": "cy"},
+        {"scope": "key", "scope_id": "k_cy"},
+        {"scope": "team", "scope_id": "t2", "id": theirs.json()["id"]},
+    ):
+        refused = await http.post("/v1/budgets", json={**body, **day, "limit": "999"}, headers=who("ada"))
+        assert refused.status_code == 403, refused.text
+    sneaky = {"scope": "user", "scope_id": "bo", "id": theirs.json()["id"], **day}
+    assert (await http.post("/v1/budgets", json=sneaky, headers=who("ada"))).status_code == 404
+    # Deleting another team's budget by id reads as not found, and leaves it there.
+    for budget in (theirs.json(), their_key.json()):
+        gone = await http.delete(f"/v1/budgets/{budget['id']}", headers=who("ada"))
+        assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found"
+    listed = (await http.get("/v1/budgets", headers=who("root"))).json()["data"]
+    assert {b["id"] for b in listed} == {theirs.json()["id"], their_key.json()["id"], mine.json()["id"]}
+    assert [b["limit"] for b in listed if b["id"] == theirs.json()["id"]] == ["3.000000"]
+    # Each sees its own team's; a member sees the budgets that apply to it and cannot set one.
+    assert [b["id"] for b in (await http.get("/v1/budgets", headers=who("ada"))).json()["data"]] == [mine.json()["id"]]
+    seen_by_cy = {b["id"] for b in (await http.get("/v1/budgets", headers=who("cy"))).json()["data"]}
+    assert seen_by_cy == {theirs.json()["id"], their_key.json()["id"]}
+    assert [b["id"] for b in (await http.get("/v1/budgets", headers=who("bo"))).json()["data"]] == [mine.json()["id"]]
+    own = await http.post("/v1/budgets", json={"scope": "user", "scope_id": "bo", **day}, headers=who("bo"))
+    assert own.status_code == 403
+    assert (await http.delete(f"/v1/budgets/{mine.json()['id']}", headers=who("bo"))).status_code == 403
+    # Ada manages her own team's.
+    assert (await http.delete(f"/v1/budgets/{mine.json()['id']}", headers=who("ada"))).json()["deleted"] is True
