@@ -216,10 +216,10 @@ async def set_budget(conn: AsyncConnection, given: Budget, now: int) -> Budget:
             await conn.execute(select(budgets).where(budgets.c.scope_key == scope_key, budgets.c.period == b.period))
         ).first()
     if found is not None:
-        if found.timezone != b.timezone:
-            # A new time zone starts a new period: the old one's figures would straddle two calendars.
-            start, end = period_bounds(b.period, b.timezone, now)
-            settings |= {"period_start": start, "period_end": end, "spent_micro": 0, "alerted": ""}
+        start, end = period_bounds(b.period, b.timezone, now)
+        if found.timezone != b.timezone and start != int(found.period_start):
+            # A new time zone starts a new period, as a rollover does: the old one's holds no longer count.
+            settings |= {"period_start": start, "period_end": end, "spent_micro": 0, "reserved_micro": 0, "alerted": ""}
         row = (
             await conn.execute(
                 update(budgets).where(budgets.c.budget_id == found.budget_id).values(**settings).returning(*budgets.c)

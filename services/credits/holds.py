@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.credits import budgets
 from services.credits.ledger import (
+    POOL_PREFIX,
     Balance,
     Ledger,
     balance_of,
@@ -49,7 +50,7 @@ from services.runtime.errors import DomainError
 
 log = logging.getLogger("tollgate.credits.holds")
 
-TEAM_PREFIX = "team:"
+TEAM_PREFIX = POOL_PREFIX
 
 
 @dataclass(frozen=True)

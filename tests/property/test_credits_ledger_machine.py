@@ -103,11 +103,12 @@ def machine(loop: asyncio.AbstractEventLoop, ledger: Ledger) -> type[RuleBasedSt
             return f"{self.prefix}:{self.keys}"
 
         def account(self, user: str) -> Account:
-            return self.model.accounts.setdefault(user, Account())
+            # A team's pool opens empty; users open with the default grant.
+            return self.model.accounts.setdefault(user, Account(0 if user == self.pool else GRANT))
 
-        @rule(n=st.integers(0, 1), amount=st.integers(1, 5_000_000))
+        @rule(n=st.integers(0, 2), amount=st.integers(1, 5_000_000))
         def grant(self, n: int, amount: int) -> None:
-            user, key = self.users[n], self.key()
+            user, key = self.payers[n], self.key()
             tx_id, balance = run(ledger.grant(user, amount, key))
             self.account(user).balance += amount
             assert balance.balance_micro == self.account(user).balance
@@ -164,6 +165,8 @@ def machine(loop: asyncio.AbstractEventLoop, ledger: Ledger) -> type[RuleBasedSt
                 with pytest.raises(DomainError) as err:
                     call(amount)
                 assert err.value.code == "insufficient_credits"
+                if not opened:  # the refused reserve rolled back the account it was opening
+                    del self.model.accounts[payer]
                 return
             over = [s for s in counted if (b := self.model.budgets[s]).spent + b.reserved + amount > b.limit]
             if amount > 0 and over:
@@ -300,7 +303,7 @@ def machine(loop: asyncio.AbstractEventLoop, ledger: Ledger) -> type[RuleBasedSt
             accts, sums, pending, states = run(read())
             for user, acct in self.model.accounts.items():
                 row = accts[user]
-                assert row.balance_micro == int(sums[user]) == acct.balance
+                assert row.balance_micro == int(sums.get(user) or 0) == acct.balance
                 assert row.pending_micro == int(pending.get(user) or 0) == acct.pending
                 assert row.balance_micro - row.pending_micro >= 0
             assert states == {h: v.status for h, v in self.model.holds.items()}

@@ -296,7 +296,7 @@ async def test_team_pool_pays_and_usage_keeps_the_user_and_key(ledger: Ledger) -
     )
     assert done.balance.user_id == "team:t1"
     team = await ledger.balance("team:t1")
-    assert (team.balance_micro, team.reserved_micro) == (POLICY_GRANT + 50 * MICRO - 3 * MICRO, 0)
+    assert (team.balance_micro, team.reserved_micro) == (50 * MICRO - 3 * MICRO, 0)  # a pool opens empty
     assert await ledger.balance("u1") == own
     async with ledger.engine.connect() as conn:
         row = (await conn.execute(select(usage).where(usage.c.request_id == "p1"))).one()
@@ -311,7 +311,14 @@ async def test_team_pool_pays_and_usage_keeps_the_user_and_key(ledger: Ledger) -
     assert (await reconcile(ledger.engine)).ok
 
 
-POLICY_GRANT = 10 * MICRO
+async def test_a_team_pool_opens_empty_and_refuses_what_it_does_not_hold(ledger: Ledger) -> None:
+    with pytest.raises(DomainError) as caught:
+        await holds.reserve(ledger, "u1", 1, "e:0:reserve", "e", account_id="team:empty", team_id="empty")
+    assert caught.value.code == "insufficient_credits"
+    pool = await ledger.balance("team:empty")
+    assert (pool.balance_micro, pool.reserved_micro) == (0, 0)
+    assert (await ledger.transactions("team:empty"))[0] == []
+    assert (await reconcile(ledger.engine)).ok
 
 
 @pytest.mark.parametrize(
@@ -334,3 +341,15 @@ async def test_free_holds_do_not_count_against_budgets(ledger: Ledger) -> None:
     async with ledger.engine.connect() as conn:
         spent = (await conn.execute(select(budgets_table.c.spent_micro))).scalar_one()
     assert spent == 2 * MICRO
+
+
+async def test_a_new_time_zone_starts_a_new_period_and_old_holds_leave_it_alone(ledger: Ledger) -> None:
+    await budgets.save(ledger, budget(limit=5 * MICRO, timezone="UTC"))
+    pending = await reserve(ledger, 2 * MICRO, 1)
+    moved = await budgets.save(ledger, budget(limit=5 * MICRO, timezone="Pacific/Kiritimati"))  # UTC+14
+    assert moved.period_start != budgets.period_bounds("monthly", "UTC", ledger.now())[0]
+    assert (moved.spent_micro, moved.reserved_micro) == (0, 0)
+    await holds.settle(ledger, pending, MICRO, "r1:0:settle")
+    [b] = await budgets.find(ledger)
+    assert (b.spent_micro, b.reserved_micro) == (0, 0)
+    assert (await reconcile(ledger.engine)).ok
