@@ -3,8 +3,9 @@
 A user sees only their own account; an admin key may name another user with `?user=` (and, on the usage
 routes, every user with `?user=*`). A team's pool (account "team:<team_id>") is read with `?team=` by
 admins and by that team's members, and granted to by admins (`team_id` instead of `user_id`). Amounts are
-shown in credits (decimal strings, exact) and in integer micro-credits. The usage routes filter by `model`, `key`, `end_user` and `tag.<name>`; the summary groups
-by day, model, provider, user, key, end_user or `tag:<name>`.
+shown in credits (decimal strings, exact) and in integer micro-credits. The usage routes filter by `model`,
+`key`, `end_user` and `tag.<name>`; the summary groups by day, model, provider, user, key, end_user or
+`tag:<name>`.
 """
 
 from __future__ import annotations
