@@ -505,3 +505,30 @@ async def test_team_admins_reach_their_own_team_only(http: httpx.AsyncClient, mo
     assert (await http.delete(f"/v1/budgets/{mine.json()['id']}", headers=who("bo"))).status_code == 403
     # Ada manages her own team's.
     assert (await http.delete(f"/v1/budgets/{mine.json()['id']}", headers=who("ada"))).json()["deleted"] is True
+
+
+@pytest.mark.parametrize("service_url", ["sqlite"], indirect=True)
+async def test_team_pool_grant_and_balance_routes(http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    people = {
+        "root": keyvault_pb2.Principal(user_id="root", scopes=["admin"]),
+        "ada": keyvault_pb2.Principal(user_id="ada", scopes=["user"], team_id="t1", team_role="member"),
+        "cy": keyvault_pb2.Principal(user_id="cy", scopes=["user"], team_id="t2", team_role="admin"),
+    }
+
+    async def principal(self: Edge, request: Request) -> keyvault_pb2.Principal:
+        return people[request.headers["authorization"].removeprefix("Bearer ")]
+
+    monkeypatch.setattr(Edge, "principal", principal)
+    root, ada, cy = ({"authorization": f"Bearer {n}"} for n in ("root", "ada", "cy"))
+    granted = await http.post("/v1/admin/credits", json={"team_id": "t1", "amount": "40"}, headers=root)
+    assert granted.status_code == 201 and granted.json()["user_id"] == "team:t1"
+    assert granted.json()["balance"] == "40.000000"  # a pool opens empty
+    both = await http.post("/v1/admin/credits", json={"team_id": "t1", "user_id": "ada", "amount": 1}, headers=root)
+    assert both.status_code == 400 and both.json()["error"]["param"] == "team_id"
+    refused = await http.post("/v1/admin/credits", json={"team_id": "t2", "amount": "40"}, headers=cy)
+    assert refused.status_code == 403  # a team admin does not mint credits
+    pool = await http.get("/v1/credits?team=t1", headers=ada)
+    assert pool.status_code == 200 and pool.json()["available"] == "40.000000"
+    assert (await http.get("/v1/credits?team=t1", headers=root)).json()["user_id"] == "team:t1"
+    assert (await http.get("/v1/credits?team=t1", headers=cy)).status_code == 404
+    assert (await http.get("/v1/credits?user=team:t1", headers=cy)).status_code == 403
