@@ -47,13 +47,15 @@ promtool: ## Install Debian's prometheus package for promtool (alert-rule and me
 	@command -v $(PROMTOOL) >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends prometheus; }
 
-lock: $(UV) ## Bring uv.lock (and bench/litellm/uv.lock) in line with pyproject.toml, changing as little as it can
+lock: $(UV) ## Bring uv.lock (and bench/litellm/uv.lock, tests/clients/aider/uv.lock) in line with pyproject.toml, changing as little as it can
 	$(UV) lock
 	$(UV) lock --project bench/litellm
+	$(UV) lock --project $(AIDER_PROJECT)
 
 upgrade: $(UV) ## Re-resolve every dependency to its newest allowed release (then run make test and commit the locks)
 	$(UV) lock --upgrade
 	$(UV) lock --upgrade --project bench/litellm
+	$(UV) lock --upgrade --project $(AIDER_PROJECT)
 
 proto: $(VENV)/.installed ## Generate Python code and .pyi stubs from proto/ into tollgate/
 	rm -rf tollgate
@@ -85,11 +87,16 @@ test-oldest: $(VENV)/.installed ## The SDK tests on the oldest openai release py
 	$(UV) pip install -q --python .venv-oldest/bin/python "openai==$(OPENAI_OLDEST)"
 	.venv-oldest/bin/pytest -q -p no:cacheprovider $(SDK_TESTS)
 
-# Real client libraries (the `clients` group of pyproject.toml, resolved apart from `dev`) in a virtualenv of their own.
+# Real client libraries (the `clients` group of pyproject.toml, resolved apart from `dev`) in a virtualenv of their own,
+# and the aider CLI in another (.venv-aider, from tests/clients/aider/uv.lock: aider-chat pins exact releases of
+# openai and litellm that no lock shared with tollgate can hold).
 CLIENTS_VENV := .venv-clients
+AIDER_VENV := .venv-aider
+AIDER_PROJECT := tests/clients/aider
 
-test-clients: $(UV) ## Real clients through the suite: langchain-openai, openai-agents, pydantic-ai, instructor, llm (.venv-clients, about 2 min)
+test-clients: $(UV) ## Real clients through the suite: langchain-openai, openai-agents, pydantic-ai, instructor, llm, aider (under 1 min once installed)
 	UV_PROJECT_ENVIRONMENT=$(abspath $(CLIENTS_VENV)) $(UV) sync --locked -q --no-default-groups --group clients --python $(PYTHON)
+	UV_PROJECT_ENVIRONMENT=$(abspath $(AIDER_VENV)) $(UV) sync --locked -q --python $(PYTHON) --project $(AIDER_PROJECT)
 	TOLLGATE_CLIENT_TESTS=1 $(CLIENTS_VENV)/bin/pytest -q -p no:cacheprovider -W ignore::ResourceWarning \
 		-W ignore::pytest.PytestUnraisableExceptionWarning -W ignore::DeprecationWarning tests/clients
 
@@ -158,4 +165,4 @@ fmt: $(VENV)/.installed ## Format and autofix
 	$(BIN)/ruff check --fix .
 
 clean: ## Remove the virtualenv, caches and local data
-	rm -rf $(VENV) $(UV_HOME) .venv-oldest $(CLIENTS_VENV) .cache data site .pytest_cache .mypy_cache .ruff_cache bench/results bench/.venv-litellm
+	rm -rf $(VENV) $(UV_HOME) .venv-oldest $(CLIENTS_VENV) $(AIDER_VENV) .cache data site .pytest_cache .mypy_cache .ruff_cache bench/results bench/.venv-litellm

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.gateway import metrics, sessions
 from services.gateway.clients import Clients
 from services.gateway.dialects import anthropic
-from services.gateway.limits import AuthFailures, Limiter, client_address
+from services.gateway.limits import AuthFailures, Limiter, ParallelCap, client_address
 from services.gateway.replay import Idempotency, ResponseCache
 from services.gateway.settings import GatewaySettings
 from services.gateway.store import Store
@@ -56,6 +56,7 @@ class Edge:
             settings.redis_url, settings.redis_prefix, settings.cache_max_entries, settings.idempotency_max_entries
         )
         self.limiter = Limiter(settings, self.store)
+        self.parallel = ParallelCap(self.store, settings.parallel_lease_seconds, settings.request_timeout + 60)
         self.auth_failures = AuthFailures(settings.auth_failure_limit, self.store)
         self.idempotency = Idempotency(
             self.store, settings.idempotency_ttl, pending_ttl=settings.request_timeout + PENDING_MARGIN

@@ -39,6 +39,9 @@ class GatewaySettings(EdgeSettings):
     """Open connections per gateway process (503 beyond; 0: no limit)."""
     models_cache_ttl: float = 5.0
     """Seconds the model list is reused."""
+    parallel_lease_seconds: float = 30.0
+    """Lease of a request in flight on its key's `max_parallel` cap, renewed every third of it while the request
+    runs: a gateway that dies mid-request frees its slots within this time."""
     cors_origins: str = ""
     """Comma-separated CORS allow-list; empty: no CORS headers."""
     console_session_ttl: float = 1800.0

@@ -1,11 +1,12 @@
 """The gateway's shared state: Redis when configured, else process memory.
 
-Three uses, each atomic on both backends: fixed-window rate-limit counters (one Lua script checks every
-window and counts the request, so replicas sharing Redis agree exactly), idempotency records (`SET NX`,
-compare-and-set), and cached responses. When Redis stops answering, limits and the cache keep working on
-in-process state (counted in a metric, logged once, Redis tried again after a short pause); idempotency
-records do not: with Redis configured but unreachable they raise `Unavailable` (503), because a record
-kept in one process's memory would let a retry through another replica run and be charged again.
+Four uses, each atomic on both backends: fixed-window rate-limit counters (one Lua script checks every
+window and counts the request, so replicas sharing Redis agree exactly), leases of requests in flight (a sorted
+set per key scored by each lease's end, on Redis's clock: a lease its gateway never returns lapses), idempotency
+records (`SET NX`, compare-and-set), and cached responses. When Redis stops answering, limits, leases and the
+cache keep working on in-process state (counted in a metric, logged once, Redis tried again after a short
+pause); idempotency records do not: with Redis configured but unreachable they raise `Unavailable` (503),
+because a record kept in one process's memory would let a retry through another replica run and be charged again.
 In memory, records, kept values (stored responses, console sessions) and cached responses live in separate
 stores, so cache entries never evict a record or a kept value.
 """
@@ -42,6 +43,26 @@ return 1
 """
 
 
+# Leases: drop the lapsed ones, then take one if fewer than ARGV[2] are held. Times are Redis's own.
+_LEASE_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local held = redis.call('ZCARD', KEYS[1])
+if held >= tonumber(ARGV[2]) then return {0, held} end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return {1, held + 1}
+"""
+_RENEW_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local done = redis.call('ZADD', KEYS[1], 'XX', 'CH', now + tonumber(ARGV[2]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return done
+"""
+
+
 class Unavailable(DomainError):
     """The shared store is configured but not answering: 503 with `Retry-After`."""
 
@@ -56,6 +77,7 @@ class MemoryStore(MemoryCounters):
     def __init__(self, max_entries: int = 10_000) -> None:
         super().__init__()
         self._values: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._leases: dict[str, dict[str, float]] = {}  # key -> lease token -> its end (monotonic)
         self.max_entries = max_entries
 
     def _live(self, key: str) -> bytes | None:
@@ -83,6 +105,28 @@ class MemoryStore(MemoryCounters):
     async def delete(self, key: str) -> None:
         self._values.pop(key, None)
 
+    async def lease(self, key: str, token: str, most: int, ttl: float) -> bool:
+        now = time.monotonic()
+        held = {t: end for t, end in self._leases.get(key, {}).items() if end > now}
+        if len(held) >= most:
+            self._leases[key] = held
+            return False
+        held[token] = now + ttl
+        self._leases[key] = held
+        return True
+
+    async def renew(self, key: str, token: str, ttl: float) -> None:
+        held = self._leases.get(key, {})
+        if token in held:
+            held[token] = time.monotonic() + ttl
+
+    async def unlease(self, key: str, token: str) -> None:
+        held = self._leases.get(key)
+        if held is not None:
+            held.pop(token, None)
+            if not held:
+                del self._leases[key]
+
     async def swap(self, key: str, expected: bytes, value: bytes | None, ttl: float) -> bool:
         if self._live(key) != expected:
             return False
@@ -99,6 +143,18 @@ class RedisStore(RedisCounters):
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self._swap = self.client.register_script(_SWAP_SCRIPT)
+        self._lease = self.client.register_script(_LEASE_SCRIPT)
+        self._renew = self.client.register_script(_RENEW_SCRIPT)
+
+    async def lease(self, key: str, token: str, most: int, ttl: float) -> bool:
+        taken, _held = await self._lease(keys=[key], args=[token, most, max(1, int(ttl * 1000))])
+        return bool(taken)
+
+    async def renew(self, key: str, token: str, ttl: float) -> None:
+        await self._renew(keys=[key], args=[token, max(1, int(ttl * 1000))])
+
+    async def unlease(self, key: str, token: str) -> None:
+        await self.client.zrem(key, token)
 
     async def get(self, key: str) -> bytes | None:
         return cast(bytes | None, await self.client.get(key))
@@ -232,6 +288,22 @@ class Store:
         return await self._run(
             "add", lambda r: r.add(key, amount, window_seconds), lambda m: m.add(key, amount, window_seconds)
         )
+
+    async def lease(self, key: str, token: str, most: int, ttl: float) -> bool:
+        """Take one of `most` leases on `key` for `ttl` seconds (False: all are held). While Redis fails, each
+        process counts its own leases in memory."""
+        key = self.prefix + key
+        return await self._run(
+            "lease", lambda r: r.lease(key, token, most, ttl), lambda m: m.lease(key, token, most, ttl), self.kept
+        )
+
+    async def renew(self, key: str, token: str, ttl: float) -> None:
+        key = self.prefix + key
+        await self._run("renew", lambda r: r.renew(key, token, ttl), lambda m: m.renew(key, token, ttl), self.kept)
+
+    async def unlease(self, key: str, token: str) -> None:
+        key = self.prefix + key
+        await self._run("unlease", lambda r: r.unlease(key, token), lambda m: m.unlease(key, token), self.kept)
 
     async def close(self) -> None:
         if self.redis is not None:

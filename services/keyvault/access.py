@@ -12,9 +12,9 @@ ACCESS = Access.of(
     keyvault_pb2.DESCRIPTOR.services_by_name["KeyVault"],
     {
         "Authenticate": {G, R},
-        "CreateApiKey": {ADMIN},
+        "CreateApiKey": {G, ADMIN},  # a team admin, for its members (held to its team by the servicer)
         "ListApiKeys": {G, ADMIN},  # the gateway lists a user's own keys (masked) for that user
-        "RevokeApiKey": {ADMIN},
+        "RevokeApiKey": {G, ADMIN},  # a team admin, for its members' keys (held to its team by the servicer)
         "PutProviderKey": {G},
         "ListProviderKeys": {G},
         "DeleteProviderKey": {G},

@@ -1,12 +1,14 @@
 """Gateway API keys: `tg-` + 32 random bytes (URL-safe), stored only as an HMAC-SHA256 under a server pepper.
 
 The plaintext is shown once, at creation; the table keeps the keyed hash (one indexed lookup per
-`Authenticate`), a display prefix, scopes, optional expiry and per-key limits. Revoked, expired,
-unknown and malformed keys all get the same answer, which never repeats the key.
+`Authenticate`, joined with the user's team), a display prefix, scopes, optional expiry, per-key limits and
+an access policy. Revoked, expired, unknown and malformed keys all get the same answer, which never repeats the
+key. User ids starting with `team:` are refused: that prefix names teams' credit accounts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -18,11 +20,13 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.expression import Select
 
-from services.keyvault import audit
+from services.keyvault import audit, policies
 from services.keyvault.last_used import LastUsed
-from services.keyvault.schema import api_keys, now_ms
+from services.keyvault.policies import Policy
+from services.keyvault.schema import api_keys, now_ms, team_members, teams
 from services.runtime.errors import DomainError
 
 log = logging.getLogger("tollgate.keyvault.apikeys")
@@ -43,6 +47,11 @@ class Principal:
     rpm_limit: int
     tpm_limit: int
     expires_at: int | None
+    policy: Policy = policies.NONE
+    team_id: str = ""
+    team_role: str = ""
+    team_pays: bool = False
+    team_policy: Policy = policies.NONE
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,8 @@ class ApiKeyInfo:
     last_used_at: int | None
     rpm_limit: int
     tpm_limit: int
+    policy: Policy = policies.NONE
+    team_id: str = ""
 
 
 def generate() -> str:
@@ -79,6 +90,8 @@ def display_prefix(key: str) -> str:
 def check_user_id(user_id: str) -> str:
     if not _USER_ID.match(user_id):
         raise DomainError("invalid_request", "user_id must be 1-200 characters of A-Z a-z 0-9 _ . @ : + -", "user_id")
+    if user_id.lower().startswith("team:"):
+        raise DomainError("invalid_request", "user ids starting with 'team:' name team accounts", "user_id")
     return user_id
 
 
@@ -104,7 +117,23 @@ def _info(row: Row[tuple[object, ...]]) -> ApiKeyInfo:
         last_used_at=m["last_used_at"],
         rpm_limit=m["rpm_limit"],
         tpm_limit=m["tpm_limit"],
+        policy=policies.loads(m["policy"]),
+        team_id=m["team_id"] or "",
     )
+
+
+def _with_team() -> Select[tuple[object, ...]]:
+    """Keys with their user's team (none: NULL)."""
+    joined = api_keys.outerjoin(team_members, team_members.c.user_id == api_keys.c.user_id)
+    return select(api_keys, team_members.c.team_id).select_from(joined)
+
+
+async def _holds_admin_key(conn: AsyncConnection, user_id: str) -> bool:
+    """Whether the user has a live admin key: a team admin manages no platform admin's keys."""
+    query = select(api_keys.c.key_id).where(
+        api_keys.c.user_id == user_id, api_keys.c.scopes.contains("admin"), api_keys.c.revoked_at.is_(None)
+    )
+    return (await conn.execute(query.limit(1))).first() is not None
 
 
 class ApiKeys:
@@ -122,15 +151,28 @@ class ApiKeys:
         """The principal of a live key; `invalid_api_key` for anything else."""
         if not well_formed(key):
             raise INVALID
-        query = select(
-            api_keys.c.key_id,
-            api_keys.c.user_id,
-            api_keys.c.scopes,
-            api_keys.c.expires_at,
-            api_keys.c.revoked_at,
-            api_keys.c.rpm_limit,
-            api_keys.c.tpm_limit,
-        ).where(api_keys.c.key_hash == key_hash(self.pepper, key))
+        # One indexed lookup, the user's team and its policy joined in: this is on every request's path.
+        joined = api_keys.outerjoin(team_members, team_members.c.user_id == api_keys.c.user_id).outerjoin(
+            teams, teams.c.team_id == team_members.c.team_id
+        )
+        query = (
+            select(
+                api_keys.c.key_id,
+                api_keys.c.user_id,
+                api_keys.c.scopes,
+                api_keys.c.expires_at,
+                api_keys.c.revoked_at,
+                api_keys.c.rpm_limit,
+                api_keys.c.tpm_limit,
+                api_keys.c.policy,
+                team_members.c.team_id,
+                team_members.c.role,
+                teams.c.pooled,
+                teams.c.policy.label("team_policy"),
+            )
+            .select_from(joined)
+            .where(api_keys.c.key_hash == key_hash(self.pepper, key))
+        )
         async with self.engine.connect() as conn:
             row = (await conn.execute(query)).first()
         now = now_ms()
@@ -151,6 +193,11 @@ class ApiKeys:
             rpm_limit=row.rpm_limit,
             tpm_limit=row.tpm_limit,
             expires_at=row.expires_at,
+            policy=policies.loads(row.policy),
+            team_id=row.team_id or "",
+            team_role=row.role or "",
+            team_pays=bool(row.pooled),
+            team_policy=policies.loads(row.team_policy),
         )
 
     async def create(
@@ -164,10 +211,15 @@ class ApiKeys:
         tpm_limit: int = 0,
         actor: str = "",
         key: str | None = None,
+        policy: Policy = policies.NONE,
+        team_id: str = "",
     ) -> tuple[str, ApiKeyInfo]:
-        """A new key for `user_id`: its plaintext (shown once) and its stored description."""
+        """A new key for `user_id`: its plaintext (shown once) and its stored description. With `team_id`
+        (a team admin's call) the user must be a member of that team and the key has the user scope only."""
         check_user_id(user_id)
         chosen = _scopes(scopes)
+        if team_id and chosen != ("user",):
+            raise DomainError("permission_denied", "a team admin creates keys with the user scope only", "scopes")
         now = now_ms()
         if expires_at is not None and expires_at <= now:
             raise DomainError("invalid_request", "expires_at must be in the future", "expires_at")
@@ -190,8 +242,19 @@ class ApiKeys:
             last_used_at=None,
             rpm_limit=rpm_limit,
             tpm_limit=tpm_limit,
+            policy=policy,
         )
         async with self.engine.begin() as conn:
+            member = (
+                await conn.execute(select(team_members.c.team_id).where(team_members.c.user_id == user_id))
+            ).first()
+            if team_id and (member is None or member.team_id != team_id):
+                raise DomainError("permission_denied", "this user is not a member of the team", "user_id")
+            if team_id and await _holds_admin_key(conn, user_id):
+                raise DomainError(
+                    "permission_denied", "only an admin creates keys for a user with admin keys", "user_id"
+                )
+            info = dataclasses.replace(info, team_id=member.team_id if member else "")
             await conn.execute(
                 api_keys.insert().values(
                     key_id=info.key_id,
@@ -204,6 +267,7 @@ class ApiKeys:
                     expires_at=expires_at,
                     rpm_limit=rpm_limit,
                     tpm_limit=tpm_limit,
+                    policy=policy.dumps(),
                 )
             )
             await audit.record(
@@ -214,27 +278,61 @@ class ApiKeys:
                 user_id=user_id,
                 key_id=info.key_id,
                 fingerprint=self.fingerprint(plaintext),
-                detail="scopes=" + ",".join(chosen),
+                detail="scopes=" + ",".join(chosen) + (f" team={team_id}" if team_id else ""),
             )
         return plaintext, info
 
-    async def list(self, user_id: str = "") -> list[ApiKeyInfo]:
-        query = select(api_keys).order_by(api_keys.c.created_at, api_keys.c.key_id)
+    async def list(self, user_id: str = "", team_id: str = "") -> list[ApiKeyInfo]:
+        query = _with_team().order_by(api_keys.c.created_at, api_keys.c.key_id)
         if user_id:
             query = query.where(api_keys.c.user_id == user_id)
+        if team_id:
+            query = query.where(team_members.c.team_id == team_id)
         async with self.engine.connect() as conn:
             return [_info(row) for row in (await conn.execute(query)).all()]
 
-    async def revoke(self, key_id: str, user_id: str = "", actor: str = "") -> ApiKeyInfo:
-        """Revoke a key (idempotent); with `user_id`, only that user's key."""
+    async def update_policy(self, key_id: str, policy: Policy, team_id: str = "", actor: str = "") -> ApiKeyInfo:
+        """Replace a key's access policy; with `team_id`, only a key of that team's members."""
+        async with self.engine.begin() as conn:
+            query = _with_team().where(api_keys.c.key_id == key_id)
+            row = (await conn.execute(query)).first()
+            if row is None or (team_id and row.team_id != team_id):
+                raise DomainError("not_found", "no such API key", "key_id")
+            if team_id and await _holds_admin_key(conn, row.user_id):
+                raise DomainError(
+                    "permission_denied", "only an admin changes the keys of a user with admin keys", "key_id"
+                )
+            await conn.execute(update(api_keys).where(api_keys.c.key_id == key_id).values(policy=policy.dumps()))
+            await audit.record(
+                conn,
+                actor=actor,
+                action="api_key.update",
+                outcome="ok",
+                user_id=row.user_id,
+                key_id=key_id,
+                detail=f"policy={policy.dumps()}"[:500],
+            )
+            row = (await conn.execute(query)).first()
+        assert row is not None
+        return _info(row)
+
+    async def revoke(self, key_id: str, user_id: str = "", actor: str = "", team_id: str = "") -> ApiKeyInfo:
+        """Revoke a key (idempotent); with `user_id`, only that user's key; with `team_id`, only a key of that
+        team's members (and no admin's)."""
         where = [api_keys.c.key_id == key_id]
         if user_id:
             where.append(api_keys.c.user_id == user_id)
         async with self.engine.begin() as conn:
+            if team_id:
+                owner = (await conn.execute(_with_team().where(*where))).first()
+                if owner is None or owner.team_id != team_id:
+                    raise DomainError("not_found", "no such API key", "key_id")
+                if await _holds_admin_key(conn, owner.user_id):
+                    raise DomainError("permission_denied", "only an admin revokes the keys of an admin", "key_id")
             await conn.execute(
                 update(api_keys).where(*where, api_keys.c.revoked_at.is_(None)).values(revoked_at=now_ms())
             )
-            row = (await conn.execute(select(api_keys).where(*where))).first()
+            row = (await conn.execute(_with_team().where(*where))).first()
             if row is None:
                 raise DomainError("not_found", "no such API key", "key_id")
             await audit.record(

@@ -25,6 +25,7 @@ from services.keyvault.masterkeys import KeyRing, MasterKeyError, load_keyring
 from services.keyvault.schema import api_keys, provider_keys
 from services.keyvault.servicer import KeyVaultServicer
 from services.keyvault.settings import KeyvaultSettings
+from services.keyvault.teams import Teams
 from services.runtime.db import create_engine, migrate
 from services.runtime.logging import register_secret
 from services.runtime.secrets import persistent_secret
@@ -127,6 +128,7 @@ async def open_keyvault(settings: KeyvaultSettings, secrets: Secrets | None = No
         ring=secrets.ring,
         api_keys=keys,
         provider_keys=ProviderKeys(engine, secrets.ring, secrets.pepper, provider_last_used),
+        teams=Teams(engine),
         rotate_batch=settings.rotate_batch,
     )
     return Keyvault(engine=engine, servicer=servicer, last_used=[api_last_used, provider_last_used])

@@ -7,13 +7,16 @@ import time
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
+    ForeignKey,
     Index,
     Integer,
     LargeBinary,
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 
@@ -34,6 +37,28 @@ api_keys = Table(
     Column("last_used_at", BigInteger, nullable=True),
     Column("rpm_limit", Integer, nullable=False, default=0),
     Column("tpm_limit", Integer, nullable=False, default=0),
+    # The key's access policy as JSON (`policies.py`); "" for none.
+    Column("policy", Text, nullable=False, default=""),
+)
+
+teams = Table(
+    "teams",
+    metadata,
+    Column("team_id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False, default=""),
+    Column("pooled", Boolean, nullable=False, default=False),
+    Column("policy", Text, nullable=False, default=""),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# One row per user: a user belongs to at most one team.
+team_members = Table(
+    "team_members",
+    metadata,
+    Column("user_id", String(200), primary_key=True),
+    Column("team_id", String(64), ForeignKey("teams.team_id"), nullable=False, index=True),
+    Column("role", String(20), nullable=False),
+    Column("added_at", BigInteger, nullable=False),
 )
 
 provider_keys = Table(

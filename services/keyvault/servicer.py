@@ -1,4 +1,5 @@
-"""The KeyVault gRPC servicer: unpack, call the domain, pack. Who may call what is in `access.py`."""
+"""The KeyVault gRPC servicer: unpack, call the domain, pack. Who may call what is in `access.py`; a team admin's
+call (the gateway acting for a user without the admin scope) is held to the team it names (`_team_scope`)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ from typing import Any, TypeAlias
 import grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.keyvault import audit, rotation
+from services.keyvault import audit, policies, rotation
 from services.keyvault.apikeys import ApiKeyInfo, ApiKeys
 from services.keyvault.byok import ProviderKeyInfo, ProviderKeys
 from services.keyvault.masterkeys import KeyRing
+from services.keyvault.policies import Policy
+from services.keyvault.teams import Member, Team, Teams
+from services.runtime import identity
 from services.runtime.errors import DomainError, rpc
 from services.runtime.identity import Peer
 from tollgate.keyvault.v1 import keyvault_pb2 as pb
@@ -33,6 +37,38 @@ def _api_key_info(info: ApiKeyInfo) -> pb.ApiKeyInfo:
         last_used_unix_ms=info.last_used_at or 0,
         rpm_limit=info.rpm_limit,
         tpm_limit=info.tpm_limit,
+        policy=_policy_pb(info.policy),
+        team_id=info.team_id,
+    )
+
+
+def _policy_pb(policy: Policy) -> pb.AccessPolicy:
+    return pb.AccessPolicy(
+        models=list(policy.models),
+        max_parallel=policy.max_parallel,
+        model_limits={m: pb.ModelLimit(rpm=rpm, tpm=tpm) for m, (rpm, tpm) in policy.model_limits.items()},
+    )
+
+
+def _policy(message: pb.AccessPolicy, param: str = "policy") -> Policy:
+    limits = {m: (lim.rpm, lim.tpm) for m, lim in message.model_limits.items()}
+    return policies.checked(list(message.models), message.max_parallel, limits, param)
+
+
+def _member(member: Member) -> pb.TeamMember:
+    return pb.TeamMember(
+        team_id=member.team_id, user_id=member.user_id, role=member.role, added_unix_ms=member.added_at
+    )
+
+
+def _team(team: Team) -> pb.Team:
+    return pb.Team(
+        team_id=team.team_id,
+        name=team.name,
+        pooled=team.pooled,
+        policy=_policy_pb(team.policy),
+        created_unix_ms=team.created_at,
+        members=[_member(m) for m in team.members],
     )
 
 
@@ -66,7 +102,16 @@ class KeyVaultServicer(keyvault_pb2_grpc.KeyVaultServicer):
     ring: KeyRing
     api_keys: ApiKeys
     provider_keys: ProviderKeys
+    teams: Teams
     rotate_batch: int = 500
+
+    async def _team_scope(self, team_id: str, *, admin: bool, action: str) -> str:
+        """ "" for an admin (or the operator): any team. Otherwise the gateway acts for a user, who must be a
+        member (an admin, with `admin`) of the team the call names; that team is returned."""
+        peer = identity.current()
+        if peer is None or peer.admin:
+            return ""
+        return await self.teams.authorize(peer.acting_user, team_id, admin=admin, action=action)
 
     async def refused(self, method: str, request: object, peer: Peer | None, err: DomainError) -> None:
         """A refused attempt to read a provider key is written to the audit log (the guard refused it)."""
@@ -90,10 +135,16 @@ class KeyVaultServicer(keyvault_pb2_grpc.KeyVaultServicer):
             rpm_limit=principal.rpm_limit,
             tpm_limit=principal.tpm_limit,
             expires_unix_ms=principal.expires_at or 0,
+            team_id=principal.team_id,
+            team_role=principal.team_role,
+            team_pays=principal.team_pays,
+            policy=_policy_pb(principal.policy),
+            team_policy=_policy_pb(principal.team_policy),
         )
 
     @rpc
     async def CreateApiKey(self, request: pb.CreateApiKeyRequest, context: Context) -> pb.CreateApiKeyReply:
+        team_id = await self._team_scope(request.team_id, admin=True, action="api_key.create") or request.team_id
         key, info = await self.api_keys.create(
             request.user_id,
             list(request.scopes),
@@ -102,16 +153,23 @@ class KeyVaultServicer(keyvault_pb2_grpc.KeyVaultServicer):
             rpm_limit=request.rpm_limit,
             tpm_limit=request.tpm_limit,
             actor=request.actor,
+            policy=_policy(request.policy),
+            team_id=team_id,
         )
         return pb.CreateApiKeyReply(api_key=key, info=_api_key_info(info))
 
     @rpc
     async def ListApiKeys(self, request: pb.ListApiKeysRequest, context: Context) -> pb.ListApiKeysReply:
-        return pb.ListApiKeysReply(keys=[_api_key_info(k) for k in await self.api_keys.list(request.user_id)])
+        team_id = request.team_id
+        if team_id:
+            team_id = await self._team_scope(team_id, admin=True, action="api_key.list") or team_id
+        keys = await self.api_keys.list(request.user_id, team_id)
+        return pb.ListApiKeysReply(keys=[_api_key_info(k) for k in keys])
 
     @rpc
     async def RevokeApiKey(self, request: pb.RevokeApiKeyRequest, context: Context) -> pb.ApiKeyInfo:
-        return _api_key_info(await self.api_keys.revoke(request.key_id, request.user_id, request.actor))
+        team_id = await self._team_scope(request.team_id, admin=True, action="api_key.revoke") or request.team_id
+        return _api_key_info(await self.api_keys.revoke(request.key_id, request.user_id, request.actor, team_id))
 
     @rpc
     async def PutProviderKey(self, request: pb.PutProviderKeyRequest, context: Context) -> pb.ProviderKeyInfo:
@@ -182,3 +240,46 @@ class KeyVaultServicer(keyvault_pb2_grpc.KeyVaultServicer):
                 for e in events
             ]
         )
+
+    @rpc
+    async def UpdateApiKey(self, request: pb.UpdateApiKeyRequest, context: Context) -> pb.ApiKeyInfo:
+        team_id = await self._team_scope(request.team_id, admin=True, action="api_key.update") or request.team_id
+        info = await self.api_keys.update_policy(request.key_id, _policy(request.policy), team_id, request.actor)
+        return _api_key_info(info)
+
+    @rpc
+    async def CreateTeam(self, request: pb.CreateTeamRequest, context: Context) -> pb.Team:
+        team = await self.teams.create(
+            request.team_id, request.name, request.pooled, _policy(request.policy), request.actor
+        )
+        return _team(team)
+
+    @rpc
+    async def UpdateTeam(self, request: pb.UpdateTeamRequest, context: Context) -> pb.Team:
+        team = await self.teams.update(
+            request.team_id, request.name, request.pooled, _policy(request.policy), request.actor
+        )
+        return _team(team)
+
+    @rpc
+    async def GetTeam(self, request: pb.GetTeamRequest, context: Context) -> pb.Team:
+        await self._team_scope(request.team_id, admin=False, action="team.read")
+        return _team(await self.teams.get(request.team_id))
+
+    @rpc
+    async def ListTeams(self, request: pb.ListTeamsRequest, context: Context) -> pb.ListTeamsReply:
+        return pb.ListTeamsReply(teams=[_team(t) for t in await self.teams.list()])
+
+    @rpc
+    async def SetTeamMember(self, request: pb.SetTeamMemberRequest, context: Context) -> pb.TeamMember:
+        scoped = await self._team_scope(request.team_id, admin=True, action="team.member.set")
+        member = await self.teams.set_member(
+            request.team_id, request.user_id, request.role, request.actor, admin=not scoped
+        )
+        return _member(member)
+
+    @rpc
+    async def RemoveTeamMember(self, request: pb.RemoveTeamMemberRequest, context: Context) -> pb.RemoveTeamMemberReply:
+        await self._team_scope(request.team_id, admin=True, action="team.member.remove")
+        removed = await self.teams.remove_member(request.team_id, request.user_id, request.actor)
+        return pb.RemoveTeamMemberReply(removed=removed)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 
@@ -11,7 +10,8 @@ import grpc
 from services.router.access import ACCESS
 from services.router.adapters.openai import OpenAIAdapter
 from services.router.callers import Callers
-from services.router.catalog import CatalogError, load
+from services.router.catalog import CatalogError
+from services.router.catalog_source import CatalogSource, protect_keys, read
 from services.router.clients import GrpcLedger, GrpcVault
 from services.router.health_view import HealthView
 from services.router.pipeline import Router, Settings
@@ -20,7 +20,7 @@ from services.router.settings import RouterSettings
 from services.router.settlements import Settlements
 from services.runtime import channels, identity, server
 from services.runtime.authentication import Authenticator
-from services.runtime.logging import configure, register_secret
+from services.runtime.logging import configure
 from services.runtime.ratelimit import Limiter, SharedCounters
 from services.runtime.server import Service, main
 from services.runtime.settings import fail
@@ -32,12 +32,11 @@ async def build() -> Service:
     settings = load_settings(RouterSettings)
     log = configure("router", settings.log_level, settings.log_format)
     try:
-        catalog = load(settings.catalog)
+        catalog, digest = read(settings.catalog)
     except CatalogError as exc:
         fail("CATALOG", f"{settings.catalog}: {exc}")
         raise
-    for provider in catalog.providers.values():  # platform keys are masked in every log line by value
-        register_secret(os.environ.get(provider.api_key_env or "", ""))
+    protect_keys(catalog)
     level = settings.default_power_level.upper() or catalog.default_power_level
     if level not in catalog.policies:
         fail("DEFAULT_POWER_LEVEL", f"{level!r} is not one of {', '.join(catalog.policies)}")
@@ -66,6 +65,7 @@ async def build() -> Service:
             hold_ttl_margin_seconds=settings.hold_ttl_margin_seconds,
             rpc_timeout=settings.rpc_timeout_seconds,
             byok_fallback_to_platform=settings.byok_fallback_to_platform,
+            deployment_cooldown_seconds=settings.deployment_cooldown_seconds,
         ),
         ledger,
         GrpcVault(lambda: channels.channel(settings.keyvault_addr), settings.byok_cache_ttl),
@@ -73,6 +73,7 @@ async def build() -> Service:
         adapters={"openai": OpenAIAdapter(settings.upstream_max_connections)},
         settlements=settlements,
     )
+    source = CatalogSource(settings.catalog, router, digest)
     log.info(
         "catalog %s: %d models, %d providers, default power level %s",
         settings.catalog,
@@ -89,7 +90,7 @@ async def build() -> Service:
     callers = Callers(Limiter(settings, counters), settings.request_timeout_seconds)
 
     def register(server: grpc.aio.Server) -> Sequence[str]:
-        router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(router, callers), server)
+        router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(router, callers, source), server)
         return [router_pb2.DESCRIPTOR.services_by_name["Router"].full_name]
 
     async def close() -> None:
@@ -106,7 +107,7 @@ async def build() -> Service:
         access=[ACCESS],
         verifier=verifier,
         users=keys.principal,
-        background=(health.watch, health.send_reports, settlements.repeat),
+        background=(health.watch, health.send_reports, settlements.repeat, source.on_sighup),
         on_stop=(close,),
     )
 

@@ -30,12 +30,13 @@ class Callers:
         peer = identity.current()
         user = peer.user if peer is not None else None
         admission = None
-        team_id, team_pays = "", False
+        allowed, team_allowed = allow_lists(req)
         if user is None:
             rid, user_id, key_id = req.request_id, req.caller.user_id, req.caller.key_id
             team_id, team_pays = req.caller.team_id, req.caller.team_pays
         else:
             rid, user_id, key_id = f"grpc-{uuid.uuid4().hex}", user.user_id, user.key_id
+            team_id, team_pays = user.team_id, user.team_pays
             admission = await self.limiter.admit(user)
         request_id.set(rid)
         caller = Caller(
@@ -47,9 +48,21 @@ class Callers:
             inline_key=req.inline_key.api_key,
             team_id=team_id,
             team_pays=team_pays,
+            allowed_models=allowed,
+            team_allowed_models=team_allowed,
         )
         return caller, admission
 
     async def spend(self, admission: Admission | None, outcome: router_pb2.Outcome) -> None:
         """Count a finished completion's tokens against the key's token windows."""
         await self.limiter.spend(admission, outcome.prompt_tokens + outcome.completion_tokens)
+
+
+def allow_lists(req: router_pb2.CompletionRequest) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The key's and its team's model allow-lists: the gateway's word for its users; for a caller with its own
+    key, that key's policy in keyvault, never what its request says about itself."""
+    peer = identity.current()
+    user = peer.user if peer is not None else None
+    if user is None:
+        return tuple(req.caller.allowed_models), tuple(req.caller.team_allowed_models)
+    return tuple(user.policy.models), tuple(user.team_policy.models)

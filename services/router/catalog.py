@@ -6,6 +6,11 @@ so a bad catalog never starts a router. Prices become integer micro-credits per 
 `input` and `output`, and where a provider charges differently `cache_read` (cached input read back),
 `cache_write` (input written to a prompt cache) and `reasoning` (reasoning output); each defaults to the
 price of the tokens it is part of.
+
+A model runs on one provider (`provider` + `upstream`) or on several `deployments` (each a provider entry,
+with its own base URL and key, an upstream name, a region and a weight); `routing` says how a request picks
+among them (`weighted`, `least-busy`, `lowest-latency`). `rpm`/`tpm` are a model's own limits across every
+caller, which the gateway enforces.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ CAPABILITIES = ("chat", "completion", "embeddings", "tools", "vision", "json", "
 ADAPTERS = ("openai", "litellm")
 POWER_LEVELS = ("ECO", "BALANCED", "PRECISION", "CUSTOM")
 STRATEGIES = ("cheapest", "quality_per_cost", "highest_quality", "exact")
+# How a request picks among a model's deployments (services/router/deployments.py).
+ROUTINGS = ("weighted", "least-busy", "lowest-latency")
 MICRO = 1_000_000
 # input and output per 1k tokens; cache_read, cache_write and reasoning where a provider charges them apart
 PRICE_PARTS = ("input", "output", "cache_read", "cache_write", "reasoning")
@@ -67,7 +74,12 @@ _MODEL_KEYS = {
     "fallbacks",
     "tokenizer",
     "image_tokens",
+    "deployments",
+    "routing",
+    "rpm",
+    "tpm",
 }
+_DEPLOYMENT_KEYS = {"id", "provider", "upstream", "region", "weight"}
 _TOP_KEYS = {"version", "providers", "models", "tier_fallbacks", "power_levels", "default_power_level"}
 _POLICY_KEYS = {"strategy", "tiers", "min_quality"}
 
@@ -91,6 +103,17 @@ class Provider:
 
 
 @dataclass(frozen=True, slots=True)
+class Deployment:
+    """One place a model runs: a provider entry (its base URL and key), the model's name there, a region, a weight."""
+
+    id: str  # unique within its model; the provider's name unless given
+    provider: Provider
+    upstream: str
+    region: str = ""
+    weight: float = 1.0  # share of the traffic under `weighted`; 0: only when the others cannot serve
+
+
+@dataclass(frozen=True, slots=True)
 class Model:
     id: str
     aliases: tuple[str, ...]
@@ -111,6 +134,40 @@ class Model:
     cache_read_micro_per_1k: int | None = None  # None: cached input costs the input price
     cache_write_micro_per_1k: int | None = None  # None: input written to a cache costs the input price
     reasoning_micro_per_1k: int | None = None  # None: reasoning costs the output price
+    # Where it runs; `provider`/`upstream` above are the first deployment's, or the one this copy is bound to.
+    deployments: tuple[Deployment, ...] = ()
+    routing: str = "weighted"
+    rpm: int = 0  # the model's own limits across every caller (enforced by the gateway); 0: none
+    tpm: int = 0
+    deployment_id: str = ""  # the deployment this copy of the model is bound to (`on`); "" for the entry itself
+    region: str = ""
+
+    def on(self, deployment: Deployment) -> Model:
+        """This model bound to one of its deployments: what an attempt calls.
+
+        A model with one deployment is its own (its `provider` and `upstream` are that deployment's).
+        """
+        if len(self.deployments) == 1:
+            return dataclasses.replace(self, deployment_id=deployment.id, region=deployment.region)
+        return dataclasses.replace(
+            self,
+            provider=deployment.provider,
+            upstream=deployment.upstream,
+            deployment_id=deployment.id,
+            region=deployment.region,
+        )
+
+    @property
+    def places(self) -> tuple[Provider, ...]:
+        """The provider entries it runs on, in catalog order: its own once bound to a deployment."""
+        if len(self.deployments) <= 1 or self.deployment_id:
+            return (self.provider,)
+        return tuple(d.provider for d in self.deployments)
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        """The names of the providers its deployments run on, in catalog order, each once."""
+        return tuple(dict.fromkeys(p.name for p in self.places))
 
     @property
     def cache_read_price(self) -> int:
@@ -127,7 +184,8 @@ class Model:
     @property
     def free(self) -> bool:
         prices = (self.input_micro_per_1k, self.output_micro_per_1k, self.cache_write_price, self.reasoning_price)
-        return self.provider.free or not any(prices)
+        # Not free while any deployment it may be sent to charges: holds are made before the deployment is known.
+        return all(p.free for p in self.places) or not any(prices)
 
     @property
     def blended_micro_per_1k(self) -> int:
@@ -324,14 +382,12 @@ class _Builder:
             raise CatalogError(f"models[{index}]: id must be a non-empty string")
         where = f"model {model_id}"
         self._keys(raw, _MODEL_KEYS, where)
-        provider_name = raw.get("provider")
-        if provider_name not in providers:
-            raise CatalogError(f"{where}: unknown provider {provider_name!r}")
-        provider = providers[provider_name]
         aliases = self._strings(raw.get("aliases", []), f"{where}: aliases")
-        upstream = raw.get("upstream", model_id)
-        if not isinstance(upstream, str) or not upstream:
-            raise CatalogError(f"{where}: upstream must be a non-empty string")
+        deployments = self._deployments(raw, model_id, providers, where)
+        provider, upstream = deployments[0].provider, deployments[0].upstream
+        routing = raw.get("routing", "weighted")
+        if routing not in ROUTINGS:
+            raise CatalogError(f"{where}: routing {routing!r} is not one of {', '.join(ROUTINGS)}")
         tier = raw.get("tier")
         if tier not in TIERS:
             raise CatalogError(f"{where}: tier {tier!r} is not one of {', '.join(TIERS)}")
@@ -339,7 +395,8 @@ class _Builder:
         for cap in capabilities:
             if cap not in CAPABILITIES:
                 raise CatalogError(f"{where}: capability {cap!r} is not one of {', '.join(CAPABILITIES)}")
-        price = self._price(raw.get("price"), provider, where)
+        paid = [d.provider for d in deployments if not d.provider.free]
+        price = self._price(raw.get("price"), paid[0] if paid else provider, where)
         max_output = raw.get("max_output_tokens")
         tokenizer = raw.get("tokenizer")
         if tokenizer is not None and (not isinstance(tokenizer, str) or tokenizer not in TOKENIZERS):
@@ -368,7 +425,63 @@ class _Builder:
             tokenizer=tokenizer,
             image_tokens_low=image_low,
             image_tokens_high=image_high,
+            deployments=deployments,
+            routing=str(routing),
+            rpm=self._int(raw.get("rpm", 0), f"{where}: rpm", 0),
+            tpm=self._int(raw.get("tpm", 0), f"{where}: tpm", 0),
         )
+
+    def _deployments(
+        self, raw: dict[Any, Any], model_id: str, providers: dict[str, Provider], where: str
+    ) -> tuple[Deployment, ...]:
+        """A model's deployments: its `deployments` list, or the one its `provider` and `upstream` name."""
+        if "deployments" not in raw:
+            provider_name = raw.get("provider")
+            if not isinstance(provider_name, str) or provider_name not in providers:
+                raise CatalogError(f"{where}: unknown provider {provider_name!r}")
+            upstream = raw.get("upstream", model_id)
+            if not isinstance(upstream, str) or not upstream:
+                raise CatalogError(f"{where}: upstream must be a non-empty string")
+            return (Deployment(str(provider_name), providers[provider_name], upstream),)
+        for key in ("provider", "upstream"):
+            if key in raw:
+                raise CatalogError(f"{where}: {key} and deployments exclude each other (give each deployment its own)")
+        specs = raw["deployments"]
+        if not isinstance(specs, list) or not specs:
+            raise CatalogError(f"{where}: deployments must be a non-empty list")
+        found: list[Deployment] = []
+        for index, spec in enumerate(specs):
+            place = f"{where}: deployments[{index}]"
+            entry = self._mapping(spec, place)
+            if not entry:
+                raise CatalogError(f"{place}: must name a provider")
+            self._keys(entry, _DEPLOYMENT_KEYS, place)
+            provider_name = entry.get("provider")
+            if not isinstance(provider_name, str) or provider_name not in providers:
+                raise CatalogError(f"{place}: unknown provider {provider_name!r}")
+            upstream = entry.get("upstream", model_id)
+            if not isinstance(upstream, str) or not upstream:
+                raise CatalogError(f"{place}: upstream must be a non-empty string")
+            deployment_id = entry.get("id", provider_name)
+            if not isinstance(deployment_id, str) or not deployment_id:
+                raise CatalogError(f"{place}: id must be a non-empty string")
+            if any(d.id == deployment_id for d in found):
+                raise CatalogError(
+                    f"{place}: id {deployment_id!r} is already used by another deployment of {model_id} "
+                    "(give deployments on one provider each their own id)"
+                )
+            region = entry.get("region", "")
+            if not isinstance(region, str):
+                raise CatalogError(f"{place}: region must be a string")
+            weight = entry.get("weight", 1)
+            if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight >= 0:
+                raise CatalogError(f"{place}: weight must be a number >= 0")
+            if weight == float("inf"):
+                raise CatalogError(f"{place}: weight must be finite")
+            found.append(Deployment(deployment_id, providers[provider_name], upstream, region, float(weight)))
+        if sum(d.weight for d in found) <= 0:
+            raise CatalogError(f"{where}: deployments: weights sum to zero (at least one must be above 0)")
+        return tuple(found)
 
     def _price(self, value: object, provider: Provider, where: str) -> dict[str, int | None]:
         """Micro-credits per 1k tokens by part; the cache and reasoning parts None when not given."""

@@ -45,6 +45,8 @@ def list_models(catalog: Catalog, health: HealthView) -> router_pb2.ListModelsRe
                 max_output_tokens=m.max_output_tokens or 0,
                 free=m.free,
                 byok=m.provider.byok,
+                rpm=m.rpm,
+                tpm=m.tpm,
             )
         )
         entries.append(
@@ -75,6 +77,12 @@ def list_models(catalog: Catalog, health: HealthView) -> router_pb2.ListModelsRe
                 "responses": m.provider.responses,
                 "quality": m.quality,
                 "health": state,
+                "limits": {"rpm": m.rpm or None, "tpm": m.tpm or None},
+                "routing": m.routing,
+                "deployments": [
+                    {"id": d.id, "provider": d.provider.name, "region": d.region or None, "weight": d.weight}
+                    for d in m.deployments
+                ],
             }
         )
     return router_pb2.ListModelsReply(models=models, body=orjson.dumps(model_list(entries)))

@@ -7,7 +7,9 @@ the ledger's idempotency keys are made here, never taken from the client's reque
 timeouts, 429, 5xx and garbage move on to the next candidate, within a bounded number of attempts and the
 caller's deadline. Once a stream has sent its first chunk there is no silent switch: it ends with an
 OpenAI-shaped error event and the hold settles for what was delivered. Ledger writes that must happen even
-when the caller goes away are shielded.
+when the caller goes away are shielded. Which models may answer is `selection.py`'s; which deployment of each
+is tried in which order is `deployments.py`'s. A request keeps the catalog it started with: a reload
+(`reload`) changes only the requests that begin after it.
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ import orjson
 from services.router import normalize, telemetry
 from services.router.adapters.base import Adapter, Reply, UpstreamError
 from services.router.adapters.openai import OpenAIAdapter
-from services.router.catalog import Catalog, Model
+from services.router.catalog import Catalog, Model, Provider
 from services.router.clients import Funds, Hold, Ledger, Payer, Vault
+from services.router.deployments import Deployments
 from services.router.health_view import HealthView
+from services.router.model_access import ModelAccess
 from services.router.pricing import Usage, charge_micro, credits, hold_tokens, worst_case_micro
 from services.router.request import Request, estimate_tokens
 from services.router.selection import Decision, select
@@ -60,6 +64,9 @@ class Caller:
     inline_key: str = field(default="", repr=False)
     team_id: str = ""
     team_pays: bool = False  # the team's pool ("team:<team_id>") pays, and its balance is the one reported
+    # The models this caller may be answered by (model_access.py); empty: any.
+    allowed_models: tuple[str, ...] = ()
+    team_allowed_models: tuple[str, ...] = ()
 
     @property
     def payer(self) -> Payer:
@@ -82,6 +89,11 @@ class Attempt:
     status: int = 0
     error: str = ""
     upstream_ms: float = 0.0
+    deployment: str = ""
+
+    @classmethod
+    def of(cls, model: Model, result: str, status: int = 0, error: str = "", upstream_ms: float = 0.0) -> Attempt:
+        return cls(model.id, model.provider.name, result, status, error, upstream_ms, model.deployment_id)
 
 
 @dataclass
@@ -94,6 +106,7 @@ class Settings:
     hold_ttl_margin_seconds: int = 30
     rpc_timeout: float = 5.0
     byok_fallback_to_platform: bool = False
+    deployment_cooldown_seconds: float = 10.0
 
 
 @dataclass
@@ -103,6 +116,7 @@ class _Trace:
     request: Request
     caller: Caller
     decision: Decision
+    catalog: Catalog  # the one the request started with, whatever a reload does meanwhile
     # The ledger's keys for this request: made by the router, so a replayed client request id reaches nothing.
     ledger_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started: float = field(default_factory=time.monotonic)
@@ -134,6 +148,11 @@ class Router:
         self.settlements = settlements if settlements is not None else Settlements(ledger, None, settings.rpc_timeout)
         self._adapters: dict[str, Adapter] = adapters if adapters is not None else {"openai": OpenAIAdapter()}
         self._background: set[asyncio.Future[Any]] = set()
+        self.deployments = Deployments(health, settings.deployment_cooldown_seconds)
+
+    def reload(self, catalog: Catalog) -> None:
+        """Serve new requests from `catalog`; requests under way finish on the one they started with."""
+        self.catalog = catalog
 
     def adapter(self, model: Model) -> Adapter:
         name = model.provider.adapter
@@ -150,15 +169,24 @@ class Router:
 
     # selection
 
-    def decide(self, request: Request, caller: Caller | None = None) -> Decision:
-        decision = select(self.catalog, request, self.settings.default_power_level, self.health)
+    def decide(
+        self,
+        request: Request,
+        caller: Caller | None = None,
+        catalog: Catalog | None = None,
+        access: ModelAccess | None = None,
+    ) -> Decision:
+        if access is None and caller is not None:
+            access = ModelAccess.of(caller.allowed_models, caller.team_allowed_models)
+        catalog = catalog if catalog is not None else self.catalog
+        decision = select(catalog, request, self.settings.default_power_level, self.health, access)
         if caller is not None and caller.inline_key:
             if not is_credential(caller.inline_key):
                 raise DomainError(
                     "invalid_request", "api_key must be printable ASCII without spaces or control characters", "api_key"
                 )
-            own = [c for c in decision.candidates if c.model.provider.name == caller.inline_provider]
-            if own and not own[0].model.provider.byok:
+            own = [c for c in decision.candidates if caller.inline_provider in c.model.providers]
+            if own and not _on(own[0].model, caller.inline_provider).byok:
                 raise DomainError(
                     "invalid_request",
                     f"{caller.inline_provider} does not take callers' own keys; send the request without api_key",
@@ -179,8 +207,12 @@ class Router:
 
     # non-streamed
 
+    def _trace(self, request: Request, caller: Caller) -> _Trace:
+        catalog = self.catalog
+        return _Trace(request, caller, self.decide(request, caller, catalog), catalog)
+
     async def complete(self, request: Request, caller: Caller) -> tuple[bytes, router_pb2.Outcome]:
-        trace = _Trace(request, caller, self.decide(request, caller))
+        trace = self._trace(request, caller)
 
         async def call(model: Model, credential: Credential) -> Reply:
             remaining = caller.deadline.remaining(model.provider.timeout_s)
@@ -188,6 +220,7 @@ class Router:
             return await self.adapter(model).call(request.route, model, payload, credential.api_key, remaining)
 
         model, credential, hold, tries, began, reply = await self._first_answer(trace, call)
+        self.deployments.ended(model)
         waited = (time.monotonic() - began) * 1000
         if trace.answering is not None:
             billed = normalize.usage_for(request.route, reply.body)
@@ -196,7 +229,7 @@ class Router:
             trace.answering.finish("ok", 200, "", prompt, completion, response_model)
         trace.upstream_ms += waited
         self.health.report(model.provider.name, model.provider.api_base, True, waited, 200, "")
-        trace.attempts.append(Attempt(model.id, model.provider.name, "ok", 200, "", waited))
+        trace.attempts.append(Attempt.of(model, "ok", 200, "", waited))
         telemetry.fell_back(request.route, trace.fallbacks)
         return await self._shielded(self._finish(trace, model, credential, hold, tries, reply.body))
 
@@ -208,7 +241,15 @@ class Router:
         Each attempt takes a credential and a hold; a failed attempt releases its hold before the next.
         """
         caller = trace.caller
-        queue = deque((c.model, False) for c in trace.decision.candidates)
+        request = trace.request
+
+        def callable_here(model: Model) -> bool:
+            if caller.inline_key and model.provider.name != caller.inline_provider:
+                return False
+            return request.route != "responses" or model.provider.responses
+
+        planned = self.deployments.plan([c.model for c in trace.decision.candidates], request.provider, callable_here)
+        queue = deque((m, False) for m in planned)
         tries = 0
         while queue and tries < self.settings.max_attempts:
             if caller.deadline.expired:
@@ -221,15 +262,23 @@ class Router:
             hold = await self._reserve(trace, model, credential, tries)
             began = time.monotonic()
             record = telemetry.AttemptRecord(trace.request.route, model, tries).start()
+            self.deployments.started(model)
             try:
                 answer = await start(model, credential)
             except UpstreamError as err:
+                self.deployments.ended(model)
                 record.finish("error", err.status, err.kind)
-                self._failed(trace, model, credential, err, began)
-                if err.kind == "timeout" and caller.deadline.expires - time.monotonic() < _DEADLINE_SLACK:
-                    # The caller's own deadline, not the provider's, cut a call the provider had: as if it hung up.
+                # The caller's own deadline, not the provider's, cut a call the provider had: as if it hung up.
+                callers_deadline = (
+                    err.kind == "timeout" and caller.deadline.expires - time.monotonic() < _DEADLINE_SLACK
+                )
+                self._failed(trace, model, credential, err, began, reported=not callers_deadline)
+                if callers_deadline:
                     await self._shielded(self._abandoned(trace, model, credential, hold, tries))
                     break
+                if err.retryable and not credential.byok:
+                    # Not for the caller's own deadline or key: one client must not cool a deployment for all.
+                    self.deployments.failed(model)
                 await self._shielded(self._release(trace, hold, tries, None))
                 if err.auth and credential.byok and self.settings.byok_fallback_to_platform:
                     queue.appendleft((model, True))
@@ -240,17 +289,20 @@ class Router:
                 continue
             except asyncio.CancelledError:
                 # The caller went away while the provider had the request: it bills the prompt, and so do we.
+                self.deployments.ended(model)
                 record.finish("cancelled")
-                trace.attempts.append(Attempt(model.id, model.provider.name, "cancelled", 0, "", 0.0))
+                trace.attempts.append(Attempt.of(model, "cancelled"))
                 await self._shielded(self._abandoned(trace, model, credential, hold, tries))
                 raise
             except BaseException as exc:
                 # Refused before it was sent (a body that cannot be encoded) or our own fault: nothing to pay.
+                self.deployments.ended(model)
                 reason = exc.message if isinstance(exc, DomainError) else type(exc).__name__
                 record.finish("error", error=exc.code if isinstance(exc, DomainError) else type(exc).__name__)
-                trace.attempts.append(Attempt(model.id, model.provider.name, "error", 0, reason, 0.0))
+                trace.attempts.append(Attempt.of(model, "error", 0, reason))
                 await self._shielded(self._release(trace, hold, tries, self._usage(trace, model, Usage(), 0, "error")))
                 raise
+            self.deployments.answered(model, (time.monotonic() - began) * 1000)
             trace.answering = record
             return model, credential, hold, tries, began, answer
         await self._record_failure(trace, None, "error")
@@ -289,7 +341,7 @@ class Router:
     # streamed
 
     async def stream(self, request: Request, caller: Caller) -> AsyncGenerator[router_pb2.StreamEvent, None]:
-        trace = _Trace(request, caller, self.decide(request, caller))
+        trace = self._trace(request, caller)
 
         async def open_stream(model: Model, credential: Credential) -> tuple[Any, AsyncIterator[Any]]:
             remaining = caller.deadline.remaining(model.provider.timeout_s)
@@ -308,8 +360,11 @@ class Router:
                 raise
 
         model, credential, hold, tries, began, (first, events) = await self._first_answer(trace, open_stream)
-        async for event in self._relay(trace, model, credential, hold, tries, began, first, events):
-            yield event
+        try:
+            async for event in self._relay(trace, model, credential, hold, tries, began, first, events):
+                yield event
+        finally:
+            self.deployments.ended(model)
 
     async def _relay(
         self,
@@ -391,9 +446,7 @@ class Router:
                 kind = failure.kind if failure else ""
                 trace.answering.finish(result, 200, kind, used.prompt, used.completion, response_model)
                 trace.answering = None
-            trace.attempts.append(
-                Attempt(model.id, model.provider.name, result, 200, failure.message if failure else "", waited)
-            )
+            trace.attempts.append(Attempt.of(model, result, 200, failure.message if failure else "", waited))
             telemetry.fell_back(route, trace.fallbacks)
             if failure is None or not credential.byok:
                 self.health.report(
@@ -452,14 +505,14 @@ class Router:
         if key:
             return Credential(key, False)
         trace.attempts.append(
-            Attempt(model.id, provider.name, "skipped", 0, f"no key for {provider.name} ({provider.api_key_env} unset)")
+            Attempt.of(model, "skipped", 0, f"no key for {provider.name} ({provider.api_key_env} unset)")
         )
         return None
 
     async def _reserve(self, trace: _Trace, model: Model, credential: Credential, attempt: int) -> Hold:
         """The attempt's hold: its worst case, or nothing when it is not charged (it still records the call)."""
         caller = trace.caller
-        found = (c.estimated_cost_micro for c in trace.decision.candidates if c.model is model)
+        found = (c.estimated_cost_micro for c in trace.decision.candidates if c.model.id == model.id)
         estimate = next(found, None)
         if estimate is None:
             estimate = worst_case_micro(model, trace.request)
@@ -518,8 +571,17 @@ class Router:
     ) -> credits_pb2.UsageRecord:
         decision = trace.decision.as_dict()
         decision["chosen"] = model.id if model is not None else None
+        if model is not None and model.deployment_id:
+            decision["deployment"] = {"id": model.deployment_id, "region": model.region, "upstream": model.upstream}
         decision["attempts"] = [
-            {"model": a.model, "provider": a.provider, "result": a.result, "status": a.status, "error": a.error}
+            {
+                "model": a.model,
+                "provider": a.provider,
+                "deployment": a.deployment,
+                "result": a.result,
+                "status": a.status,
+                "error": a.error,
+            }
             for a in trace.attempts
         ]
         return credits_pb2.UsageRecord(
@@ -550,19 +612,22 @@ class Router:
     async def _record_failure(self, trace: _Trace, model: Model | None, status: str) -> None:
         """The one usage row of a request that failed (nothing charged)."""
         if model is None and trace.attempts:
-            model = self.catalog.models.get(trace.attempts[-1].model)
+            model = trace.catalog.models.get(trace.attempts[-1].model)
         usage = self._usage(trace, model, Usage(), 0, status)
         try:
             await self._shielded(self.ledger.record_usage(usage, f"{trace.ledger_id}:usage", self.settings.rpc_timeout))
         except DomainError as err:
             log.warning("usage of a failed request not recorded: %s", err.message)
 
-    def _failed(self, trace: _Trace, model: Model, credential: Credential, err: UpstreamError, began: float) -> None:
+    def _failed(
+        self, trace: _Trace, model: Model, credential: Credential, err: UpstreamError, began: float, reported: bool
+    ) -> None:
         waited = (time.monotonic() - began) * 1000
         trace.upstream_ms += waited
-        trace.attempts.append(Attempt(model.id, model.provider.name, "error", err.status, err.message, waited))
-        # A caller's own key that is refused or rate-limited is that key's problem, not the provider's.
-        if not credential.byok:
+        trace.attempts.append(Attempt.of(model, "error", err.status, err.message, waited))
+        # A caller's own key that is refused or rate-limited is that key's problem, not the provider's; a call its
+        # caller's short deadline cut says nothing of the provider (one client must not eject it for everyone).
+        if reported and not credential.byok:
             provider_fault = err.retryable
             self.health.report(
                 model.provider.name, model.provider.api_base, not provider_fault, waited, err.status, err.message
@@ -612,6 +677,8 @@ class Router:
             upstream_ms=trace.upstream_ms,
             requested_model=trace.decision.requested or "",
             reason=_why(trace, model),
+            deployment_id=model.deployment_id,
+            region=model.region,
         )
 
     # shielding
@@ -660,9 +727,14 @@ def _client_error(err: UpstreamError) -> DomainError:
     return DomainError("provider_error", err.message)
 
 
+def _on(model: Model, provider: str) -> Provider:
+    """The provider entry of `model`'s deployment on `provider` (its own when none is)."""
+    return next((p for p in model.places if p.name == provider), model.provider)
+
+
 def _only_responses(decision: Decision) -> None:
-    """A passthrough falls back only among candidates whose provider serves the Responses API."""
-    serving = [c for c in decision.candidates if c.model.provider.responses]
+    """A passthrough falls back only among candidates with a deployment whose provider serves the Responses API."""
+    serving = [c for c in decision.candidates if any(p.responses for p in c.model.places)]
     if not serving:
         chosen = decision.candidates[0].model
         raise DomainError(
@@ -713,4 +785,6 @@ def _metadata(outcome: router_pb2.Outcome) -> dict[str, Any]:
         },
         "requested_model": outcome.requested_model or None,
         "reason": outcome.reason,
+        "deployment": outcome.deployment_id or None,
+        "region": outcome.region or None,
     }

@@ -15,9 +15,10 @@ from typing import Any
 
 import orjson
 
-from services.router import params
+from services.router import params, preferences
 from services.router.adapters.base import Route
 from services.router.catalog import POWER_LEVELS
+from services.router.preferences import Preferences
 from services.router.tokens import (
     IMAGE_LOW_TOKENS,
     INPUT_ALLOWANCE,
@@ -59,6 +60,7 @@ class Request:
     end_user: str = ""  # the body's `user`
     tags: dict[str, str] = field(default_factory=dict)  # `metadata` and the gateway's X-Tollgate-Tags
     client_api: str = ""  # the client API the gateway translated from, when not the route's own (usage rows)
+    provider: Preferences | None = None  # the body's provider preferences; never sent on
 
 
 def _invalid(message: str, param: str) -> DomainError:
@@ -115,8 +117,11 @@ def parse(
         attribution.tags(body.pop("metadata", None)), attribution.tags(header_tags or {}, "X-Tollgate-Tags")
     )
     end_user = attribution.end_user(body.get("user"))
+    # Provider preferences are the router's to apply: consumed here, they never reach a provider.
+    wanted_providers = body.pop("provider", None)
     if not selection_only:
         body = params.checked(route, body)
+    provider = preferences.parse(wanted_providers)
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise _invalid("model must be a string", "model")
@@ -183,6 +188,7 @@ def parse(
         end_user=end_user,
         tags=tags,
         client_api=client_api,
+        provider=provider,
     )
 
 

@@ -11,10 +11,13 @@ from typing import Any
 
 from services.router import request as requests
 from services.router.adapters.base import Route
-from services.router.callers import Callers
+from services.router.callers import Callers, allow_lists
+from services.router.catalog_source import CatalogSource
+from services.router.model_access import ModelAccess
 from services.router.models import list_models
 from services.router.pipeline import Router
-from services.runtime.errors import rpc
+from services.runtime import identity
+from services.runtime.errors import DomainError, rpc
 from services.runtime.logging import request_id
 from tollgate.router.v1 import router_pb2, router_pb2_grpc
 
@@ -22,9 +25,10 @@ Context = Any  # grpc.aio.ServicerContext; grpc ships no type information
 
 
 class RouterServicer(router_pb2_grpc.RouterServicer):
-    def __init__(self, router: Router, callers: Callers) -> None:
+    def __init__(self, router: Router, callers: Callers, source: CatalogSource | None = None) -> None:
         self.router = router
         self.callers = callers
+        self.source = source
 
     async def _unary(
         self, route: Route, req: router_pb2.CompletionRequest, context: Context
@@ -87,6 +91,19 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         return list_models(self.router.catalog, self.router.health)
 
     @rpc
+    async def ReloadCatalog(
+        self, request: router_pb2.ReloadCatalogRequest, context: Context
+    ) -> router_pb2.ReloadCatalogReply:
+        if self.source is None:
+            raise DomainError("service_unavailable", "this router serves no catalog file to reload")
+        peer = identity.current()
+        actor = request.actor or (peer.describe() if peer is not None else "an admin")
+        done = self.source.reload(actor)
+        return router_pb2.ReloadCatalogReply(
+            models=done.models, providers=done.providers, digest=done.digest, changed=done.changed
+        )
+
+    @rpc
     async def CountTokens(self, request: router_pb2.CompletionRequest, context: Context) -> router_pb2.TokenCount:
         request_id.set(request.request_id)
         parsed = requests.parse("chat", request.body, request.power_level)
@@ -110,7 +127,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         except ValueError:
             pass
         parsed = requests.parse(route, request.body, request.power_level, selection_only=True)
-        decision = self.router.decide(parsed)
+        decision = self.router.decide(parsed, access=ModelAccess.of(*allow_lists(request)))
         chosen = decision.candidates[0].model
         return router_pb2.Selection(
             chosen=chosen.id,

@@ -40,6 +40,9 @@ class RouterSettings(EdgeSettings):
     """Seconds a user's provider-key lookup is reused."""
     byok_fallback_to_platform: bool = False
     """When a user's own key is rejected (401/402/403), retry with the platform key."""
+    deployment_cooldown_seconds: float = Field(default=10.0, ge=0)
+    """How long a deployment whose call failed (unreachable, timed out, 429, 5xx) is skipped while another
+    deployment of its model may serve (services/router/deployments.py)."""
     upstream_max_connections: int = 256
     """Pooled connections per provider."""
     latency_report_seconds: float = Field(default=5.0, ge=0)

@@ -39,6 +39,8 @@ ERRORS: dict[str, ErrorKind] = {
     # A hard budget limit of the key, user or team would be passed; the message names the budget and its reset.
     "budget_exceeded": ErrorKind(grpc.StatusCode.FAILED_PRECONDITION, 402, "insufficient_quota"),
     "permission_denied": ErrorKind(grpc.StatusCode.PERMISSION_DENIED, 403, "permission_error"),
+    # A model outside the key's or its team's allow-list (services/router/model_access.py).
+    "model_not_allowed": ErrorKind(grpc.StatusCode.PERMISSION_DENIED, 403, "permission_error"),
     "model_not_found": ErrorKind(grpc.StatusCode.NOT_FOUND, 404, "invalid_request_error"),
     "not_found": ErrorKind(grpc.StatusCode.NOT_FOUND, 404, "invalid_request_error"),
     "method_not_allowed": ErrorKind(grpc.StatusCode.UNIMPLEMENTED, 405, "invalid_request_error"),

@@ -58,3 +58,45 @@ def test_cli_errors_are_one_line(suite: Suite) -> None:
     failed = tollgate(suite, "credits", "grant", "someone", "not-a-number")
     assert failed.returncode != 0
     assert "Traceback" not in failed.stderr
+
+
+def test_teams_and_key_policies_through_the_cli(suite: Suite) -> None:
+    import json
+
+    team, user = f"cli-team-{uuid.uuid4().hex[:6]}", f"cli-member-{uuid.uuid4().hex[:6]}"
+    made = tollgate(suite, "teams", "create", team, "--name", "CLI team", "--models", "echo-free,tier:FREE")
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["models"] == ["echo-free", "tier:FREE"]
+    assert tollgate(suite, "teams", "add-member", team, user, "--role", "admin").returncode == 0
+    created = tollgate(
+        suite,
+        "keys",
+        "create",
+        "--user",
+        user,
+        "--team",
+        team,
+        "--max-parallel",
+        "2",
+        "--model-limit",
+        "echo-free=5:1000",
+        "--json",
+    )
+    assert created.returncode == 0, created.stderr
+    row = json.loads(created.stdout)
+    assert (row["team_id"], row["max_parallel"], row["model_limits"]) == (
+        team,
+        2,
+        {"echo-free": {"rpm": 5, "tpm": 1000}},
+    )
+    updated = tollgate(suite, "keys", "update", row["key_id"], "--models", "echo-free")
+    assert updated.returncode == 0, updated.stderr
+    assert json.loads(updated.stdout)["models"] == ["echo-free"] and json.loads(updated.stdout)["max_parallel"] == 2
+    shown = json.loads(tollgate(suite, "teams", "show", team).stdout)
+    assert shown["members"][0]["user_id"] == user and shown["members"][0]["role"] == "admin"
+    assert tollgate(suite, "teams", "update", team, "--pooled").returncode == 0
+    assert team in tollgate(suite, "teams", "list").stdout
+    assert tollgate(suite, "teams", "remove-member", team, user).returncode == 0
+    bad = tollgate(suite, "keys", "create", "--user", "team:x")
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert tollgate(suite, "keys", "create", "--user", "u", "--model-limit", "nonsense").returncode != 0

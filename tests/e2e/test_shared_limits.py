@@ -105,6 +105,31 @@ def test_limit_is_exact_across_two_gateways(replicas: tuple[Suite, list[str]]) -
     assert statuses.count(429) == 10
 
 
+def test_parallel_cap_is_exact_across_two_gateways(replicas: tuple[Suite, list[str]]) -> None:
+    """A key capped at 2 in flight, 6 slow requests at once spread over both replicas: exactly 2 run."""
+    import concurrent.futures
+
+    suite, gateways = replicas
+    user = f"par-{uuid.uuid4().hex[:8]}"
+    admin = bearer(suite.bootstrap_keys()["admin_key"])
+    made = httpx.post(
+        f"{gateways[0]}/v1/admin/keys", json={"user_id": user, "max_parallel": 2}, headers=admin, timeout=30
+    )
+    assert made.status_code == 201, made.text
+    granted = httpx.post(f"{gateways[0]}/v1/admin/credits", json={"user": user, "amount": 5}, headers=admin)
+    assert granted.status_code in (200, 201), granted.text
+    slow = {"model": "slow-paid", "messages": [{"role": "user", "content": "hi"}]}
+
+    def send(i: int) -> int:
+        url = f"{gateways[i % 2]}/v1/chat/completions"
+        return httpx.post(url, json=slow, headers=bearer(made.json()["key"]), timeout=30).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        statuses = list(pool.map(send, range(6)))
+    assert sorted(statuses) == [200, 200, 429, 429, 429, 429], statuses
+    assert send(0) == 200 and send(1) == 200  # every slot came back
+
+
 def test_requests_keep_flowing_when_redis_dies(
     replicas: tuple[Suite, list[str]], private_redis: tuple[subprocess.Popen[bytes], int]
 ) -> None:

@@ -49,3 +49,15 @@ def test_every_install_path_reads_the_lock() -> None:
     assert "$(UV) sync --locked" in makefile
     assert "pip install -q -e" not in makefile
     assert (ROOT / "bench" / "litellm" / "uv.lock").exists()
+
+
+def test_aider_has_a_lock_of_its_own_that_make_installs_and_relocks() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    project = ROOT / "tests" / "clients" / "aider"
+    assert (project / "uv.lock").exists() and "aider-chat" in (project / "pyproject.toml").read_text()
+    assert "AIDER_PROJECT := tests/clients/aider" in makefile
+    recipes = {target: makefile.split(f"\n{target}:", 1)[1].split("\n\n", 1)[0] for target in ("lock", "upgrade")}
+    assert "$(UV) lock --project $(AIDER_PROJECT)" in recipes["lock"]
+    assert "$(UV) lock --upgrade --project $(AIDER_PROJECT)" in recipes["upgrade"]
+    clients = makefile.split("\ntest-clients:", 1)[1].split("\n\n", 1)[0]
+    assert "$(UV) sync --locked -q --python $(PYTHON) --project $(AIDER_PROJECT)" in clients

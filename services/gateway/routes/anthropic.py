@@ -11,6 +11,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from services.gateway import policy
 from services.gateway.dialects.anthropic import EXTENSIONS, MESSAGES, error_response, translate
 from services.gateway.edge import aliased, edge, json_response, read_json
 from services.gateway.routes.openai import _serve
@@ -36,7 +37,7 @@ async def count_tokens(request: Request) -> Response:
             chat.pop(name, None)
         message = router_pb2.CompletionRequest(
             request_id=request_id.get(),
-            caller=router_pb2.Caller(user_id=principal.user_id, key_id=principal.key_id, scopes=principal.scopes),
+            caller=policy.caller(principal),
             body=orjson.dumps(chat),
             power_level=request.headers.get("x-power-level", ""),
         )

@@ -14,6 +14,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from services.gateway import policy
 from services.gateway.edge import Edge, aliased, edge, json_response, read_json
 from services.gateway.openapi import extend, operation, path_param
 from services.gateway.validation import credential
@@ -119,7 +120,7 @@ async def test_key(request: Request) -> Response:
     body = {"model": model.id, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
     message = router_pb2.CompletionRequest(
         request_id=request_id.get(),
-        caller=router_pb2.Caller(user_id=principal.user_id, key_id=principal.key_id, scopes=principal.scopes),
+        caller=policy.caller(principal),
         body=orjson.dumps(body),
     )
     result = {"provider": provider, "model": model.id}

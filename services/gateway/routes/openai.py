@@ -19,7 +19,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from services.gateway import metrics
+from services.gateway import metrics, policy
 from services.gateway.dialects import Dialect
 from services.gateway.edge import Edge, aliased, edge, json_response, read_json
 from services.gateway.limits import Admission
@@ -76,6 +76,7 @@ class Completion:
     payload: dict[str, Any]
     admission: Admission | None
     idempotency_key: str | None
+    admitted: policy.Admitted
     claim: Claim | None = None
 
     @property
@@ -90,8 +91,16 @@ class Completion:
 
     async def finished(self, outcome: router_pb2.Outcome) -> float:
         """Account for a served completion: metrics and the token windows. Returns its overhead (ms)."""
-        await self.gateway.limiter.spend(self.admission, outcome.prompt_tokens + outcome.completion_tokens)
+        tokens = outcome.prompt_tokens + outcome.completion_tokens
+        await self.gateway.limiter.spend(self.admission, tokens)
+        await self.gateway.limiter.spend(self.admitted.admission, tokens)
         return metrics.record(outcome)
+
+    async def release(self) -> None:
+        """Give back the request's parallel slot (shielded: a client that left still frees it)."""
+        if self.admitted.slot is not None:
+            with anyio.CancelScope(shield=True):
+                await self.admitted.slot.release()
 
 
 async def _accept(request: Request, route: str, dialect: Dialect | None = None) -> Completion:
@@ -106,12 +115,13 @@ async def _accept(request: Request, route: str, dialect: Dialect | None = None) 
         except orjson.JSONEncodeError:  # nested past the 254 levels JSON is written with
             raise DomainError("invalid_request", "The request body is nested too deeply") from None
     VALIDATORS[route](payload)
+    admitted = await policy.admit(gateway, principal, payload)
     inline = _inline_key(payload)
     if inline is not None or "cache" in payload:
         body = orjson.dumps({k: v for k, v in payload.items() if k != "cache"})
     message = router_pb2.CompletionRequest(
         request_id=request_id.get(),
-        caller=router_pb2.Caller(user_id=principal.user_id, key_id=principal.key_id, scopes=principal.scopes),
+        caller=policy.caller(principal),
         body=body,
         power_level=request.headers.get("x-power-level", ""),
         inline_key=inline,
@@ -119,7 +129,9 @@ async def _accept(request: Request, route: str, dialect: Dialect | None = None) 
         client_api=dialect.route if dialect is not None else "",
     )
     name = dialect.route if dialect is not None else route
-    return Completion(gateway, name, principal, message, payload, admission, request.headers.get("idempotency-key"))
+    return Completion(
+        gateway, name, principal, message, payload, admission, request.headers.get("idempotency-key"), admitted
+    )
 
 
 async def _serve(request: Request, route: str, unary: Any, stream: Any, dialect: Dialect | None = None) -> Response:
@@ -133,6 +145,19 @@ async def _serve(request: Request, route: str, unary: Any, stream: Any, dialect:
 
 async def _served(request: Request, route: str, unary: Any, stream: Any, dialect: Dialect | None) -> Response:
     job = await _accept(request, route, dialect)
+    try:
+        response = await _answered(job, request, route, unary, stream, dialect)
+    except BaseException:
+        await job.release()
+        raise
+    if not isinstance(response, StreamingResponse):
+        await job.release()  # a stream gives its slot back when it ends
+    return response
+
+
+async def _answered(
+    job: Completion, request: Request, route: str, unary: Any, stream: Any, dialect: Dialect | None
+) -> Response:
     gateway, user = job.gateway, job.principal.user_id
     if job.idempotency_key is not None:
         held = await gateway.idempotency.claim(
@@ -287,6 +312,7 @@ async def _stream(job: Completion, method: Any, dialect: Dialect | None = None) 
         finally:
             # A client that went away cancels the router's call, which releases its hold.
             call.cancel()
+            await job.release()
             if job.claim is not None:
                 with anyio.CancelScope(shield=True):
                     await _settle_stream_key(job, [*frames, *done] if whole else None)
@@ -319,6 +345,11 @@ async def completions(request: Request) -> Response:
 async def embeddings(request: Request) -> Response:
     router = edge(request).clients.router
     return await _serve(request, "embedding", router.Embed, None)
+
+
+def forget_models() -> None:
+    """Drop the cached model list (after a catalog reload)."""
+    _MODELS_CACHE.clear()
 
 
 async def catalog(gateway: Edge) -> list[dict[str, Any]]:
@@ -357,7 +388,7 @@ async def select_model(request: Request) -> Response:
     body, _ = await read_json(request)
     message = router_pb2.CompletionRequest(
         request_id=request_id.get(),
-        caller=router_pb2.Caller(user_id=principal.user_id, key_id=principal.key_id, scopes=principal.scopes),
+        caller=policy.caller(principal),
         body=body,
         power_level=request.headers.get("x-power-level", ""),
     )

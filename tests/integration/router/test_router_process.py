@@ -205,3 +205,36 @@ def test_models_and_selection(suite: Suite, tmp_path: Path) -> None:
     selection = suite.router.SelectModel(ask("u-x", {"messages": MESSAGES}, "ECO"), timeout=5)
     assert selection.chosen == "demo-free" and selection.power_level == "ECO"
     assert [c.model for c in selection.candidates][:2] == ["demo-free", "demo-echo"]
+
+
+def test_allow_lists_refuse_a_named_model_and_narrow_automatic_choices(suite: Suite) -> None:
+    """The gateway's word on the key's and team's allow-lists, as real gRPC: 403 `model_not_allowed` naming it."""
+    user = "u-" + uuid.uuid4().hex[:8]
+    request = ask(user, {"model": "demo-echo", "messages": MESSAGES})
+    request.caller.allowed_models.extend(["demo-free", "tier:BALANCED"])
+    request.caller.team_allowed_models.append("demo-free")  # the team's list narrows the key's
+    before = balance(suite, user)
+    with pytest.raises(grpc.RpcError) as err:
+        suite.router.Chat(request, timeout=10)
+    assert err.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    meta = dict(err.value.trailing_metadata())
+    assert meta[CODE_KEY] == "model_not_allowed" and meta["tollgate-param"] == "model"
+    assert "demo-echo" in err.value.details()
+    assert balance(suite, user) == before  # refused before any hold
+    automatic = ask(user, {"messages": MESSAGES}, "PRECISION")
+    automatic.caller.allowed_models.append("demo-free")
+    reply = suite.router.Chat(automatic, timeout=10)
+    assert reply.outcome.model == "demo-free"
+    selection = suite.router.SelectModel(automatic, timeout=5)
+    assert [c.model for c in selection.candidates] == ["demo-free"]
+    # provider preferences never widen the list, and name only catalog providers
+    steered = ask(user, {"model": "demo-free", "messages": MESSAGES, "provider": {"only": ["evil"]}})
+    with pytest.raises(grpc.RpcError) as err:
+        suite.router.Chat(steered, timeout=10)
+    assert dict(err.value.trailing_metadata())["tollgate-param"] == "provider.only"
+
+
+def test_reload_catalog_is_for_admins_only(suite: Suite) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        suite.router.ReloadCatalog(router_pb2.ReloadCatalogRequest(actor="me"), timeout=5)
+    assert err.value.code() is grpc.StatusCode.PERMISSION_DENIED

@@ -110,3 +110,40 @@ async def test_kept_values_are_never_evicted_by_the_cache() -> None:
         await store.put(f"cache:{i}", b"x", 60)
     assert await store.get("responses:alice:r", kept=True) == b"kept"
     assert await store.get("responses:alice:r") is None  # apart from the cache's entries
+
+
+async def test_leases_admit_exactly_their_cap_and_lapse_when_never_returned(store: Store) -> None:
+    taken = await asyncio.gather(*(store.lease("par:k", f"t{i}", 3, 0.5) for i in range(10)))
+    assert sum(taken) == 3
+    assert not await store.lease("par:k", "late", 3, 0.5)
+    held = [f"t{i}" for i, ok in enumerate(taken) if ok]
+    await store.unlease("par:k", held[0])
+    assert await store.lease("par:k", "late", 3, 0.5)
+    await store.renew("par:k", "late", 5.0)
+    await asyncio.sleep(0.7)  # the others were never returned (their gateway died): they lapse, "late" was renewed
+    assert await store.lease("par:k", "a", 3, 5.0) and await store.lease("par:k", "b", 3, 5.0)
+    assert not await store.lease("par:k", "c", 3, 5.0)
+
+
+async def test_parallel_cap_of_a_key_and_its_team(store: Store) -> None:
+    from services.gateway.limits import ParallelCap, RateLimited
+    from tollgate.keyvault.v1 import keyvault_pb2 as kv
+
+    cap = ParallelCap(store, 30.0, 60.0)
+    principal = kv.Principal(
+        key_id="k", policy=kv.AccessPolicy(max_parallel=3), team_policy=kv.AccessPolicy(max_parallel=2)
+    )
+    first, second = await cap.acquire(principal), await cap.acquire(principal)
+    with pytest.raises(RateLimited) as err:
+        await cap.acquire(principal)
+    assert err.value.headers["retry-after"] == "1" and "limit 2 parallel" in err.value.message
+    assert first is not None and second is not None
+    await first.release()
+    await first.release()  # twice gives back one slot only
+    third = await cap.acquire(principal)
+    assert third is not None
+    with pytest.raises(RateLimited):
+        await cap.acquire(principal)
+    for slot in (second, third):
+        await slot.release()
+    assert await cap.acquire(kv.Principal(key_id="free")) is None

@@ -51,3 +51,24 @@ def test_a_bad_catalog_is_named(tmp_path: Path) -> None:
         load_targets(catalog)
     with pytest.raises(CatalogError, match="cannot read"):
         load_targets(tmp_path / "nope.yaml")
+
+
+def test_each_deployment_with_its_own_base_url_is_a_target(tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(
+        """
+version: 1
+providers:
+  east: {api_base: "http://east.example/v1", api_key_env: EAST_KEY, free: true}
+  west: {api_base: "http://west.example/v1", free: true}
+  lib: {adapter: litellm, litellm_provider: huggingface, free: true}
+models:
+  - id: spread
+    tier: FREE
+    deployments: [{provider: east}, {provider: west, region: us}, {provider: lib}]
+"""
+    )
+    targets = {t.provider: t for t in load_targets(catalog)}
+    assert set(targets) == {"east", "west"}  # the litellm default endpoint has no address to probe
+    assert targets["east"] == Target("east", "http://east.example/v1", "EAST_KEY", 60.0, "openai")
+    assert targets["west"].base_url == "http://west.example/v1"

@@ -86,11 +86,11 @@ def test_every_documented_parameter_is_kept(route: str) -> None:
 
 @pytest.mark.parametrize("route", ["chat", "completion", "embedding"])
 def test_harmless_unknown_fields_are_dropped_and_logged(route: str, caplog: pytest.LogCaptureFixture) -> None:
-    extra = {"user_email": "a@example.com", "byok": False, "tags": ["x"], "provider": "fake", "task": "t"}
+    extra = {"user_email": "a@example.com", "byok": False, "tags": ["x"], "transforms": [], "task": "t"}
     with caplog.at_level(logging.DEBUG, logger="tollgate.router.params"):
         request = parse_request(route, orjson.dumps({**BODIES[route], **extra}))  # type: ignore[arg-type]
     assert request.body == BODIES[route]
-    assert "byok, provider, tags, task, user_email" in caplog.text
+    assert "byok, tags, task, transforms, user_email" in caplog.text
     assert "a@example.com" not in caplog.text  # names only, never values
 
 

@@ -317,6 +317,19 @@ async def test_the_callers_deadline_cutting_a_call_pays_its_prompt(router: Route
     assert ledger(router).charged() == [cost_micro(router.catalog.models["stuck"], cut.prompt_tokens, 0)] != [0]
 
 
+async def test_the_callers_deadline_says_nothing_of_the_provider(router: Router) -> None:
+    """Short deadlines of one client must not mark a provider failing (and eject it) for everyone."""
+    reports: list[tuple[str, bool]] = []
+    router.health.report = lambda provider, *args: reports.append((provider, args[1]))  # type: ignore[method-assign]
+    for _ in range(3):
+        with pytest.raises(DomainError):
+            await router.complete(parse("chat", chat("stuck"), "CUSTOM"), caller(seconds=0.2))
+    assert not [r for r in reports if not r[1]]
+    with pytest.raises(DomainError):
+        await router.complete(parse("chat", chat("stuck"), "CUSTOM"), caller(seconds=10))
+    assert [r for r in reports if not r[1]], "the provider's own timeout is still its failure"
+
+
 async def test_a_provider_slower_than_its_own_timeout_costs_nothing(router: Router) -> None:
     with pytest.raises(DomainError) as err:
         await router.complete(parse("chat", chat("stuck"), "CUSTOM"), caller(seconds=10))

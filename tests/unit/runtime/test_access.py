@@ -55,7 +55,7 @@ def test_the_tables_of_the_services() -> None:
     assert allowed(CREDITS, "GetBalance") == {"gateway", "admin-gateway", "router", "operator"}
     assert allowed(KEYVAULT, "GetProviderKey") == {"router"}
     assert allowed(KEYVAULT, "Authenticate") == {"gateway", "admin-gateway", "router"}
-    for method in ("CreateApiKey", "RevokeApiKey", "RotateMasterKey", "VaultStatus", "ListAuditEvents"):
+    for method in ("RotateMasterKey", "VaultStatus", "ListAuditEvents"):
         assert allowed(KEYVAULT, method) == {"admin-gateway", "operator"}, method
     assert allowed(KEYVAULT, "ListApiKeys") == {"gateway", "admin-gateway", "operator"}
     for method in ("PutProviderKey", "ListProviderKeys", "DeleteProviderKey"):
@@ -69,7 +69,7 @@ def test_the_tables_of_the_services() -> None:
     assert ROUTER.callers() == {"gateway", "operator"} and ROUTER.accepts_users()
     for method in ("CreateTeam", "UpdateTeam", "ListTeams"):
         assert allowed(KEYVAULT, method) == {"admin-gateway", "operator"}, method
-    for method in ("UpdateApiKey", "GetTeam", "SetTeamMember", "RemoveTeamMember"):
+    for method in ("CreateApiKey", "RevokeApiKey", "UpdateApiKey", "GetTeam", "SetTeamMember", "RemoveTeamMember"):
         assert allowed(KEYVAULT, method) == {"gateway", "admin-gateway", "operator"}, method
     for method in ("SetBudget", "DeleteBudget"):
         assert allowed(CREDITS, method) == {"gateway", "admin-gateway", "operator"}, method

@@ -176,7 +176,7 @@ class Principal(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., key_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., rpm_limit: _Optional[int] = ..., tpm_limit: _Optional[int] = ..., expires_unix_ms: _Optional[int] = ..., team_id: _Optional[str] = ..., team_role: _Optional[str] = ..., team_pays: _Optional[bool] = ..., policy: _Optional[_Union[AccessPolicy, _Mapping]] = ..., team_policy: _Optional[_Union[AccessPolicy, _Mapping]] = ...) -> None: ...
 
 class CreateApiKeyRequest(_message.Message):
-    __slots__ = ("user_id", "scopes", "name", "expires_unix_ms", "rpm_limit", "tpm_limit", "actor", "policy")
+    __slots__ = ("user_id", "scopes", "name", "expires_unix_ms", "rpm_limit", "tpm_limit", "actor", "policy", "team_id")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     SCOPES_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -185,6 +185,7 @@ class CreateApiKeyRequest(_message.Message):
     TPM_LIMIT_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     scopes: _containers.RepeatedScalarFieldContainer[str]
     name: str
@@ -193,7 +194,8 @@ class CreateApiKeyRequest(_message.Message):
     tpm_limit: int
     actor: str
     policy: AccessPolicy
-    def __init__(self, user_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., name: _Optional[str] = ..., expires_unix_ms: _Optional[int] = ..., rpm_limit: _Optional[int] = ..., tpm_limit: _Optional[int] = ..., actor: _Optional[str] = ..., policy: _Optional[_Union[AccessPolicy, _Mapping]] = ...) -> None: ...
+    team_id: str
+    def __init__(self, user_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., name: _Optional[str] = ..., expires_unix_ms: _Optional[int] = ..., rpm_limit: _Optional[int] = ..., tpm_limit: _Optional[int] = ..., actor: _Optional[str] = ..., policy: _Optional[_Union[AccessPolicy, _Mapping]] = ..., team_id: _Optional[str] = ...) -> None: ...
 
 class ApiKeyInfo(_message.Message):
     __slots__ = ("key_id", "user_id", "name", "prefix", "scopes", "created_unix_ms", "expires_unix_ms", "revoked_unix_ms", "last_used_unix_ms", "rpm_limit", "tpm_limit", "policy", "team_id")
@@ -234,10 +236,12 @@ class CreateApiKeyReply(_message.Message):
     def __init__(self, api_key: _Optional[str] = ..., info: _Optional[_Union[ApiKeyInfo, _Mapping]] = ...) -> None: ...
 
 class ListApiKeysRequest(_message.Message):
-    __slots__ = ("user_id",)
+    __slots__ = ("user_id", "team_id")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
     user_id: str
-    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+    team_id: str
+    def __init__(self, user_id: _Optional[str] = ..., team_id: _Optional[str] = ...) -> None: ...
 
 class ListApiKeysReply(_message.Message):
     __slots__ = ("keys",)
@@ -246,14 +250,16 @@ class ListApiKeysReply(_message.Message):
     def __init__(self, keys: _Optional[_Iterable[_Union[ApiKeyInfo, _Mapping]]] = ...) -> None: ...
 
 class RevokeApiKeyRequest(_message.Message):
-    __slots__ = ("key_id", "user_id", "actor")
+    __slots__ = ("key_id", "user_id", "actor", "team_id")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     user_id: str
     actor: str
-    def __init__(self, key_id: _Optional[str] = ..., user_id: _Optional[str] = ..., actor: _Optional[str] = ...) -> None: ...
+    team_id: str
+    def __init__(self, key_id: _Optional[str] = ..., user_id: _Optional[str] = ..., actor: _Optional[str] = ..., team_id: _Optional[str] = ...) -> None: ...
 
 class PutProviderKeyRequest(_message.Message):
     __slots__ = ("user_id", "provider", "api_key", "label")

@@ -76,7 +76,7 @@ class CompletionRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., caller: _Optional[_Union[Caller, _Mapping]] = ..., body: _Optional[bytes] = ..., power_level: _Optional[str] = ..., inline_key: _Optional[_Union[InlineKey, _Mapping]] = ..., tags: _Optional[_Mapping[str, str]] = ..., client_api: _Optional[str] = ...) -> None: ...
 
 class Outcome(_message.Message):
-    __slots__ = ("model", "provider", "deployment", "power_level", "prompt_tokens", "completion_tokens", "cost_micro", "credits_remaining_micro", "credits_low", "byok", "fallbacks", "usage_estimated", "upstream_ms", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "requested_model", "reason")
+    __slots__ = ("model", "provider", "deployment", "power_level", "prompt_tokens", "completion_tokens", "cost_micro", "credits_remaining_micro", "credits_low", "byok", "fallbacks", "usage_estimated", "upstream_ms", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "requested_model", "reason", "deployment_id", "region")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +95,8 @@ class Outcome(_message.Message):
     REASONING_TOKENS_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_MODEL_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
     model: str
     provider: str
     deployment: str
@@ -113,7 +115,9 @@ class Outcome(_message.Message):
     reasoning_tokens: int
     requested_model: str
     reason: str
-    def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., deployment: _Optional[str] = ..., power_level: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_micro: _Optional[int] = ..., credits_remaining_micro: _Optional[int] = ..., credits_low: _Optional[bool] = ..., byok: _Optional[bool] = ..., fallbacks: _Optional[int] = ..., usage_estimated: _Optional[bool] = ..., upstream_ms: _Optional[float] = ..., cache_read_tokens: _Optional[int] = ..., cache_write_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ..., requested_model: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    deployment_id: str
+    region: str
+    def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., deployment: _Optional[str] = ..., power_level: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_micro: _Optional[int] = ..., credits_remaining_micro: _Optional[int] = ..., credits_low: _Optional[bool] = ..., byok: _Optional[bool] = ..., fallbacks: _Optional[int] = ..., usage_estimated: _Optional[bool] = ..., upstream_ms: _Optional[float] = ..., cache_read_tokens: _Optional[int] = ..., cache_write_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ..., requested_model: _Optional[str] = ..., reason: _Optional[str] = ..., deployment_id: _Optional[str] = ..., region: _Optional[str] = ...) -> None: ...
 
 class CompletionReply(_message.Message):
     __slots__ = ("body", "outcome")
