@@ -19,6 +19,7 @@ from starlette.routing import Route
 from services.gateway.edge import Edge, edge, is_admin, json_response, read_json, require_admin
 from services.gateway.openapi import extend, operation, path_param, query
 from services.gateway.routes.credits import credits
+from services.runtime import identity
 from services.runtime.errors import DomainError
 from tollgate.credits.v1 import credits_pb2
 from tollgate.keyvault.v1 import keyvault_pb2
@@ -79,6 +80,7 @@ async def reach_of(gateway: Edge, principal: keyvault_pb2.Principal) -> Reach:
         require_admin(principal)
         return Reach(everything=True, manage=True)
     if is_team_admin(principal):
+        identity.act_for(principal.user_id, principal.scopes)  # keyvault holds the team's reads to its members
         return await team_reach(gateway, principal.team_id)
     # Anyone else: the budgets its own requests count against (its user, the key it calls with, its team).
     return Reach(team_id=principal.team_id, users={principal.user_id}, keys={principal.key_id} - {""})
