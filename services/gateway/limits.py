@@ -24,6 +24,7 @@ import contextlib
 import math
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import Counter
@@ -66,12 +67,22 @@ class Limiter(ratelimit.Limiter):
         super().__init__(settings, store, LIMITED)
         self.store = store
 
-    async def admit_model(self, principal: keyvault_pb2.Principal, model: str, rpm: int, tpm: int) -> Admission | None:
-        """Count a request for `model` in the key's windows for it and the model's own, or refuse it (429)."""
+    async def admit_model(
+        self, principal: keyvault_pb2.Principal, model: str, rpm: int, tpm: int, aliases: Sequence[str] = ()
+    ) -> Admission | None:
+        """Count a request for `model` in the key's windows for it and the model's own, or refuse it (429).
+        A policy's limit may name the model by its id or any of its `aliases`: each applies, whatever name
+        the request used (the windows are the id's)."""
         slot = int(time.time() // WINDOW)
-        mine, team = principal.policy.model_limits, principal.team_policy.model_limits
-        key_rpm = _smallest(mine[model].rpm if model in mine else 0, team[model].rpm if model in team else 0)
-        key_tpm = _smallest(mine[model].tpm if model in mine else 0, team[model].tpm if model in team else 0)
+        names = (model, *aliases)
+        limits = [
+            found[name]
+            for found in (principal.policy.model_limits, principal.team_policy.model_limits)
+            for name in names
+            if name in found
+        ]
+        key_rpm = _smallest(*(lim.rpm for lim in limits))
+        key_tpm = _smallest(*(lim.tpm for lim in limits))
         windows = (
             Window(f"rl:km:{principal.key_id}:{model}:r:{slot}", key_rpm, True),
             Window(f"rl:model:{model}:r:{slot}", rpm, True),

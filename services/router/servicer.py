@@ -107,7 +107,8 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
     async def CountTokens(self, request: router_pb2.CompletionRequest, context: Context) -> router_pb2.TokenCount:
         request_id.set(request.request_id)
         parsed = requests.parse("chat", request.body, request.power_level)
-        model = self.router.decide(parsed).candidates[0].model
+        # Counted for a model the caller may use only: its allow-lists hold here as for a completion.
+        model = self.router.decide(parsed, access=ModelAccess.of(*allow_lists(request))).candidates[0].model
         return router_pb2.TokenCount(
             input_tokens=parsed.prompt.bound(model), model=model.id, tokenized=parsed.prompt.tokenized(model)
         )
