@@ -338,3 +338,111 @@ def test_leases_do_not_outlive_a_burst_of_errors(suite: Suite, http: httpx.Clien
     reply = http.post(CHAT, json={"model": "echo-free", "messages": HI}, headers=auth)
     assert reply.status_code == 200, reply.text
     assert time.monotonic() - began < 5
+
+
+# --- team pools: a pooled member spends the pool, never nothing ---
+
+
+def test_a_pooled_member_whose_pool_is_empty_gets_no_free_call(
+    suite: Suite, http: httpx.Client, admin: dict[str, str]
+) -> None:
+    team, user = f"dry-{tag()}", f"dry-{tag()}"
+    assert http.post("/v1/teams", json={"team_id": team, "pooled": True}, headers=admin).status_code == 201
+    assert http.put(f"/v1/teams/{team}/members/{user}", json={}, headers=admin).status_code == 200
+    auth = bearer(new_key(http, admin, user, credits=3)["key"])
+    own = http.get("/v1/credits", headers=auth).json()["balance_micro"]
+    pool = http.get("/v1/credits", params={"team": team}, headers=auth).json()["balance_micro"]
+    assert pool == 0
+    for body in (
+        {"model": "echo-paid", "messages": HI},
+        {"model": "echo-paid", "messages": HI, "stream": True},
+    ):
+        reply = http.post(CHAT, json=body, headers=auth)
+        assert reply.status_code == 402, reply.text
+    messages = http.post("/v1/messages", json={"model": "echo-paid", "max_tokens": 20, "messages": HI}, headers=auth)
+    assert messages.status_code == 402, messages.text
+    responses = http.post("/v1/responses", json={"model": "echo-paid", "input": "hi"}, headers=auth)
+    assert responses.status_code == 402, responses.text
+    assert http.get("/v1/credits", headers=auth).json()["balance_micro"] == own  # not the member's own either
+    assert http.get("/v1/credits", params={"team": team}, headers=auth).json()["balance_micro"] == 0
+    # A free model stays free.
+    assert http.post(CHAT, json={"model": "echo-free", "messages": HI}, headers=auth).status_code == 200
+
+
+def test_another_teams_pool_and_team_read_as_a_team_that_does_not_exist(
+    http: httpx.Client, admin: dict[str, str]
+) -> None:
+    red, blue = f"pr-{tag()}", f"pb-{tag()}"
+    for team in (red, blue):
+        assert http.post("/v1/teams", json={"team_id": team, "pooled": True}, headers=admin).status_code == 201
+    assert http.post("/v1/admin/credits", json={"team_id": blue, "amount": "7"}, headers=admin).status_code == 201
+    rita = f"rita-{tag()}"
+    assert http.put(f"/v1/teams/{red}/members/{rita}", json={"role": "admin"}, headers=admin).status_code == 200
+    auth = bearer(new_key(http, admin, rita, credits=0)["key"])
+    ghost = f"ghost-{tag()}"
+    for path, real, fake in (
+        ("/v1/credits", {"team": blue}, {"team": ghost}),
+        ("/v1/credits/usage", {"team": blue}, {"team": ghost}),
+        (f"/v1/teams/{blue}", {}, None),
+    ):
+        seen = http.get(path, params=real, headers=auth)
+        assert seen.status_code in (403, 404), (path, seen.text)
+        assert "7.0" not in seen.text and "7000000" not in seen.text
+        if fake is not None:
+            unseen = http.get(path, params=fake, headers=auth)
+            assert unseen.status_code == seen.status_code, (path, unseen.text)
+            assert unseen.json()["error"]["message"].replace(ghost, blue) == seen.json()["error"]["message"]
+    unseen = http.get(f"/v1/teams/{ghost}", headers=auth)
+    assert unseen.status_code == 403 and unseen.json()["error"]["message"] == seen.json()["error"]["message"]
+
+
+# --- the native gRPC API: a tg- key's parallel cap and model limits hold there too ---
+
+
+def test_the_native_api_keeps_a_keys_model_limits(suite: Suite, http: httpx.Client, admin: dict[str, str]) -> None:
+    import grpc
+
+    from tests.e2e.support import grpc_channel
+    from tollgate.router.v1 import router_pb2, router_pb2_grpc
+
+    made = new_key(http, admin, f"nativelim-{tag()}", model_limits={"echo-paid": {"rpm": 1}})
+    body = b'{"model": "echo-paid", "messages": [{"role": "user", "content": "hi"}]}'
+    meta = (("authorization", f"Bearer {made['key']}"),)
+    with grpc_channel(suite, "router", None) as chan:
+        stub = router_pb2_grpc.RouterStub(chan)
+        assert stub.Chat(router_pb2.CompletionRequest(body=body), metadata=meta, timeout=10).body
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Chat(router_pb2.CompletionRequest(body=body), metadata=meta, timeout=10)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_the_native_api_never_serves_past_a_keys_parallel_cap(
+    suite: Suite, http: httpx.Client, admin: dict[str, str]
+) -> None:
+    """The cap's leases are the HTTP edge's: a capped key (its own cap or its team's) is refused on the native
+    API instead of being served there without any cap."""
+    import grpc
+
+    from tests.e2e.support import grpc_channel
+    from tollgate.router.v1 import router_pb2, router_pb2_grpc
+
+    team, user = f"npar-{tag()}", f"npar-{tag()}"
+    assert http.post("/v1/teams", json={"team_id": team, "max_parallel": 1}, headers=admin).status_code == 201
+    assert http.put(f"/v1/teams/{team}/members/{user}", json={}, headers=admin).status_code == 200
+    capped = [new_key(http, admin, f"nativepar-{tag()}", max_parallel=1)["key"], new_key(http, admin, user)["key"]]
+    body = b'{"model": "echo-paid", "messages": [{"role": "user", "content": "hi"}]}'
+    with grpc_channel(suite, "router", None) as chan:
+        stub = router_pb2_grpc.RouterStub(chan)
+        for key in capped:
+            meta = (("authorization", f"Bearer {key}"),)
+            with pytest.raises(grpc.RpcError) as err:
+                stub.Chat(router_pb2.CompletionRequest(body=body), metadata=meta, timeout=10)
+            assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert "max_parallel" in (err.value.details() or "")
+            with pytest.raises(grpc.RpcError) as err:
+                list(stub.ChatStream(router_pb2.CompletionRequest(body=body), metadata=meta, timeout=10))
+            assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        # Over HTTP the same key is served, within its cap.
+        assert (
+            http.post(CHAT, json={"model": "echo-paid", "messages": HI}, headers=bearer(capped[0])).status_code == 200
+        )
