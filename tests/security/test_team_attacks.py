@@ -446,3 +446,51 @@ def test_the_native_api_never_serves_past_a_keys_parallel_cap(
         assert (
             http.post(CHAT, json={"model": "echo-paid", "messages": HI}, headers=bearer(capped[0])).status_code == 200
         )
+
+
+def test_the_new_rpcs_refuse_a_team_admins_own_key_and_no_identity(
+    suite: Suite, http: httpx.Client, admin: dict[str, str]
+) -> None:
+    """A team admin's tg- key (or no identity at all) on the internal ports reaches none of the team, budget and
+    catalog RPCs: those are the gateway's (which holds a team admin to its team) and the operator's."""
+    import grpc
+
+    from tests.e2e.support import grpc_channel
+    from tollgate.credits.v1 import credits_pb2, credits_pb2_grpc
+    from tollgate.keyvault.v1 import keyvault_pb2, keyvault_pb2_grpc
+    from tollgate.router.v1 import router_pb2, router_pb2_grpc
+
+    team, boss = f"rpc-{tag()}", f"rpcboss-{tag()}"
+    assert http.post("/v1/teams", json={"team_id": team}, headers=admin).status_code == 201
+    assert http.put(f"/v1/teams/{team}/members/{boss}", json={"role": "admin"}, headers=admin).status_code == 200
+    key = new_key(http, admin, boss, credits=0)["key"]
+    budget = credits_pb2.Budget(scope="team", scope_id=team, period="daily", timezone="UTC", limit_micro=10**12)
+    with (
+        grpc_channel(suite, "keyvault", None) as kv_chan,
+        grpc_channel(suite, "credits", None) as cr_chan,
+        grpc_channel(suite, "router", None) as rt_chan,
+    ):
+        vault, credits = keyvault_pb2_grpc.KeyVaultStub(kv_chan), credits_pb2_grpc.CreditsStub(cr_chan)
+        router = router_pb2_grpc.RouterStub(rt_chan)
+        calls: list[tuple[Any, Any]] = [
+            (vault.GetTeam, keyvault_pb2.GetTeamRequest(team_id=team)),
+            (vault.ListTeams, keyvault_pb2.ListTeamsRequest()),
+            (vault.CreateTeam, keyvault_pb2.CreateTeamRequest(team_id=f"evil-{tag()}")),
+            (vault.UpdateTeam, keyvault_pb2.UpdateTeamRequest(team_id=team, pooled=True)),
+            (vault.SetTeamMember, keyvault_pb2.SetTeamMemberRequest(team_id=team, user_id="admin", role="admin")),
+            (vault.UpdateApiKey, keyvault_pb2.UpdateApiKeyRequest(key_id="ak_x", team_id=team)),
+            (credits.SetBudget, budget),
+            (credits.ListBudgets, credits_pb2.ListBudgetsRequest()),
+            (credits.DeleteBudget, credits_pb2.DeleteBudgetRequest(budget_id="bud_x")),
+            (router.ReloadCatalog, router_pb2.ReloadCatalogRequest()),
+        ]
+        for metadata in ((("authorization", f"Bearer {key}"),), ()):
+            for call, request in calls:
+                with pytest.raises(grpc.RpcError) as err:
+                    call(request, metadata=metadata, timeout=10)
+                assert err.value.code() in (
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    grpc.StatusCode.UNAUTHENTICATED,
+                ), (call, err.value.code(), err.value.details())
+    members = http.get(f"/v1/teams/{team}", headers=admin).json()["members"]
+    assert [m["user_id"] for m in members] == [boss]
