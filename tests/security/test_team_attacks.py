@@ -494,3 +494,65 @@ def test_the_new_rpcs_refuse_a_team_admins_own_key_and_no_identity(
                 ), (call, err.value.code(), err.value.details())
     members = http.get(f"/v1/teams/{team}", headers=admin).json()["members"]
     assert [m["user_id"] for m in members] == [boss]
+
+
+def test_a_key_budget_holds_under_a_race_of_every_route(
+    suite: Suite, http: httpx.Client, admin: dict[str, str]
+) -> None:
+    """Chat, streams, /v1/messages, /v1/responses and Idempotency-Key replays at once against one small daily
+    budget: what it records as spent never passes its limit, and the balance moves only by what it spent."""
+    made = new_key(http, admin, f"race-{tag()}", credits=5)
+    limit = 10_000
+    set_budget = http.post(
+        "/v1/budgets",
+        json={
+            "scope": "key",
+            "scope_id": made["id"],
+            "period": "daily",
+            "timezone": "Asia/Kathmandu",
+            "limit_micro": limit,
+        },
+        headers=admin,
+    )
+    assert set_budget.status_code == 201, set_budget.text
+    auth = bearer(made["key"])
+    before = http.get("/v1/credits", headers=auth).json()["balance_micro"]
+    says = [{"role": "user", "content": "say something longer " * 3}]
+    bodies: list[tuple[str, dict[str, Any], dict[str, str]]] = []
+    for i in range(8):
+        bodies.append((CHAT, {"model": "echo-paid", "messages": says, "max_tokens": 20}, {}))
+        bodies.append((CHAT, {"model": "echo-paid", "messages": says, "max_tokens": 20, "stream": True}, {}))
+        bodies.append(("/v1/messages", {"model": "echo", "max_tokens": 20, "messages": says}, {}))
+        bodies.append(("/v1/responses", {"model": "echo-paid", "input": "hello there", "max_output_tokens": 20}, {}))
+        bodies.append(
+            (CHAT, {"model": "echo-paid", "messages": says, "max_tokens": 20}, {"idempotency-key": f"k{i % 2}"})
+        )
+
+    async def fire() -> list[int]:
+        async with httpx.AsyncClient(base_url=suite.base_url.removesuffix("/v1"), timeout=60) as client:
+            replies = await asyncio.gather(
+                *(client.post(path, json=body, headers={**auth, **extra}) for path, body, extra in bodies)
+            )
+            for reply in replies:
+                await reply.aread()
+            return [r.status_code for r in replies]
+
+    statuses = asyncio.run(fire())
+    assert 500 not in statuses and set(statuses) <= {200, 402, 409, 429}, statuses
+    assert 200 in statuses and (402 in statuses or 429 in statuses), statuses
+    listed = http.get("/v1/budgets", params={"scope": "key", "scope_id": made["id"]}, headers=admin).json()["data"]
+
+    def settled() -> bool:
+        return (
+            http.get("/v1/budgets", params={"scope": "key", "scope_id": made["id"]}, headers=admin).json()["data"][0][
+                "reserved_micro"
+            ]
+            == 0
+        )
+
+    eventually(settled, "every hold settled")
+    listed = http.get("/v1/budgets", params={"scope": "key", "scope_id": made["id"]}, headers=admin).json()["data"]
+    spent = listed[0]["spent_micro"]
+    assert 0 < spent <= limit, listed
+    after = http.get("/v1/credits", headers=auth).json()["balance_micro"]
+    assert before - after == spent
