@@ -556,3 +556,27 @@ def test_a_key_budget_holds_under_a_race_of_every_route(
     assert 0 < spent <= limit, listed
     after = http.get("/v1/credits", headers=auth).json()["balance_micro"]
     assert before - after == spent
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/v1/budgets", {"scope": "org"}),
+        ("/v1/budgets", {"scope": "team", "scope_id": "é" * 5000}),
+        ("/v1/budgets", {"scope": "\u0000"}),
+        ("/v1/credits", {"team": "é\u0000" * 100}),
+        ("/v1/credits", {"team": "x" * 10_000}),
+        ("/v1/teams", {"limit": "-1"}),
+        ("/v1/teams/%00", {}),
+        ("/v1/teams/..%2f..%2fadmin/keys", {}),
+    ],
+)
+def test_odd_queries_of_the_new_routes_are_no_500(
+    http: httpx.Client, admin: dict[str, str], path: str, params: dict[str, str]
+) -> None:
+    member = bearer(new_key(http, admin, f"odd-{tag()}", credits=0)["key"])
+    for auth in (admin, member):
+        reply = http.get(path, params=params, headers=auth)
+        assert reply.status_code < 500, (path, reply.status_code, reply.text[:300])
+        if reply.status_code >= 400:
+            assert set(reply.json()["error"]) == {"message", "type", "param", "code"}
