@@ -540,20 +540,18 @@ def test_a_key_budget_holds_under_a_race_of_every_route(
     statuses = asyncio.run(fire())
     assert 500 not in statuses and set(statuses) <= {200, 402, 409, 429}, statuses
     assert 200 in statuses and (402 in statuses or 429 in statuses), statuses
-    listed = http.get("/v1/budgets", params={"scope": "key", "scope_id": made["id"]}, headers=admin).json()["data"]
+
+    def budget() -> dict[str, Any]:
+        query = {"scope": "key", "scope_id": made["id"]}
+        found: dict[str, Any] = http.get("/v1/budgets", params=query, headers=admin).json()["data"][0]
+        return found
 
     def settled() -> bool:
-        return (
-            http.get("/v1/budgets", params={"scope": "key", "scope_id": made["id"]}, headers=admin).json()["data"][0][
-                "reserved_micro"
-            ]
-            == 0
-        )
+        return bool(budget()["reserved_micro"] == 0)
 
     eventually(settled, "every hold settled")
-    listed = http.get("/v1/budgets", params={"scope": "key", "scope_id": made["id"]}, headers=admin).json()["data"]
-    spent = listed[0]["spent_micro"]
-    assert 0 < spent <= limit, listed
+    spent = budget()["spent_micro"]
+    assert 0 < spent <= limit, budget()
     after = http.get("/v1/credits", headers=auth).json()["balance_micro"]
     assert before - after == spent
 
