@@ -207,6 +207,41 @@ def test_a_team_admin_reaches_no_budget_of_another_team(http: httpx.Client, admi
     assert [(b["id"], b["limit_micro"]) for b in mine] == [(budget_id, 1_000_000)]
 
 
+def test_a_team_admin_cannot_lift_the_budget_an_admin_set_on_its_team(
+    http: httpx.Client, admin: dict[str, str]
+) -> None:
+    team, boss, member = f"capped-{tag()}", f"boss-{tag()}", f"mem-{tag()}"
+    assert http.post("/v1/teams", json={"team_id": team}, headers=admin).status_code == 201
+    for user, role in ((boss, "admin"), (member, "member")):
+        assert http.put(f"/v1/teams/{team}/members/{user}", json={"role": role}, headers=admin).status_code == 200
+    boss_auth = bearer(new_key(http, admin, boss, credits=0)["key"])
+    member_key = new_key(http, admin, member, credits=0)
+    day = {"period": "daily", "timezone": "UTC"}
+    cap = http.post("/v1/budgets", json={"scope": "team", "scope_id": team, **day, "limit": 1}, headers=admin)
+    assert cap.status_code == 201, cap.text
+    on_key = {"scope": "key", "scope_id": member_key["id"], **day}
+    key_cap = http.post("/v1/budgets", json={**on_key, "limit": 1}, headers=admin)
+    assert key_cap.status_code == 201, key_cap.text
+    for body in (
+        {"scope": "team", "scope_id": team, **day, "limit": 1000},  # replaced by (scope, period)
+        {"id": cap.json()["id"], "scope": "team", "scope_id": team, **day, "limit": 1000},
+        {"scope": "team", "scope_id": team, "period": "daily", "timezone": "Pacific/Kiritimati", "limit": 1},
+        {**on_key, "limit": 1000},
+    ):
+        _openai_error(http.post("/v1/budgets", json=body, headers=boss_auth), 403)
+    for budget in (cap, key_cap):
+        _openai_error(http.delete(f"/v1/budgets/{budget.json()['id']}", headers=boss_auth), 403)
+    listed = http.get("/v1/budgets", headers=admin).json()["data"]
+    mine = {b["id"]: (b["limit_micro"], b["timezone"]) for b in listed}
+    assert mine[cap.json()["id"]] == mine[key_cap.json()["id"]] == (1_000_000, "UTC")
+    # Its own budgets on its members stay the team admin's to manage.
+    weekly = {"scope": "key", "scope_id": member_key["id"], "period": "weekly", "timezone": "UTC"}
+    own = http.post("/v1/budgets", json={**weekly, "limit": 2}, headers=boss_auth)
+    assert own.status_code == 201, own.text
+    assert http.post("/v1/budgets", json={**weekly, "limit": 3}, headers=boss_auth).status_code == 201
+    assert http.delete(f"/v1/budgets/{own.json()['id']}", headers=boss_auth).status_code == 200
+
+
 # --- bad input to the new routes: 400 naming the field, never a 500 ---
 
 

@@ -1,8 +1,9 @@
 """Budgets over HTTP: `GET/POST /v1/budgets`, `DELETE /v1/budgets/{budget_id}`.
 
 Who reaches which budgets: an admin key every budget; a team admin (its key's user is an admin of a team)
-the budgets of its team and of its members and their keys; any other user may list the budgets that apply
-to its own requests (its user, the key it calls with, its team) and never set or delete one. A budget outside the
+the budgets of its team and of its members and their keys, except that a budget set by someone outside the team
+(an operator's cap) stays read-only to it; any other user may list the budgets that apply to its own requests
+(its user, the key it calls with, its team) and never set or delete one. A budget outside the
 caller's reach reads as not found, so ids of other teams' budgets reveal nothing.
 """
 
@@ -193,7 +194,16 @@ async def set_budget(request: Request) -> Response:
             "permission_denied", "A team admin sets budgets of its own team, members and their keys only", "scope_id"
         )
     if wanted.budget_id:
-        await _reachable(gateway, reach, wanted.budget_id)
+        _held_by_operator(reach, await _reachable(gateway, reach, wanted.budget_id))
+    elif not reach.everything:
+        same: credits_pb2.ListBudgetsReply = await gateway.call(
+            gateway.clients.credits.ListBudgets,
+            credits_pb2.ListBudgetsRequest(scope=wanted.scope, scope_id=wanted.scope_id),
+            "credits",
+        )
+        for existing in same.budgets:
+            if existing.period == wanted.period and existing.scope_id == wanted.scope_id:
+                _held_by_operator(reach, existing)
     reply: credits_pb2.Budget = await gateway.call(gateway.clients.credits.SetBudget, wanted, "credits")
     return json_response(budget_json(reply), 201)
 
@@ -209,6 +219,16 @@ async def _reachable(gateway: Edge, reach: Reach, budget_id: str) -> credits_pb2
     return mine[0]
 
 
+def _held_by_operator(reach: Reach, budget: credits_pb2.Budget) -> None:
+    """A budget set by someone outside the team (an operator's cap) is not the team admin's to lift."""
+    if not reach.everything and budget.actor not in reach.users:
+        raise DomainError(
+            "permission_denied",
+            f"Budget {budget.budget_id} was set by an admin outside the team; only an admin may change it",
+            "budget_id",
+        )
+
+
 async def delete_budget(request: Request) -> Response:
     gateway = edge(request)
     principal = await gateway.principal(request)
@@ -216,7 +236,7 @@ async def delete_budget(request: Request) -> Response:
     if not reach.manage:
         raise DomainError("permission_denied", "Deleting a budget needs an admin key or a team admin's key")
     budget_id = request.path_params["budget_id"]
-    await _reachable(gateway, reach, budget_id)
+    _held_by_operator(reach, await _reachable(gateway, reach, budget_id))
     reply: credits_pb2.DeleteBudgetReply = await gateway.call(
         gateway.clients.credits.DeleteBudget,
         credits_pb2.DeleteBudgetRequest(budget_id=budget_id, actor=principal.user_id),
