@@ -325,7 +325,7 @@ async def settle(
                 )
             used = _usage_for(hold, entry, amount_micro, "ok")
             usage_id = await insert_usage(conn, used, hold_id=hold_id, idempotency_key=None, now=now)
-            await enqueue_billing(conn, ledger, usage_id, used, hold_id, now)
+            await enqueue_billing(conn, ledger, usage_id, used, hold_id, now, str(hold.user_id))
             row = (
                 await conn.execute(
                     update(accounts)

@@ -42,17 +42,18 @@ async def enqueue_usage(
     usage_id: int,
     request_id: str,
     hold_id: str,
-    user_id: str,
+    customer: str,
     code: str,
     properties: dict[str, Any],
     now: int,
 ) -> None:
-    """Queue the Lago usage event of one billable usage row; the transaction id is the request id."""
+    """Queue the Lago usage event of one billable usage row; the transaction id is the request id, the customer
+    (`external_subscription_id`) the account that pays."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     for transaction_id in (request_id, f"{request_id}:{hold_id}"):
         event = {
             "transaction_id": transaction_id,
-            "external_subscription_id": user_id,
+            "external_subscription_id": customer,
             "code": code,
             "timestamp": now // 1000,
             "properties": properties,
@@ -64,7 +65,7 @@ async def enqueue_usage(
                 .values(
                     kind="usage",
                     transaction_id=transaction_id,
-                    user_id=user_id,
+                    user_id=customer,
                     usage_id=usage_id,
                     payload=orjson.dumps({"event": event}).decode(),
                     created_at=now,

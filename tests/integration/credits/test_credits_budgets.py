@@ -353,3 +353,26 @@ async def test_a_new_time_zone_starts_a_new_period_and_old_holds_leave_it_alone(
     [b] = await budgets.find(ledger)
     assert (b.spent_micro, b.reserved_micro) == (0, 0)
     assert (await reconcile(ledger.engine)).ok
+
+
+async def test_a_team_pools_usage_event_bills_the_team_and_names_the_user(ledger: Ledger) -> None:
+    """The Lago usage event of a pooled request bills the payer (the team account), not the user who asked; the
+    user stays a property. A user paying for itself is billed as itself, without the extra property."""
+    await ledger.grant("team:t7", 50 * MICRO, "grant-t7", "grant", "pool", "admin")
+    pooled, _ = await holds.reserve(
+        ledger, "u7", 4 * MICRO, "b1:0:reserve", "b1", account_id="team:t7", key_id="k7", team_id="t7"
+    )
+    own, _ = await holds.reserve(ledger, "u8", 4 * MICRO, "b2:0:reserve", "b2", key_id="k8")
+    for hold_id, request_id, user in ((pooled, "b1", "u7"), (own, "b2", "u8")):
+        entry = UsageEntry(request_id=request_id, user_id=user, api_key_id="k", model="m", status="ok")
+        await holds.settle(ledger, hold_id, 3 * MICRO, f"{request_id}:0:settle", entry)
+    async with ledger.engine.connect() as conn:
+        rows = (await conn.execute(select(billing_events).where(billing_events.c.kind == "usage"))).all()
+    events = {row.transaction_id: (row.user_id, orjson.loads(row.payload)["event"]) for row in rows}
+    customer, event = events["b1"]
+    assert customer == event["external_subscription_id"] == "team:t7"
+    assert event["properties"]["user_id"] == "u7" and event["properties"]["cost_micro"] == 3 * MICRO
+    customer, event = events["b2"]
+    assert customer == event["external_subscription_id"] == "u8"
+    assert "user_id" not in event["properties"]
+    assert (await reconcile(ledger.engine)).ok
