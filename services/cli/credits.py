@@ -45,6 +45,10 @@ def _balance(b: pb.Balance) -> dict[str, Any]:
 
 
 async def _grant(stub: credits_pb2_grpc.CreditsAsyncStub, args: argparse.Namespace) -> int:
+    if bool(args.user) == bool(args.team):
+        print("tollgate: name a USER or a --team (not both)", file=sys.stderr)
+        return 2
+    account = args.user or f"team:{args.team}"
     try:
         amount = to_micro(args.amount)
     except (ArithmeticError, ValueError) as exc:
@@ -52,7 +56,7 @@ async def _grant(stub: credits_pb2_grpc.CreditsAsyncStub, args: argparse.Namespa
         return 2
     reply = await stub.Grant(
         pb.GrantRequest(
-            user_id=args.user,
+            user_id=account,
             amount_micro=amount,
             idempotency_key=args.key or f"cli:{uuid.uuid4().hex}",
             kind=args.kind,
@@ -61,7 +65,7 @@ async def _grant(stub: credits_pb2_grpc.CreditsAsyncStub, args: argparse.Namespa
         ),
         timeout=args.timeout,
     )
-    print(f"granted {to_credits(amount)} credits to {args.user} (transaction {reply.transaction_id})")
+    print(f"granted {to_credits(amount)} credits to {account} (transaction {reply.transaction_id})")
     print_json(_balance(reply.balance))
     return 0
 
@@ -236,9 +240,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = sub.add_parser("credits", help="balances, grants and ledger reconciliation")
     commands = group.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    grant = commands.add_parser("grant", help="add credits to a user's account (a top-up journal row)")
-    grant.add_argument("user")
+    grant = commands.add_parser("grant", help="add credits to a user's account or a team's pool (a journal row)")
+    grant.add_argument("user", nargs="?", help="the user (omit with --team)")
     grant.add_argument("amount", help="credits, e.g. 25 or 0.5 (1 credit = 1 USD of provider list price)")
+    grant.add_argument("--team", help="grant to this team's shared pool (account team:<TEAM>) instead of a user")
     grant.add_argument("--kind", default="top-up", choices=("top-up", "grant", "refund", "adjustment"))
     grant.add_argument("--reason", default="")
     grant.add_argument("--key", help="idempotency key: the same key never grants twice (default: a new one)")

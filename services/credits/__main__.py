@@ -41,6 +41,8 @@ def policy_of(settings: CreditsSettings) -> Policy:
 
 def dispatcher_of(settings: CreditsSettings, engine: AsyncEngine) -> Dispatcher:
     billing_headers = {}
+    if settings.credits_budget_webhook_secret:
+        tlogging.register_secret(settings.credits_budget_webhook_secret)
     if settings.credits_billing_api_key:
         tlogging.register_secret(settings.credits_billing_api_key)
         billing_headers["authorization"] = f"Bearer {settings.credits_billing_api_key}"
@@ -49,6 +51,9 @@ def dispatcher_of(settings: CreditsSettings, engine: AsyncEngine) -> Dispatcher:
         {
             "usage": Destination(settings.credits_billing_url, billing_headers),
             "low_balance": Destination(settings.credits_alert_url, {}),
+            "budget_alert": Destination(
+                settings.credits_budget_webhook_url, {}, secret=settings.credits_budget_webhook_secret
+            ),
         },
         batch=settings.credits_outbox_batch,
         max_backoff_seconds=settings.credits_outbox_max_backoff_seconds,
@@ -60,7 +65,9 @@ def check(settings: CreditsSettings) -> None:
     url = settings.database_url()
     if settings.production and not url.startswith(("postgres://", "postgresql")):
         fail("CREDITS_DATABASE_URL", "production needs a postgresql:// URL")
-    for name in ("credits_billing_url", "credits_alert_url"):
+    if settings.credits_budget_webhook_url and not settings.credits_budget_webhook_secret:
+        fail("CREDITS_BUDGET_WEBHOOK_SECRET", "is required when TOLLGATE_CREDITS_BUDGET_WEBHOOK_URL is set")
+    for name in ("credits_billing_url", "credits_alert_url", "credits_budget_webhook_url"):
         value = getattr(settings, name)
         if value and not value.startswith(("http://", "https://")):
             fail(name.upper(), "must be an http:// or https:// URL")

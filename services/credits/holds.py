@@ -27,7 +27,9 @@ from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.credits import budgets
 from services.credits.ledger import (
+    POOL_PREFIX,
     Balance,
     Ledger,
     balance_of,
@@ -40,13 +42,15 @@ from services.credits.ledger import (
     require_key,
     require_user,
 )
-from services.credits.procedures import KeyConflict, Refused
-from services.credits.schema import accounts, holds, journal, now_ms
+from services.credits.procedures import Budgeted, KeyConflict, Refused
+from services.credits.schema import accounts, holds, journal
 from services.credits.usage import UsageEntry, enqueue_billing, insert_usage
 from services.runtime.db import unreachable
 from services.runtime.errors import DomainError
 
 log = logging.getLogger("tollgate.credits.holds")
+
+TEAM_PREFIX = POOL_PREFIX
 
 
 # The SQLite path's statements, built once: SQLAlchemy then reuses their cache keys and compiled forms, where a
@@ -72,7 +76,7 @@ _RESOLVE = (
         cost_micro=bindparam("p_cost"),
         resolved_at=bindparam("p_now"),
     )
-    .returning(holds.c.user_id, holds.c.amount_micro, holds.c.request_id)
+    .returning(holds.c.user_id, holds.c.owner_id, holds.c.amount_micro, holds.c.request_id)
 )
 _SETTLE_ACCOUNT = (
     update(accounts)
@@ -95,35 +99,65 @@ class Settlement:
 
 
 async def reserve(
-    ledger: Ledger, user_id: str, amount_micro: int, idempotency_key: str, request_id: str = "", ttl_seconds: int = 0
+    ledger: Ledger,
+    user_id: str,
+    amount_micro: int,
+    idempotency_key: str,
+    request_id: str = "",
+    ttl_seconds: int = 0,
+    *,
+    account_id: str = "",
+    key_id: str = "",
+    team_id: str = "",
 ) -> tuple[str, Balance]:
-    """Hold `amount_micro` (the worst case) of the user's available credits; refuses when they do not cover it."""
+    """Hold `amount_micro` (the worst case) of the payer's available credits and of every budget of the
+    request's key, user and team; refuses when the balance does not cover it or a hard limit would be passed.
+
+    The payer is `account_id`: the user itself when empty, or its team's pool ("team:<team_id>").
+    """
     require_user(user_id)
     require_key(idempotency_key)
     if amount_micro < 0:
         raise DomainError("invalid_request", "amount must not be negative", "amount_micro")
+    payer = payer_of(user_id, account_id, team_id)
+    keys = budgets.scope_keys(user_id, key_id[:200], team_id[:200])
     policy = ledger.policy
     ttl = min(ttl_seconds if ttl_seconds > 0 else policy.hold_ttl_seconds, policy.max_hold_ttl_seconds)
-    hold_id = "h_" + uuid.uuid4().hex
     request_id = request_id[:200]
-    now = now_ms()
-    if ledger.procedures is not None:
+    now = ledger.now()
+    if ledger.procedures is not None and payer == user_id:
+        hold_id = "h_" + uuid.uuid4().hex
         try:
             row = await ledger.procedures.reserve(
-                hold_id, user_id, amount_micro, idempotency_key, request_id, now, now + ttl * 1000, ledger.opening
+                hold_id,
+                user_id,
+                amount_micro,
+                idempotency_key,
+                request_id,
+                now,
+                now + ttl * 1000,
+                ledger.opening,
+                scopes=keys if amount_micro > 0 else None,
             )
         except KeyConflict as exc:
             return await _reserved_before(ledger, user_id, amount_micro, idempotency_key, request_id, exc)
         except Refused as refused:
             raise insufficient(refused.available, amount_micro) from None
-        return hold_id, balance_of_record(row)
+        except Budgeted:
+            pass
+        else:
+            return hold_id, balance_of_record(row)
+    # The Python path: SQLite always; on PostgreSQL a request with budgets or paid by another account, whose
+    # hold id tells settle and release to take this path too.
+    hold_id = ("hb_" if ledger.procedures is not None else "h_") + uuid.uuid4().hex
     try:
         async with ledger.engine.begin() as conn:
             await conn.execute(
                 _INSERT_HOLD,
                 {
                     "hold_id": hold_id,
-                    "user_id": user_id,
+                    "user_id": payer,
+                    "owner_id": user_id if payer != user_id else None,
                     "amount_micro": amount_micro,
                     "status": "pending",
                     "request_id": request_id,
@@ -132,17 +166,37 @@ async def reserve(
                     "expires_at": now + ttl * 1000,
                 },
             )
-            row = await _take(conn, user_id, amount_micro, now)
+            row = await _take(conn, payer, amount_micro, now)
             if row is None:
                 # Whoever opens the account (this call or a concurrent first request), the retry sees it.
-                await ensure_account(conn, policy, user_id)
-                row = await _take(conn, user_id, amount_micro, now)
+                await ensure_account(conn, policy, payer)
+                row = await _take(conn, payer, amount_micro, now)
             if row is None:
-                raise insufficient((await read_balance(conn, user_id)).available_micro, amount_micro)
+                raise insufficient((await read_balance(conn, payer)).available_micro, amount_micro)
+            await budgets.hold(conn, hold_id, keys, amount_micro, now)
             await note_low_balance(conn, row, now)
             return hold_id, balance_of(row)
     except IntegrityError as exc:
-        return await _reserved_before(ledger, user_id, amount_micro, idempotency_key, request_id, exc)
+        return await _reserved_before(ledger, payer, amount_micro, idempotency_key, request_id, exc)
+    except budgets.Exceeded as refused:
+        async with ledger.engine.begin() as conn:
+            await budgets.note_refusal(conn, refused.budget.budget_id, now)
+        raise refused.error from None
+
+
+def payer_of(user_id: str, account_id: str, team_id: str) -> str:
+    """The account a hold takes its money from: the user's own, or the pool of the user's team."""
+    if not account_id or account_id == user_id:
+        return user_id
+    if not team_id or account_id != TEAM_PREFIX + team_id or len(account_id) > 200:
+        message = "account_id must be empty, the user, or team:<team_id> of the request's team"
+        raise DomainError("invalid_request", message, "account_id")
+    return account_id
+
+
+def python_path(ledger: Ledger, hold_id: str) -> bool:
+    """Whether this hold's settle and release run in Python (always on SQLite; budgeted or pooled holds)."""
+    return ledger.procedures is None or hold_id.startswith("hb_")
 
 
 async def _reserved_before(
@@ -183,9 +237,13 @@ def _checked(given: UsageEntry | None, default_status: str) -> UsageEntry | None
 
 
 def _usage_for(hold: Row[Any], given: UsageEntry | None, cost: int, default_status: str) -> UsageEntry:
-    """The hold's usage row: the caller's record, with the hold's user and the authoritative cost."""
-    entry = given or UsageEntry(request_id=hold.request_id, user_id=hold.user_id, status=default_status)
-    return replace(entry, user_id=hold.user_id, cost_micro=cost, request_id=entry.request_id or hold.request_id)
+    """The hold's usage row: the caller's record, with the hold's user and the authoritative cost.
+
+    A pooled hold's row names the user who asked (`owner_id`), not the team account that paid.
+    """
+    user = hold.owner_id or hold.user_id
+    entry = given or UsageEntry(request_id=hold.request_id, user_id=user, status=default_status)
+    return replace(entry, user_id=user, cost_micro=cost, request_id=entry.request_id or hold.request_id)
 
 
 def _usage_args(given: UsageEntry | None, default_status: str) -> tuple[Any, ...]:
@@ -224,8 +282,9 @@ async def settle(
     if amount_micro < 0:
         raise DomainError("invalid_request", "amount must not be negative", "amount_micro")
     entry = _checked(entry, "ok")
-    now = now_ms()
-    if ledger.procedures is not None:
+    now = ledger.now()
+    if not python_path(ledger, hold_id):
+        assert ledger.procedures is not None
         try:
             row = await ledger.procedures.settle(
                 hold_id, amount_micro, idempotency_key, now, ledger.policy.billing_code, _usage_args(entry, "ok")
@@ -239,9 +298,11 @@ async def settle(
         async with ledger.engine.begin() as conn:
             hold = await _resolve(conn, hold_id, "settled", idempotency_key, amount_micro, now, "pending")
             held = 0
+            was = "pending"
             if hold is not None:
                 held = int(hold.amount_micro)
             else:
+                was = "expired"
                 # The sweeper expired it (its money is already back): the request still ran, so it is charged.
                 hold = await _resolve(conn, hold_id, "settled", idempotency_key, amount_micro, now, "expired")
             if hold is None:
@@ -291,9 +352,10 @@ async def settle(
                 )
             used = _usage_for(hold, entry, amount_micro, "ok")
             usage_id = await insert_usage(conn, used, hold_id=hold_id, idempotency_key=None, now=now)
-            await enqueue_billing(conn, ledger, usage_id, used, hold_id, now)
+            await enqueue_billing(conn, ledger, usage_id, used, hold_id, now, str(hold.user_id))
             params = {"p_user": user_id, "p_charged": charged, "p_held": held, "p_overdraft": overdraft, "p_now": now}
             row = (await conn.execute(_SETTLE_ACCOUNT, params)).one()
+            await budgets.resolve(conn, hold_id, "settled", amount_micro, now, was)
             await note_low_balance(conn, row, now)
             return Settlement(charged, overdraft, balance_of(row))
     except _Unresolvable:
@@ -339,8 +401,9 @@ async def release(ledger: Ledger, hold_id: str, idempotency_key: str, entry: Usa
     """Give a hold back without charge (the attempt failed or was cancelled); records its usage row."""
     require_key(idempotency_key)
     entry = _checked(entry, "error")
-    now = now_ms()
-    if ledger.procedures is not None:
+    now = ledger.now()
+    if not python_path(ledger, hold_id):
+        assert ledger.procedures is not None
         try:
             row = await ledger.procedures.release(hold_id, idempotency_key, now, _usage_args(entry, "error"))
         except KeyConflict as exc:
@@ -363,6 +426,7 @@ async def release(ledger: Ledger, hold_id: str, idempotency_key: str, entry: Usa
                     .returning(*accounts.c)
                 )
             ).one()
+            await budgets.resolve(conn, hold_id, "released", 0, now, "pending")
             return balance_of(row)
     except _Unresolvable:
         return await _released_before(ledger, hold_id, idempotency_key, key_taken=False)
@@ -394,7 +458,7 @@ async def expire_due(ledger: Ledger, batch: int = 500, now: int | None = None) -
     Safe with several replicas: each claims different rows (`FOR UPDATE SKIP LOCKED` on PostgreSQL;
     SQLite's single writer serializes sweepers).
     """
-    now = now_ms() if now is None else now
+    now = ledger.now() if now is None else now
     due = (
         select(holds.c.hold_id)
         .where(holds.c.status == "pending", holds.c.expires_at <= now)
@@ -409,7 +473,7 @@ async def expire_due(ledger: Ledger, batch: int = 500, now: int | None = None) -
                 update(holds)
                 .where(holds.c.hold_id.in_(due), holds.c.status == "pending")
                 .values(status="expired", resolved_at=now)
-                .returning(holds.c.hold_id, holds.c.user_id, holds.c.amount_micro, holds.c.request_id)
+                .returning(holds.c.hold_id, holds.c.user_id, holds.c.owner_id, holds.c.amount_micro, holds.c.request_id)
             )
         ).all()
         if not expired:
@@ -417,7 +481,7 @@ async def expire_due(ledger: Ledger, batch: int = 500, now: int | None = None) -
         returned: dict[str, int] = defaultdict(int)
         for hold in expired:
             returned[hold.user_id] += int(hold.amount_micro)
-            entry = UsageEntry(request_id=hold.request_id, user_id=hold.user_id, status="expired")
+            entry = UsageEntry(request_id=hold.request_id, user_id=hold.owner_id or hold.user_id, status="expired")
             await insert_usage(conn, entry, hold_id=hold.hold_id, idempotency_key=None, now=now)
         for user_id in sorted(returned):  # a fixed lock order: two sweepers never deadlock
             await conn.execute(
@@ -425,6 +489,7 @@ async def expire_due(ledger: Ledger, batch: int = 500, now: int | None = None) -
                 .where(accounts.c.user_id == user_id)
                 .values(pending_micro=accounts.c.pending_micro - returned[user_id], updated_at=now)
             )
+        await budgets.expire(conn, sorted(h.hold_id for h in expired), now)
     log.info("expired %d holds", len(expired))
     return len(expired)
 

@@ -6,7 +6,8 @@ concurrent callers can never overspend and the balance always equals the sum of 
 PostgreSQL the row lock of that `UPDATE` serializes writers of one account; on SQLite every
 transaction starts with `BEGIN IMMEDIATE` (see `services.runtime.db`).
 
-Accounts are created on first use with the configured default grant, written as a `grant` row.
+Accounts are created on first use with the configured default grant, written as a `grant` row; a team's
+pool ("team:<team_id>") opens empty and holds what admins grant it.
 
 On PostgreSQL the money-moving operations (grant here, reserve / settle / release in `holds`) run as
 one call of a database function each (`procedures`); this Python path is what SQLite runs, and the
@@ -15,6 +16,7 @@ functions repeat it statement for statement.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,9 +83,13 @@ class Transaction:
 class Ledger:
     """The credits database and the account policy; the functions of `holds` and `usage` take one."""
 
-    def __init__(self, engine: AsyncEngine, policy: Policy, *, procedures: bool = True) -> None:
+    def __init__(
+        self, engine: AsyncEngine, policy: Policy, *, procedures: bool = True, clock: Callable[[], int] = now_ms
+    ) -> None:
         self.engine = engine
         self.policy = policy
+        # Unix ms; tests move it to cross a budget period.
+        self.now = clock
         # PostgreSQL moves money in one round trip per operation; `procedures=False` keeps the Python path.
         self.procedures = Procedures(engine) if procedures and engine.dialect.name == "postgresql" else None
 
@@ -91,6 +97,11 @@ class Ledger:
     def opening(self) -> tuple[int, int, str]:
         """What a new account starts with: default grant, low-balance threshold, tier."""
         return self.policy.default_grant_micro, self.policy.low_threshold_micro, self.policy.default_tier
+
+    def opening_for(self, account: str) -> tuple[int, int, str]:
+        """`opening`, without the default grant for a team's pool."""
+        grant, threshold, tier = self.opening
+        return (0 if is_pool(account) else grant), threshold, tier
 
     async def close(self) -> None:
         """Close the procedures' connections (the engine belongs to the caller)."""
@@ -129,7 +140,7 @@ class Ledger:
         if self.procedures is not None:
             try:
                 row = await self.procedures.grant(
-                    user_id, amount_micro, idempotency_key, kind, reason, actor, now, self.opening
+                    user_id, amount_micro, idempotency_key, kind, reason, actor, now, self.opening_for(user_id)
                 )
             except KeyConflict as exc:
                 return await self._granted_before(user_id, kind, amount_micro, idempotency_key, exc)
@@ -204,6 +215,14 @@ class Ledger:
             rows = (await conn.execute(query.order_by(journal.c.id.desc()).limit(limit + 1))).all()
         page = [transaction_of(r) for r in rows[:limit]]
         return page, (page[-1].id if len(rows) > limit else None)
+
+
+POOL_PREFIX = "team:"
+
+
+def is_pool(account: str) -> bool:
+    """A team's shared pool (its account id is "team:<team_id>")."""
+    return account.startswith(POOL_PREFIX)
 
 
 def require_user(user_id: str) -> None:
@@ -293,14 +312,15 @@ def insert_ignoring_conflicts(conn: AsyncConnection, table: Any) -> Insert:
 
 
 async def ensure_account(conn: AsyncConnection, policy: Policy, user_id: str) -> bool:
-    """Create the account with its default grant unless it exists; True when this call created it."""
+    """Create the account with its default grant (none for a team's pool) unless it exists; True when created."""
     now = now_ms()
+    grant = 0 if is_pool(user_id) else policy.default_grant_micro
     created = (
         await conn.execute(
             insert_ignoring_conflicts(conn, accounts)
             .values(
                 user_id=user_id,
-                balance_micro=policy.default_grant_micro,
+                balance_micro=grant,
                 pending_micro=0,
                 overdraft_micro=0,
                 tier=policy.default_tier,
@@ -314,12 +334,12 @@ async def ensure_account(conn: AsyncConnection, policy: Policy, user_id: str) ->
     ).first()
     if created is None:
         return False
-    if policy.default_grant_micro:
+    if grant:
         await conn.execute(
             journal.insert().values(
                 user_id=user_id,
                 kind="grant",
-                amount_micro=policy.default_grant_micro,
+                amount_micro=grant,
                 overdraft_micro=0,
                 idempotency_key=f"account-opened:{user_id}",
                 reason="default grant",

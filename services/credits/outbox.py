@@ -4,17 +4,22 @@ Events are written in the same transaction as the money movement they describe, 
 the dispatcher posts them afterwards, at least once, with exponential backoff. Usage events are
 Lago-compatible (`{"event": {"transaction_id", "external_subscription_id", "code", "timestamp",
 "properties"}}`) and deduplicated downstream by `transaction_id` (the request id); low-balance
-alerts go to their own URL. Several replicas may dispatch at once: each claims a batch by pushing its
+alerts go to their own URL, and budget alerts to theirs, signed: `X-Tollgate-Signature: t=<unix>,v1=<hex>`
+where hex is HMAC-SHA256 of "<t>.<body>" under the webhook secret (as Stripe signs), so a receiver can check
+both the sender and the freshness. Several replicas may dispatch at once: each claims a batch by pushing its
 `next_attempt_at` forward (a lease), with `FOR UPDATE SKIP LOCKED` on PostgreSQL.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import random
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -48,17 +53,18 @@ async def enqueue_usage(
     usage_id: int,
     request_id: str,
     hold_id: str,
-    user_id: str,
+    customer: str,
     code: str,
     properties: dict[str, Any],
     now: int,
 ) -> None:
-    """Queue the Lago usage event of one billable usage row; the transaction id is the request id."""
+    """Queue the Lago usage event of one billable usage row; the transaction id is the request id, the customer
+    (`external_subscription_id`) the account that pays."""
     statement = _INSERT_EVENT["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
     for transaction_id in (request_id, f"{request_id}:{hold_id}"):
         event = {
             "transaction_id": transaction_id,
-            "external_subscription_id": user_id,
+            "external_subscription_id": customer,
             "code": code,
             "timestamp": now // 1000,
             "properties": properties,
@@ -67,7 +73,7 @@ async def enqueue_usage(
         row = {
             "kind": "usage",
             "transaction_id": transaction_id,
-            "user_id": user_id,
+            "user_id": customer,
             "usage_id": usage_id,
             "payload": orjson.dumps({"event": event}).decode(),
             "created_at": now,
@@ -106,10 +112,31 @@ async def enqueue_low_balance(conn: AsyncConnection, user_id: str, available: in
     )
 
 
+SIGNATURE_HEADER = "X-Tollgate-Signature"
+
+
 @dataclass(frozen=True)
 class Destination:
     url: str
     headers: dict[str, str]
+    # When set, every post carries `X-Tollgate-Signature` (see `signature`).
+    secret: str = field(default="", repr=False)
+
+
+def signature(secret: str, body: bytes, timestamp: int) -> str:
+    """The `X-Tollgate-Signature` value: `t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">`."""
+    mac = hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def verify(secret: str, body: bytes, header: str, now: int, tolerance: int = 300) -> bool:
+    """A receiver's check: the signature matches and its timestamp is within `tolerance` seconds of `now`."""
+    parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
+    stamp = parts.get("t", "")
+    if not (stamp.isascii() and stamp.isdigit()) or abs(now - int(stamp)) > tolerance:
+        return False
+    expected = signature(secret, body, int(stamp)).split("v1=", 1)[1]
+    return hmac.compare_digest(expected, parts.get("v1", ""))
 
 
 class Dispatcher:
@@ -191,12 +218,12 @@ class Dispatcher:
 
     async def _post(self, destination: Destination, payload: str) -> str | None:
         """None when delivered; otherwise why not ("refused: …" when retrying cannot help)."""
+        body = payload.encode()
+        headers = {"content-type": "application/json", **destination.headers}
+        if destination.secret:
+            headers[SIGNATURE_HEADER] = signature(destination.secret, body, int(time.time()))
         try:
-            response = await self.client.post(
-                destination.url,
-                content=payload,
-                headers={"content-type": "application/json", **destination.headers},
-            )
+            response = await self.client.post(destination.url, content=body, headers=headers)
         except httpx.HTTPError as exc:
             return f"{type(exc).__name__}: {exc}"
         status = response.status_code

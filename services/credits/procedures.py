@@ -29,6 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
 
 RESERVE = "SELECT * FROM credits_reserve($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+# The same behind one check that no budget applies (migration 0005): raises `budgeted` when one does.
+RESERVE_PLAIN = "SELECT * FROM credits_reserve_plain($11, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 
 
 # The hold's own arguments, then the 21 usage columns in `holds._usage_args` order (extended by migration 0004).
@@ -49,6 +51,10 @@ class Refused(Exception):
     def __init__(self, available: int) -> None:
         super().__init__(available)
         self.available = available
+
+
+class Budgeted(Exception):
+    """A budget applies to the reserve: the caller takes the Python path, which keeps budgets."""
 
 
 class KeyConflict(Exception):
@@ -104,6 +110,8 @@ class Procedures:
             except asyncpg.RaiseError as exc:
                 if exc.message in ("insufficient_credits", "below_zero"):
                     raise Refused(int(exc.detail or 0)) from None
+                if exc.message == "budgeted":
+                    raise Budgeted from None
                 raise
             except _CUT:
                 # Cut (a server restart, a failover): never reuse it; the repeat answers by its key.
@@ -124,9 +132,16 @@ class Procedures:
         now: int,
         expires_at: int,
         opening: tuple[int, int, str],
+        scopes: list[str] | None = None,
     ) -> Any:
-        """The account row after the hold; `opening` is (default grant, low threshold, tier) of a new account."""
-        return await self._call(RESERVE, hold_id, user_id, amount_micro, key, request_id, now, expires_at, *opening)
+        """The account row after the hold; `opening` is (default grant, low threshold, tier) of a new account.
+
+        With `scopes` (the budget scopes of the request) it raises `Budgeted` when a budget applies.
+        """
+        args = (hold_id, user_id, amount_micro, key, request_id, now, expires_at, *opening)
+        if scopes:
+            return await self._call(RESERVE_PLAIN, *args, scopes)
+        return await self._call(RESERVE, *args)
 
     async def settle(
         self, hold_id: str, amount_micro: int, key: str, now: int, billing_code: str, usage: tuple[Any, ...]

@@ -5,7 +5,8 @@ its settled holds cost == what the journal charged plus what it recorded as over
 of their usage rows; and every billable usage row has its billing event in the outbox. Provider calls
 are counted too: the router takes a hold for every call it makes (of nothing when it is not charged), so
 every resolved hold has exactly one usage row, a pending hold none, and a usage row that says a provider
-answered (anything but a failure before any call, or a cache hit) belongs to a hold. Read in one
+answered (anything but a failure before any call, or a cache hit) belongs to a hold. Every budget's spent
+and reserved equal what its holds of the current period settled and still hold. Read in one
 snapshot (REPEATABLE READ on PostgreSQL, one transaction on SQLite), so a live service does not
 cause false alarms.
 """
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.credits.schema import accounts, billing_events, holds, journal, usage
+from services.credits.schema import accounts, billing_events, budget_holds, budgets, holds, journal, usage
 
 
 @dataclass
@@ -81,10 +82,11 @@ async def _check(conn: AsyncConnection, report: Report) -> None:
         if status == "settled":
             sums[user]["settled_cost"] += int(cost or 0)
 
+    # A usage row counts for the account its hold took from (a team pool pays for its members' rows).
     for user, cost in await conn.execute(
-        select(usage.c.user_id, func.sum(usage.c.cost_micro))
-        .where(usage.c.hold_id.is_not(None))
-        .group_by(usage.c.user_id)
+        select(holds.c.user_id, func.sum(usage.c.cost_micro))
+        .select_from(usage.join(holds, holds.c.hold_id == usage.c.hold_id))
+        .group_by(holds.c.user_id)
     ):
         sums[user]["usage_cost"] += int(cost or 0)
     report.usage_rows = int((await conn.execute(select(func.count()).select_from(usage))).scalar_one())
@@ -129,6 +131,25 @@ async def _check(conn: AsyncConnection, report: Report) -> None:
     for usage_id, request_id in unbilled:
         report.mismatches.append(f"usage row {usage_id} (request {request_id!r}) has no billing event")
     await _check_calls(conn, report)
+    await _check_budgets(conn, report)
+
+
+async def _check_budgets(conn: AsyncConnection, report: Report) -> None:
+    """Each budget's figures are its current period's holds: spent = their settled cost, reserved = pending."""
+    link = budget_holds
+    in_period = and_(link.c.budget_id == budgets.c.budget_id, link.c.period_start == budgets.c.period_start)
+    settled = func.coalesce(func.sum(case((link.c.status == "settled", link.c.cost_micro), else_=0)), 0)
+    pending = func.coalesce(func.sum(case((link.c.status == "pending", link.c.amount_micro), else_=0)), 0)
+    rows = await conn.execute(
+        select(budgets.c.budget_id, budgets.c.spent_micro, budgets.c.reserved_micro, settled, pending)
+        .select_from(budgets.outerjoin(link, in_period))
+        .group_by(budgets.c.budget_id, budgets.c.spent_micro, budgets.c.reserved_micro)
+    )
+    for budget_id, spent, reserved, settled_cost, held in rows:
+        if int(spent) != int(settled_cost):
+            report.mismatches.append(f"budget {budget_id}: spent {spent} != its period's settled holds {settled_cost}")
+        if int(reserved) != int(held):
+            report.mismatches.append(f"budget {budget_id}: reserved {reserved} != its period's pending holds {held}")
 
 
 async def _check_calls(conn: AsyncConnection, report: Report) -> None:

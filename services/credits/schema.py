@@ -5,6 +5,9 @@
 - `journal` is append-only: one row per balance change, `idempotency_key` UNIQUE.
 - `holds` are the two-phase reservations: pending → settled | released | expired.
 - `usage` is one row per attempt of a request; `billing_events` is the outbox the dispatcher drains.
+- `budgets` are spending limits per period on a key, a user or a team; `budget_holds` links each hold to
+  the budgets it counts against (and the period it counted in), so settling, releasing and expiring move
+  exactly what the hold took.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 # SQLite only auto-increments an `INTEGER PRIMARY KEY`.
@@ -82,6 +86,8 @@ holds = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("expires_at", BigInteger, nullable=False),
     Column("resolved_at", BigInteger, nullable=True),
+    # The requesting user when another account pays (a team pool, whose "team:<id>" is `user_id`); migration 0005.
+    Column("owner_id", String(200), nullable=True),
     Index("ix_holds_status_expires", "status", "expires_at"),
     Index("ix_holds_user_status", "user_id", "status"),
 )
@@ -144,6 +150,48 @@ billing_events = Table(
     Column("state", String(10), nullable=False, default="pending"),
     Column("last_error", String(500), nullable=False, default=""),
     Index("ix_billing_events_due", "state", "next_attempt_at"),
+)
+
+
+budgets = Table(
+    "budgets",
+    metadata,
+    Column("budget_id", String(40), primary_key=True),
+    # key | user | team, and its id; `scope_key` is "<scope>:<scope_id>", what a reserve looks budgets up by.
+    Column("scope", String(10), nullable=False),
+    Column("scope_id", String(200), nullable=False),
+    Column("scope_key", String(220), nullable=False),
+    # daily | weekly | monthly, reset at midnight of `timezone` (an IANA name)
+    Column("period", String(10), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("limit_micro", BigInteger, nullable=False),
+    Column("soft_limit_micro", BigInteger, nullable=False, default=0),
+    # Comma-separated percents of the alert base; `alerted` the ones already queued in the current period.
+    Column("alert_percents", String(200), nullable=False),
+    Column("alerted", String(200), nullable=False, default=""),
+    Column("spent_micro", BigInteger, nullable=False, default=0),
+    Column("reserved_micro", BigInteger, nullable=False, default=0),
+    Column("period_start", BigInteger, nullable=False),
+    Column("period_end", BigInteger, nullable=False),
+    Column("actor", String(200), nullable=False, default=""),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    UniqueConstraint("scope_key", "period", name="uq_budgets_scope_period"),
+    CheckConstraint("reserved_micro >= 0", name="ck_budgets_reserved_nonnegative"),
+)
+
+budget_holds = Table(
+    "budget_holds",
+    metadata,
+    Column("hold_id", String(40), primary_key=True),
+    Column("budget_id", String(40), primary_key=True),
+    # The period the hold counted in: resolving it moves the budget's figures only while that period lasts.
+    Column("period_start", BigInteger, nullable=False),
+    Column("amount_micro", BigInteger, nullable=False),
+    # pending | settled | released | expired (settled after expired when a late settle charges it)
+    Column("status", String(10), nullable=False),
+    Column("cost_micro", BigInteger, nullable=False, default=0),
+    Index("ix_budget_holds_budget", "budget_id", "period_start"),
 )
 
 

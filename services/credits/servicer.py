@@ -10,7 +10,7 @@ from typing import TypeAlias
 
 import grpc
 
-from services.credits import holds, usage
+from services.credits import budgets, holds, usage
 from services.credits.ledger import Balance, Ledger, Transaction
 from services.credits.metrics import operation
 from services.credits.usage import UsageEntry
@@ -111,6 +111,38 @@ def transaction_message(t: Transaction) -> credits_pb2.Transaction:
     )
 
 
+def budget_message(b: budgets.Budget) -> credits_pb2.Budget:
+    return credits_pb2.Budget(
+        budget_id=b.budget_id,
+        scope=b.scope,
+        scope_id=b.scope_id,
+        period=b.period,
+        timezone=b.timezone,
+        limit_micro=b.limit_micro,
+        alert_percents=list(b.alert_percents),
+        soft_limit_micro=b.soft_limit_micro,
+        spent_micro=b.spent_micro,
+        reserved_micro=b.reserved_micro,
+        period_start_unix_ms=b.period_start,
+        resets_unix_ms=b.period_end,
+        actor=b.actor,
+    )
+
+
+def budget_of(message: credits_pb2.Budget) -> budgets.Budget:
+    return budgets.Budget(
+        budget_id=message.budget_id,
+        scope=message.scope,
+        scope_id=message.scope_id,
+        period=message.period,
+        timezone=message.timezone,
+        limit_micro=message.limit_micro,
+        soft_limit_micro=message.soft_limit_micro,
+        alert_percents=tuple(message.alert_percents),
+        actor=message.actor,
+    )
+
+
 def cursor(value: str, param: str) -> int | None:
     if not value:
         return None
@@ -150,6 +182,9 @@ class CreditsServicer(credits_pb2_grpc.CreditsServicer):
                 request.idempotency_key,
                 request.request_id,
                 request.ttl_seconds,
+                account_id=request.account_id,
+                key_id=request.key_id,
+                team_id=request.team_id,
             )
         return credits_pb2.ReserveReply(hold_id=hold_id, balance=balance_message(balance))
 
@@ -239,3 +274,20 @@ class CreditsServicer(credits_pb2_grpc.CreditsServicer):
                 for g in groups
             ]
         )
+
+    @rpc
+    async def SetBudget(self, request: credits_pb2.Budget, context: Context) -> credits_pb2.Budget:
+        return budget_message(await budgets.save(self.ledger, budget_of(request)))
+
+    @rpc
+    async def ListBudgets(
+        self, request: credits_pb2.ListBudgetsRequest, context: Context
+    ) -> credits_pb2.ListBudgetsReply:
+        found = await budgets.find(self.ledger, request.scope, request.scope_id, request.budget_id)
+        return credits_pb2.ListBudgetsReply(budgets=[budget_message(b) for b in found])
+
+    @rpc
+    async def DeleteBudget(
+        self, request: credits_pb2.DeleteBudgetRequest, context: Context
+    ) -> credits_pb2.DeleteBudgetReply:
+        return credits_pb2.DeleteBudgetReply(deleted=await budgets.remove(self.ledger, request.budget_id))

@@ -65,6 +65,12 @@ class CreditsSettings(CommonSettings):
     """Billable metric code of the events."""
     credits_alert_url: str = ""
     """Where low-balance events are posted (JSON); empty keeps them in the outbox only."""
+    credits_budget_webhook_url: str = ""
+    """Where budget spend alerts are posted (JSON, one per budget, period and threshold); empty keeps them in the
+    outbox only."""
+    credits_budget_webhook_secret: str = ""
+    """Secret that signs each budget alert (`X-Tollgate-Signature: t=<unix>,v1=<hex HMAC-SHA256 of
+    "<t>.<body>">`); required when the webhook URL is set. Never logged."""
     credits_outbox_interval_seconds: float = 1.0
     """Outbox dispatch interval."""
     credits_outbox_batch: int = 100

@@ -164,18 +164,16 @@ async def record_usage(ledger: Ledger, entry: UsageEntry, idempotency_key: str) 
 
 
 async def enqueue_billing(
-    conn: AsyncConnection, ledger: Ledger, usage_id: int, entry: UsageEntry, hold_id: str, now: int
+    conn: AsyncConnection, ledger: Ledger, usage_id: int, entry: UsageEntry, hold_id: str, now: int, payer: str
 ) -> None:
+    """Queue the usage event of a billable row. The customer billed is the payer (a team pool's "team:<id>"
+    when the team pays); the user who asked is then kept as the `user_id` property."""
     if billable(entry):
+        properties = _properties(entry)
+        if payer != entry.user_id:
+            properties["user_id"] = entry.user_id
         await outbox.enqueue_usage(
-            conn,
-            usage_id,
-            entry.request_id,
-            hold_id,
-            entry.user_id,
-            ledger.policy.billing_code,
-            _properties(entry),
-            now,
+            conn, usage_id, entry.request_id, hold_id, payer, ledger.policy.billing_code, properties, now
         )
 
 

@@ -32,7 +32,7 @@ from starlette.requests import Request
 from services.gateway.settings import GatewaySettings
 from services.gateway.store import Store
 from services.runtime import ratelimit
-from services.runtime.ratelimit import WINDOW, Admission, RateLimited, Window
+from services.runtime.ratelimit import WINDOW, Admission, RateLimited, Window, smallest
 from tollgate.keyvault.v1 import keyvault_pb2
 
 __all__ = [
@@ -56,44 +56,10 @@ for _scope, _kind in (("key_model", "requests"), ("key_model", "tokens"), ("mode
 LIMITED.labels("key", "parallel")
 
 
-def _smallest(*limits: int) -> int:
-    """The tightest of several limits, 0 (none) when none is set."""
-    return min((n for n in limits if n > 0), default=0)
-
-
 class Limiter(ratelimit.Limiter):
     def __init__(self, settings: GatewaySettings, store: Store) -> None:
         super().__init__(settings, store, LIMITED)
         self.store = store
-
-    async def admit_model(self, principal: keyvault_pb2.Principal, model: str, rpm: int, tpm: int) -> Admission | None:
-        """Count a request for `model` in the key's windows for it and the model's own, or refuse it (429)."""
-        slot = int(time.time() // WINDOW)
-        mine, team = principal.policy.model_limits, principal.team_policy.model_limits
-        key_rpm = _smallest(mine[model].rpm if model in mine else 0, team[model].rpm if model in team else 0)
-        key_tpm = _smallest(mine[model].tpm if model in mine else 0, team[model].tpm if model in team else 0)
-        windows = (
-            Window(f"rl:km:{principal.key_id}:{model}:r:{slot}", key_rpm, True),
-            Window(f"rl:model:{model}:r:{slot}", rpm, True),
-            Window(f"rl:km:{principal.key_id}:{model}:t:{slot}", key_tpm, False),
-            Window(f"rl:model:{model}:t:{slot}", tpm, False),
-        )
-        if not any(w.limit > 0 for w in windows):
-            return None
-        verdict = await self.counters.check(windows, WINDOW)
-        admission = Admission(windows, verdict)
-        if not verdict.allowed:
-            blocked = windows[verdict.blocked]
-            scope = "key_model" if blocked.key.startswith("rl:km:") else "model"
-            kind = "requests" if blocked.requests else "tokens"
-            LIMITED.labels(scope, kind).inc()
-            whose = f"this API key's use of model '{model}'" if scope == "key_model" else f"model '{model}'"
-            wait = max(1, math.ceil(verdict.retry_after))
-            raise RateLimited(
-                f"Rate limit reached for {kind} per minute on {whose}: limit {blocked.limit}. Retry after {wait}s.",
-                {**admission.headers(), "retry-after": str(wait)},
-            )
-        return admission
 
 
 @dataclass
@@ -132,7 +98,7 @@ class ParallelCap:
 
     async def acquire(self, principal: keyvault_pb2.Principal) -> Slot | None:
         """A lease for this request, None when the key has no cap; 429 when `max_parallel` are in flight."""
-        cap = _smallest(principal.policy.max_parallel, principal.team_policy.max_parallel)
+        cap = smallest(principal.policy.max_parallel, principal.team_policy.max_parallel)
         if cap <= 0:
             return None
         key, token = f"par:key:{principal.key_id}", uuid.uuid4().hex

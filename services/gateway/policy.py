@@ -94,6 +94,6 @@ async def admit(gateway: Edge, principal: keyvault_pb2.Principal, payload: dict[
         for allowed, whose in ((principal.policy.models, "this API key"), (principal.team_policy.models, "your team")):
             if not permits(allowed, model):
                 raise DomainError("model_not_allowed", f"The model '{name}' is not allowed for {whose}", "model")
-        admitted.admission = await gateway.limiter.admit_model(principal, model.id, model.rpm, model.tpm)
+        admitted.admission = await gateway.limiter.admit_model(principal, model.id, model.rpm, model.tpm, model.aliases)
     admitted.slot = await gateway.parallel.acquire(principal)
     return admitted

@@ -12,9 +12,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from services.router.catalog import Catalog
 from services.router.pipeline import Caller
 from services.runtime import identity
 from services.runtime.channels import Deadline
+from services.runtime.errors import DomainError
 from services.runtime.logging import request_id
 from services.runtime.ratelimit import Admission, Limiter
 from tollgate.router.v1 import router_pb2
@@ -35,6 +37,13 @@ class Callers:
             rid, user_id, key_id = req.request_id, req.caller.user_id, req.caller.key_id
             team_id, team_pays = req.caller.team_id, req.caller.team_pays
         else:
+            if user.policy.max_parallel or user.team_policy.max_parallel:
+                # The cap's leases live at the HTTP edge: a capped key calls there, so the cap always holds.
+                raise DomainError(
+                    "permission_denied",
+                    "This API key has a cap on parallel requests (max_parallel), kept by the HTTP API only: "
+                    "call the gateway over HTTP with it",
+                )
             rid, user_id, key_id = f"grpc-{uuid.uuid4().hex}", user.user_id, user.key_id
             team_id, team_pays = user.team_id, user.team_pays
             admission = await self.limiter.admit(user)
@@ -52,6 +61,16 @@ class Callers:
             team_allowed_models=team_allowed,
         )
         return caller, admission
+
+    async def admit_model(self, name: str | None, catalog: Catalog) -> Admission | None:
+        """For a caller with its own key: count the request in the windows of the model it names (its key's and
+        its team's `model_limits`, the catalog's rpm/tpm), as the HTTP edge does for its callers."""
+        peer = identity.current()
+        user = peer.user if peer is not None else None
+        model = catalog.resolve(name) if user is not None and name else None
+        if user is None or model is None:
+            return None
+        return await self.limiter.admit_model(user, model.id, model.rpm, model.tpm, model.aliases)
 
     async def spend(self, admission: Admission | None, outcome: router_pb2.Outcome) -> None:
         """Count a finished completion's tokens against the key's token windows."""

@@ -29,6 +29,18 @@ class Funds:
     low: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Payer:
+    """Who pays a hold and whose budgets it counts against, beside the user."""
+
+    account_id: str = ""  # empty: the user; "team:<team_id>" for a team's pool
+    key_id: str = ""
+    team_id: str = ""
+
+
+SELF = Payer()
+
+
 @dataclass(slots=True)
 class Hold:
     hold_id: str
@@ -37,7 +49,14 @@ class Hold:
 
 class Ledger(Protocol):
     async def reserve(
-        self, user_id: str, amount_micro: int, key: str, request_id: str, ttl_seconds: int, timeout: float
+        self,
+        user_id: str,
+        amount_micro: int,
+        key: str,
+        request_id: str,
+        ttl_seconds: int,
+        timeout: float,
+        payer: Payer = SELF,
     ) -> Hold: ...
 
     async def settle(
@@ -71,7 +90,14 @@ class GrpcLedger:
         return self._made
 
     async def reserve(
-        self, user_id: str, amount_micro: int, key: str, request_id: str, ttl_seconds: int, timeout: float
+        self,
+        user_id: str,
+        amount_micro: int,
+        key: str,
+        request_id: str,
+        ttl_seconds: int,
+        timeout: float,
+        payer: Payer = SELF,
     ) -> Hold:
         request = credits_pb2.ReserveRequest(
             user_id=user_id,
@@ -79,6 +105,9 @@ class GrpcLedger:
             idempotency_key=key,
             request_id=request_id,
             ttl_seconds=ttl_seconds,
+            account_id=payer.account_id,
+            key_id=payer.key_id,
+            team_id=payer.team_id,
         )
         try:
             reply = await self._stub.Reserve(request, timeout=timeout, metadata=metadata())

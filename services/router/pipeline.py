@@ -31,7 +31,7 @@ from services.router import normalize, telemetry
 from services.router.adapters.base import Adapter, Reply, UpstreamError
 from services.router.adapters.openai import OpenAIAdapter
 from services.router.catalog import Catalog, Model, Provider
-from services.router.clients import Funds, Hold, Ledger, Vault
+from services.router.clients import Funds, Hold, Ledger, Payer, Vault
 from services.router.deployments import Deployments
 from services.router.health_view import HealthView
 from services.router.model_access import ModelAccess
@@ -63,10 +63,16 @@ class Caller:
     inline_provider: str = ""
     inline_key: str = field(default="", repr=False)
     team_id: str = ""
-    team_pays: bool = False  # the team's pool pays
+    team_pays: bool = False  # the team's pool ("team:<team_id>") pays, and its balance is the one reported
     # The models this caller may be answered by (model_access.py); empty: any.
     allowed_models: tuple[str, ...] = ()
     team_allowed_models: tuple[str, ...] = ()
+
+    @property
+    def payer(self) -> Payer:
+        """Who pays this caller's holds, and whose budgets (key, user, team) they count against."""
+        pool = f"team:{self.team_id}" if self.team_pays and self.team_id else ""
+        return Payer(account_id=pool, key_id=self.key_id, team_id=self.team_id)
 
 
 @dataclass(slots=True)
@@ -517,6 +523,7 @@ class Router:
             caller.request_id,
             self._hold_ttl(caller),
             caller.deadline.remaining(self.settings.rpc_timeout),
+            caller.payer,
         )
 
     def _hold_ttl(self, caller: Caller) -> int:

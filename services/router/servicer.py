@@ -35,8 +35,10 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
     ) -> router_pb2.CompletionReply:
         caller, admission = await self.callers.admit(req, context)
         parsed = requests.parse(route, req.body, req.power_level, header_tags=req.tags, client_api=req.client_api)
+        per_model = await self.callers.admit_model(parsed.model, self.router.catalog)
         body, outcome = await self.router.complete(parsed, caller)
         await self.callers.spend(admission, outcome)
+        await self.callers.spend(per_model, outcome)
         return router_pb2.CompletionReply(body=body, outcome=outcome)
 
     async def _stream(
@@ -44,9 +46,11 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
     ) -> AsyncIterator[router_pb2.StreamEvent]:
         caller, admission = await self.callers.admit(req, context)
         parsed = requests.parse(route, req.body, req.power_level, header_tags=req.tags, client_api=req.client_api)
+        per_model = await self.callers.admit_model(parsed.model, self.router.catalog)
         async for event in self.router.stream(parsed, caller):
             if event.HasField("outcome"):
                 await self.callers.spend(admission, event.outcome)
+                await self.callers.spend(per_model, event.outcome)
             yield event
 
     @rpc
@@ -107,7 +111,8 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
     async def CountTokens(self, request: router_pb2.CompletionRequest, context: Context) -> router_pb2.TokenCount:
         request_id.set(request.request_id)
         parsed = requests.parse("chat", request.body, request.power_level)
-        model = self.router.decide(parsed).candidates[0].model
+        # Counted for a model the caller may use only: its allow-lists hold here as for a completion.
+        model = self.router.decide(parsed, access=ModelAccess.of(*allow_lists(request))).candidates[0].model
         return router_pb2.TokenCount(
             input_tokens=parsed.prompt.bound(model), model=model.id, tokenized=parsed.prompt.tokenized(model)
         )

@@ -36,6 +36,8 @@ ERRORS: dict[str, ErrorKind] = {
     # An internal call without a valid service identity: a deployment fault, never the client's.
     "unauthenticated": ErrorKind(grpc.StatusCode.UNAUTHENTICATED, 500, "api_error"),
     "insufficient_credits": ErrorKind(grpc.StatusCode.FAILED_PRECONDITION, 402, "insufficient_quota"),
+    # A hard budget limit of the key, user or team would be passed; the message names the budget and its reset.
+    "budget_exceeded": ErrorKind(grpc.StatusCode.FAILED_PRECONDITION, 402, "insufficient_quota"),
     "permission_denied": ErrorKind(grpc.StatusCode.PERMISSION_DENIED, 403, "permission_error"),
     # A model outside the key's or its team's allow-list (services/router/model_access.py).
     "model_not_allowed": ErrorKind(grpc.StatusCode.PERMISSION_DENIED, 403, "permission_error"),

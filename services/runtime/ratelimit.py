@@ -207,6 +207,11 @@ class RateLimited(DomainError):
         self.headers = headers
 
 
+def smallest(*limits: int) -> int:
+    """The tightest of several limits, 0 (none) when none is set."""
+    return min((n for n in limits if n > 0), default=0)
+
+
 class Limiter:
     """The limits of a principal's key and user, counted in `counters`; refusals counted in `refused`."""
 
@@ -250,3 +255,42 @@ class Limiter:
         for window in admission.windows:
             if not window.requests and window.limit > 0:
                 await self.counters.add(window.key, tokens, WINDOW)
+
+    async def admit_model(
+        self, principal: keyvault_pb2.Principal, model: str, rpm: int, tpm: int, aliases: Sequence[str] = ()
+    ) -> Admission | None:
+        """Count a request for `model` in the key's windows for it and the model's own, or refuse it (429).
+        A policy's limit may name the model by its id or any of its `aliases`: each applies, whatever name
+        the request used (the windows are the id's)."""
+        slot = int(time.time() // WINDOW)
+        names = (model, *aliases)
+        limits = [
+            found[name]
+            for found in (principal.policy.model_limits, principal.team_policy.model_limits)
+            for name in names
+            if name in found
+        ]
+        key_rpm = smallest(*(lim.rpm for lim in limits))
+        key_tpm = smallest(*(lim.tpm for lim in limits))
+        windows = (
+            Window(f"rl:km:{principal.key_id}:{model}:r:{slot}", key_rpm, True),
+            Window(f"rl:model:{model}:r:{slot}", rpm, True),
+            Window(f"rl:km:{principal.key_id}:{model}:t:{slot}", key_tpm, False),
+            Window(f"rl:model:{model}:t:{slot}", tpm, False),
+        )
+        if not any(w.limit > 0 for w in windows):
+            return None
+        verdict = await self.counters.check(windows, WINDOW)
+        admission = Admission(windows, verdict)
+        if not verdict.allowed:
+            blocked = windows[verdict.blocked]
+            scope = "key_model" if blocked.key.startswith("rl:km:") else "model"
+            kind = "requests" if blocked.requests else "tokens"
+            self.refused.labels(scope, kind).inc()
+            whose = f"this API key's use of model '{model}'" if scope == "key_model" else f"model '{model}'"
+            wait = max(1, math.ceil(verdict.retry_after))
+            raise RateLimited(
+                f"Rate limit reached for {kind} per minute on {whose}: limit {blocked.limit}. Retry after {wait}s.",
+                {**admission.headers(), "retry-after": str(wait)},
+            )
+        return admission

@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -127,6 +128,47 @@ def test_forty_concurrent_first_requests_of_a_new_user_are_all_served(prod: Suit
         return [r.status_code for r in replies]
 
     assert asyncio.run(burst()) == [200] * 40
+
+
+def test_a_keys_budget_under_concurrency_on_postgresql(prod: Suite) -> None:
+    """A key's budget on PostgreSQL, reached by 30 concurrent SDK requests: 402 `budget_exceeded` past it, what
+    was charged never above it, nothing left reserved, and `tollgate credits reconcile` clean."""
+    admin = bearer(create_key(prod, f"ops-{uuid.uuid4().hex[:8]}", scopes=("admin",)))
+    prompt = " ".join(["ab"] * 100)  # 100 tokens in, 101 out: about 3,000 micro-credits a request
+    with httpx.Client(base_url=f"http://{prod.host}:{prod.ports.gateway}", timeout=30) as http:
+        made = http.post("/v1/admin/keys", json={"user_id": f"budget-{uuid.uuid4().hex[:8]}"}, headers=admin)
+        assert made.status_code == 201, made.text
+        key, key_id = made.json()["key"], made.json()["id"]
+        body = {"scope": "key", "scope_id": key_id, "period": "daily", "timezone": "UTC", "limit": "0.02"}
+        budget = http.post("/v1/budgets", json=body, headers=admin)
+        assert budget.status_code == 201, budget.text
+
+        async def burst() -> list[Any]:
+            async with openai.AsyncOpenAI(base_url=prod.base_url, api_key=key, max_retries=0, timeout=60) as sdk:
+                return await asyncio.gather(
+                    *(
+                        sdk.chat.completions.create(
+                            model="echo-paid", messages=[{"role": "user", "content": prompt}], max_tokens=101
+                        )
+                        for _ in range(30)
+                    ),
+                    return_exceptions=True,
+                )
+
+        results = asyncio.run(burst())
+        refused = [r for r in results if isinstance(r, Exception)]
+        assert all(isinstance(r, openai.APIStatusError) and r.status_code == 402 for r in refused), refused
+        assert refused and len(refused) < len(results)
+        assert {r.response.json()["error"]["code"] for r in refused if isinstance(r, openai.APIStatusError)} == {
+            "budget_exceeded"
+        }
+        after = next(b for b in http.get("/v1/budgets", headers=admin).json()["data"] if b["id"] == budget.json()["id"])
+        rows = http.get("/v1/usage", params={"key": key_id, "limit": 100}, headers=bearer(key)).json()["data"]
+        charged = sum(row["cost_micro"] for row in rows if row["status"] == "ok")
+        assert after["reserved_micro"] == 0
+        assert after["spent_micro"] == charged <= after["limit_micro"] == 20_000
+    report = reconcile(prod.env["TOLLGATE_CREDITS_DATABASE_URL"])
+    assert report.returncode == 0, report.stdout + report.stderr
 
 
 def test_a_database_outage_is_503_with_retry_after_and_said_once(prod: Suite, credits_db: TcpProxy) -> None:

@@ -76,16 +76,19 @@ def test_a_teams_allow_list_applies_to_its_members_keys(
 
 
 async def test_the_parallel_cap_refuses_the_request_past_it(
-    suite: Suite, http: httpx.Client, admin: dict[str, str]
+    suite: Suite, http: httpx.Client, admin: dict[str, str], upstream: httpx.Client
 ) -> None:
     key = new_key(http, admin, f"par-{tag()}", credits=5, max_parallel=2)["key"]
     client = openai.AsyncOpenAI(base_url=suite.base_url, api_key=key, max_retries=0, timeout=30)
+    before = upstream_count(upstream, "/v1/chat/completions", "slow-3000")
     slow = [asyncio.create_task(client.chat.completions.create(model="slow-paid", messages=HI)) for _ in range(2)]
-    await asyncio.sleep(1.0)  # both in flight (slow-paid answers after 3 s)
-    began = time.monotonic()
+    deadline = time.monotonic() + 10
+    while upstream_count(upstream, "/v1/chat/completions", "slow-3000") < before + 2:  # both in flight (3 s each)
+        assert time.monotonic() < deadline, "the two slow requests never reached the upstream"
+        await asyncio.sleep(0.05)
+    # Refused at once, not queued behind the two (a queued request would have been answered).
     with pytest.raises(openai.RateLimitError) as err:
         await client.chat.completions.create(model="echo-paid", messages=HI)
-    assert time.monotonic() - began < 1.5
     assert "parallel" in err.value.message and err.value.response.headers["retry-after"] == "1"
     assert all(r.choices for r in await asyncio.gather(*slow))
     assert (await client.chat.completions.create(model="echo-paid", messages=HI)).choices  # the slots came back

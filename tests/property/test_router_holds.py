@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from services.router import tokens
 from services.router.adapters.base import Event, Reply
 from services.router.catalog import Catalog, Model, parse
-from services.router.clients import Funds, Hold
+from services.router.clients import SELF, Funds, Hold, Payer
 from services.router.health_view import HealthView
 from services.router.pipeline import Caller, Router, Settings
 from services.router.pricing import output_limit
@@ -168,7 +168,14 @@ class Ledger:
     settled: list[tuple[int, int]] = field(default_factory=list)
 
     async def reserve(
-        self, user_id: str, amount_micro: int, key: str, request_id: str, ttl_seconds: int, timeout: float
+        self,
+        user_id: str,
+        amount_micro: int,
+        key: str,
+        request_id: str,
+        ttl_seconds: int,
+        timeout: float,
+        payer: Payer = SELF,
     ) -> Hold:
         hold_id = uuid.uuid4().hex
         self.holds[hold_id] = amount_micro

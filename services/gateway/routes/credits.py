@@ -1,9 +1,11 @@
 """Credits and usage over HTTP: balance, admin grants, the transaction journal, the usage log and summaries.
 
 A user sees only their own account; an admin key may name another user with `?user=` (and, on the usage
-routes, every user with `?user=*`). Amounts are shown in credits (decimal strings, exact) and in integer
-micro-credits. The usage routes filter by `model`, `key`, `end_user` and `tag.<name>`; the summary groups
-by day, model, provider, user, key, end_user or `tag:<name>`.
+routes, every user with `?user=*`). A team's pool (account "team:<team_id>") is read with `?team=` by
+admins and by that team's members, and granted to by admins (`team_id` instead of `user_id`). Amounts are
+shown in credits (decimal strings, exact) and in integer micro-credits. The usage routes filter by `model`,
+`key`, `end_user` and `tag.<name>`; the summary groups by day, model, provider, user, key, end_user or
+`tag:<name>`.
 """
 
 from __future__ import annotations
@@ -110,9 +112,27 @@ def _amount_micro(payload: dict[str, Any]) -> int:
     return int(micro)
 
 
+TEAM_ACCOUNT = "team:"
+
+
+def _account(request: Request, principal: keyvault_pb2.Principal) -> str:
+    """Whose balance: the caller's, another user's (admin, `?user=`) or a team pool's (`?team=`)."""
+    team = request.query_params.get("team")
+    if team is None:
+        return target_user(request, principal)
+    if not team or len(team) > 190:
+        raise DomainError("invalid_request", "'team' must be a team id", "team")
+    if team != principal.team_id:
+        # Not the caller's team: admins only; anyone else learns nothing about that team.
+        if "admin" not in principal.scopes:
+            raise DomainError("not_found", f"No team {team[:60]!r} of yours", "team")
+        require_admin(principal)
+    return TEAM_ACCOUNT + team
+
+
 async def balance(request: Request) -> Response:
     gateway = edge(request)
-    user = target_user(request, await gateway.principal(request))
+    user = _account(request, await gateway.principal(request))
     reply: credits_pb2.Balance = await gateway.call(
         gateway.clients.credits.GetBalance, credits_pb2.GetBalanceRequest(user_id=user), "credits"
     )
@@ -124,9 +144,16 @@ async def grant(request: Request) -> Response:
     principal = await gateway.principal(request)
     require_admin(principal)
     _body, payload = await read_json(request)
-    user = payload.get("user_id") or payload.get("user")
+    team = payload.get("team_id")
+    user: Any
+    if team is not None:
+        if not isinstance(team, str) or not team or len(team) > 190 or payload.get("user_id"):
+            raise DomainError("invalid_request", "'team_id' must be a team id (and no user_id with it)", "team_id")
+        user = TEAM_ACCOUNT + team
+    else:
+        user = payload.get("user_id") or payload.get("user")
     if not isinstance(user, str) or not user:
-        raise DomainError("invalid_request", "'user_id' is required", "user_id")
+        raise DomainError("invalid_request", "'user_id' (or 'team_id') is required", "user_id")
     key = request.headers.get("idempotency-key") or payload.get("idempotency_key") or f"http:{request_id.get()}"
     if not isinstance(key, str):
         raise DomainError("invalid_request", "'idempotency_key' must be a string", "idempotency_key")
@@ -313,8 +340,14 @@ _FILTERS = [
 ]
 _PAGE = [_USER, query("limit", "rows, 1-500", "integer"), query("before", "cursor from the previous page")]
 _SPAN = [query("since", "unix seconds or ISO 8601"), query("until", "unix seconds or ISO 8601")]
-_BALANCE = {"get": operation("Your balance, reserved and available credits, low flag", params=[_USER])}
-_GRANT = {"post": operation("Add credits to a user (admin); body {user_id, amount, kind?, reason?}", body="Object")}
+_TEAM = query("team", "a team's pool: admins, or members of that team")
+_BALANCE = {"get": operation("Your balance, reserved and available credits, low flag", params=[_USER, _TEAM])}
+_GRANT = {
+    "post": operation(
+        "Add credits to a user or a team's pool (admin); body {user_id | team_id, amount, kind?, reason?}",
+        body="Object",
+    )
+}
 extend("/v1/credits", False, _BALANCE)
 extend("/api/v1/llm/credits/balance", False, _BALANCE)
 extend("/v1/admin/credits", False, _GRANT)

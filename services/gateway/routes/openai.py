@@ -115,10 +115,11 @@ async def _accept(request: Request, route: str, dialect: Dialect | None = None) 
         except orjson.JSONEncodeError:  # nested past the 254 levels JSON is written with
             raise DomainError("invalid_request", "The request body is nested too deeply") from None
     VALIDATORS[route](payload)
-    admitted = await policy.admit(gateway, principal, payload)
     inline = _inline_key(payload)
     if inline is not None or "cache" in payload:
         body = orjson.dumps({k: v for k, v in payload.items() if k != "cache"})
+    # Last of the checks: a parallel slot taken here is given back only by `_served`.
+    admitted = await policy.admit(gateway, principal, payload)
     message = router_pb2.CompletionRequest(
         request_id=request_id.get(),
         caller=policy.caller(principal),

@@ -23,6 +23,8 @@ from starlette.requests import Request
 from services.gateway.app import create_app
 from services.gateway.clients import Clients
 from services.gateway.edge import Edge
+from services.gateway.routes import budgets as budget_routes
+from services.gateway.routes.budgets import Reach
 from services.gateway.settings import GatewaySettings
 from services.runtime import identity
 from services.runtime.channels import close_all
@@ -365,3 +367,168 @@ async def test_balance_grant_transactions_usage_routes(http: httpx.AsyncClient) 
     assert summary.status_code == 200 and summary.json()["data"] == []
     wrong = await http.get("/v1/usage/summary?group_by=week", headers=user)
     assert wrong.status_code == 400 and wrong.json()["error"]["param"] == "group_by"
+
+
+async def test_budgets_and_team_pools_over_grpc_and_the_cli(credits_service: Running) -> None:
+    address = credits_service.address
+    code, out = await _cli(address, "credits", "grant", "--team", "t9", "5")
+    assert code == 0 and "team:t9" in out and '"balance": "5.000000"' in out  # a pool opens empty
+    code, out = await _cli(address, "credits", "grant", "someone", "5", "--team", "t9")
+    assert code == 2
+    code, out = await _cli(
+        address, "budgets", "set", "key", "k9", "--period", "daily", "--timezone", "UTC", "--limit", "0.5"
+    )
+    assert code == 0 and '"limit": "0.500000"' in out, out
+    code, out = await _cli(address, "budgets", "set", "key", "k9", "--period", "daily", "--timezone", "Moon/Base")
+    assert code == 1 and "timezone" in out
+    code, out = await _cli(address, "budgets", "list", "--scope", "key")
+    assert code == 0 and '"scope_id": "k9"' in out and '"alert_percents": [\n      50,' in out
+    budget_id = out.split('"id": "')[1].split('"')[0]
+
+    async with identities.aio_channel(address, "router") as chan:
+        router = credits_pb2_grpc.CreditsStub(chan)
+        # The router may not set budgets; it reserves on the team's pool for a pooled member.
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await router.SetBudget(credits_pb2.Budget(scope="key", scope_id="k9", period="daily", timezone="UTC"))
+        assert err.value.code() is grpc.StatusCode.PERMISSION_DENIED
+        pooled = credits_pb2.ReserveRequest(
+            user_id="ann",
+            amount_micro=400_000,
+            idempotency_key="p:0:reserve",
+            request_id="p",
+            account_id="team:t9",
+            key_id="k9",
+            team_id="t9",
+        )
+        held = await router.Reserve(pooled)
+        assert held.balance.user_id == "team:t9" and held.balance.reserved_micro == 400_000
+        again = credits_pb2.ReserveRequest(
+            user_id="ann", amount_micro=200_000, idempotency_key="q:0:reserve", key_id="k9"
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await router.Reserve(again)
+        refused = from_rpc_error(err.value, "credits")
+        assert (refused.code, refused.kind.http_status) == ("budget_exceeded", 402)
+        assert budget_id in refused.message and "daily" in refused.message
+        await router.Release(credits_pb2.ReleaseRequest(hold_id=held.hold_id, idempotency_key="p:0:release"))
+    async with identities.aio_channel(address, "gateway") as chan:
+        gateway = credits_pb2_grpc.CreditsStub(chan)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await gateway.SetBudget(
+                credits_pb2.Budget(scope="key", scope_id="k9", period="daily", timezone="UTC", limit_micro=-1)
+            )
+        bad = from_rpc_error(err.value, "credits")
+        assert (bad.code, bad.param) == ("invalid_request", "limit")
+        listed = await gateway.ListBudgets(credits_pb2.ListBudgetsRequest(budget_id=budget_id))
+        assert [b.reserved_micro for b in listed.budgets] == [0]
+    code, out = await _cli(address, "budgets", "delete", budget_id)
+    assert code == 0 and budget_id in out
+    code, out = await _cli(address, "budgets", "delete", budget_id)
+    assert code == 1
+
+
+def test_a_budget_webhook_without_a_secret_stops_the_service(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "TOLLGATE_DATA_DIR": str(tmp_path),
+        "TOLLGATE_CREDITS_BUDGET_WEBHOOK_URL": "https://hooks.example/budgets",
+        **identities.env(),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "services.credits"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert "TOLLGATE_CREDITS_BUDGET_WEBHOOK_SECRET" in done.stderr and "Traceback" not in done.stderr
+
+
+TEAMS = {
+    "t1": Reach(manage=True, team_id="t1", users={"ada", "bo"}, keys={"k_ada", "k_bo"}),
+    "t2": Reach(manage=True, team_id="t2", users={"cy"}, keys={"k_cy"}),
+}
+
+
+@pytest.mark.parametrize("service_url", ["sqlite"], indirect=True)
+async def test_team_admins_reach_their_own_team_only(http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attacks of a team admin on another team's budgets. Team membership stands in for keyvault's `GetTeam`
+    (built by the teams work); the budgets and their checks are the real credits service's."""
+    people = {
+        "root": keyvault_pb2.Principal(user_id="root", scopes=["admin"]),
+        "ada": keyvault_pb2.Principal(user_id="ada", key_id="k_ada", scopes=["user"], team_id="t1", team_role="admin"),
+        "bo": keyvault_pb2.Principal(user_id="bo", key_id="k_bo", scopes=["user"], team_id="t1", team_role="member"),
+        "cy": keyvault_pb2.Principal(user_id="cy", key_id="k_cy", scopes=["user"], team_id="t2", team_role="admin"),
+    }
+
+    async def principal(self: Edge, request: Request) -> keyvault_pb2.Principal:
+        return people[request.headers["authorization"].removeprefix("Bearer ")]
+
+    async def team_reach(gateway: Edge, team_id: str) -> Reach:
+        return TEAMS[team_id]
+
+    monkeypatch.setattr(Edge, "principal", principal)
+    monkeypatch.setattr(budget_routes, "team_reach", team_reach)
+
+    def who(name: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {name}"}
+
+    day = {"period": "daily", "timezone": "UTC", "limit": "3"}
+    theirs = await http.post("/v1/budgets", json={"scope": "team", "scope_id": "t2", **day}, headers=who("cy"))
+    assert theirs.status_code == 201, theirs.text
+    their_key = await http.post("/v1/budgets", json={"scope": "key", "scope_id": "k_cy", **day}, headers=who("root"))
+    mine = await http.post("/v1/budgets", json={"scope": "user", "scope_id": "bo", **day}, headers=who("ada"))
+    assert mine.status_code == 201 and their_key.status_code == 201
+
+    # Ada (admin of t1) cannot set t2's budgets, its members' or their keys', nor rewrite t2's by id.
+    for body in (
+        {"scope": "team", "scope_id": "t2"},
+        {"scope": "user", "scope_id": "cy"},
+        {"scope": "key", "scope_id": "k_cy"},
+        {"scope": "team", "scope_id": "t2", "id": theirs.json()["id"]},
+    ):
+        refused = await http.post("/v1/budgets", json={**body, **day, "limit": "999"}, headers=who("ada"))
+        assert refused.status_code == 403, refused.text
+    sneaky = {"scope": "user", "scope_id": "bo", "id": theirs.json()["id"], **day}
+    assert (await http.post("/v1/budgets", json=sneaky, headers=who("ada"))).status_code == 404
+    # Deleting another team's budget by id reads as not found, and leaves it there.
+    for budget in (theirs.json(), their_key.json()):
+        gone = await http.delete(f"/v1/budgets/{budget['id']}", headers=who("ada"))
+        assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found"
+    listed = (await http.get("/v1/budgets", headers=who("root"))).json()["data"]
+    assert {b["id"] for b in listed} == {theirs.json()["id"], their_key.json()["id"], mine.json()["id"]}
+    assert [b["limit"] for b in listed if b["id"] == theirs.json()["id"]] == ["3.000000"]
+    # Each sees its own team's; a member sees the budgets that apply to it and cannot set one.
+    assert [b["id"] for b in (await http.get("/v1/budgets", headers=who("ada"))).json()["data"]] == [mine.json()["id"]]
+    seen_by_cy = {b["id"] for b in (await http.get("/v1/budgets", headers=who("cy"))).json()["data"]}
+    assert seen_by_cy == {theirs.json()["id"], their_key.json()["id"]}
+    assert [b["id"] for b in (await http.get("/v1/budgets", headers=who("bo"))).json()["data"]] == [mine.json()["id"]]
+    own = await http.post("/v1/budgets", json={"scope": "user", "scope_id": "bo", **day}, headers=who("bo"))
+    assert own.status_code == 403
+    assert (await http.delete(f"/v1/budgets/{mine.json()['id']}", headers=who("bo"))).status_code == 403
+    # Ada manages her own team's.
+    assert (await http.delete(f"/v1/budgets/{mine.json()['id']}", headers=who("ada"))).json()["deleted"] is True
+
+
+@pytest.mark.parametrize("service_url", ["sqlite"], indirect=True)
+async def test_team_pool_grant_and_balance_routes(http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    people = {
+        "root": keyvault_pb2.Principal(user_id="root", scopes=["admin"]),
+        "ada": keyvault_pb2.Principal(user_id="ada", scopes=["user"], team_id="t1", team_role="member"),
+        "cy": keyvault_pb2.Principal(user_id="cy", scopes=["user"], team_id="t2", team_role="admin"),
+    }
+
+    async def principal(self: Edge, request: Request) -> keyvault_pb2.Principal:
+        return people[request.headers["authorization"].removeprefix("Bearer ")]
+
+    monkeypatch.setattr(Edge, "principal", principal)
+    root, ada, cy = ({"authorization": f"Bearer {n}"} for n in ("root", "ada", "cy"))
+    granted = await http.post("/v1/admin/credits", json={"team_id": "t1", "amount": "40"}, headers=root)
+    assert granted.status_code == 201 and granted.json()["user_id"] == "team:t1"
+    assert granted.json()["balance"] == "40.000000"  # a pool opens empty
+    both = await http.post("/v1/admin/credits", json={"team_id": "t1", "user_id": "ada", "amount": 1}, headers=root)
+    assert both.status_code == 400 and both.json()["error"]["param"] == "team_id"
+    refused = await http.post("/v1/admin/credits", json={"team_id": "t2", "amount": "40"}, headers=cy)
+    assert refused.status_code == 403  # a team admin does not mint credits
+    pool = await http.get("/v1/credits?team=t1", headers=ada)
+    assert pool.status_code == 200 and pool.json()["available"] == "40.000000"
+    assert (await http.get("/v1/credits?team=t1", headers=root)).json()["user_id"] == "team:t1"
+    assert (await http.get("/v1/credits?team=t1", headers=cy)).status_code == 404
+    assert (await http.get("/v1/credits?user=team:t1", headers=cy)).status_code == 403

@@ -35,3 +35,19 @@ def test_bad_grant_stops_start_up_naming_the_setting(monkeypatch: pytest.MonkeyP
     with pytest.raises(SystemExit) as stop:
         load(CreditsSettings)
     assert "TOLLGATE_CREDITS_DEFAULT_GRANT" in str(stop.value)
+
+
+def test_a_budget_webhook_without_its_secret_stops_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.credits.__main__ import check, dispatcher_of
+
+    monkeypatch.setenv("TOLLGATE_CREDITS_BUDGET_WEBHOOK_URL", "https://hooks.example/budgets")
+    with pytest.raises(SystemExit) as stop:
+        check(load(CreditsSettings))
+    assert "TOLLGATE_CREDITS_BUDGET_WEBHOOK_SECRET" in str(stop.value)
+    assert "TOLLGATE_CREDITS_BUDGET_WEBHOOK_URL" in str(stop.value)
+    monkeypatch.setenv("TOLLGATE_CREDITS_BUDGET_WEBHOOK_SECRET", "s3cret-signing-key")
+    settings = load(CreditsSettings)
+    check(settings)
+    destination = dispatcher_of(settings, None).destinations["budget_alert"]  # type: ignore[arg-type]
+    assert destination.secret == "s3cret-signing-key"
+    assert "s3cret" not in repr(destination)

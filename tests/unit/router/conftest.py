@@ -10,7 +10,7 @@ import pytest
 
 from services.demo_upstream.server import Upstream, start_upstream
 from services.router.catalog import Catalog, parse
-from services.router.clients import Funds, Hold
+from services.router.clients import SELF, Funds, Hold, Payer
 from services.router.health_view import HealthView
 from services.router.pipeline import Router, Settings
 from services.runtime.errors import DomainError
@@ -79,15 +79,24 @@ class FakeLedger:
     calls: list[tuple[str, str, int]] = field(default_factory=list)
     usage: list[credits_pb2.UsageRecord] = field(default_factory=list)
     holds: dict[str, int] = field(default_factory=dict)
+    payers: list[Payer] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
     async def reserve(
-        self, user_id: str, amount_micro: int, key: str, request_id: str, ttl_seconds: int, timeout: float
+        self,
+        user_id: str,
+        amount_micro: int,
+        key: str,
+        request_id: str,
+        ttl_seconds: int,
+        timeout: float,
+        payer: Payer = SELF,
     ) -> Hold:
         if amount_micro > self.available:
             raise DomainError("insufficient_credits", "not enough credits")
         hold_id = f"h{next(self._ids)}"
         self.holds[hold_id] = amount_micro
+        self.payers.append(payer)
         self.calls.append(("reserve", key, amount_micro))
         return Hold(hold_id, Funds(self.available - amount_micro, False))
 

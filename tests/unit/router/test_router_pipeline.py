@@ -380,3 +380,16 @@ async def test_an_estimated_reply_is_never_charged_past_its_hold(router: Router)
     reserved = [amount for kind, _, amount in ledger(router).calls if kind == "reserve"]
     assert ledger(router).charged() == [outcome.cost_micro, events[-1].outcome.cost_micro]
     assert all(c <= r for c, r in zip(ledger(router).charged(), reserved, strict=True))
+
+
+async def test_a_pooled_teams_member_reserves_on_the_team_account_with_key_and_team(router: Router) -> None:
+    from services.router.clients import Payer
+
+    await router.complete(parse("chat", chat("echo")), caller(team_id="t1", team_pays=True))
+    await router.complete(parse("chat", chat("echo")), caller(team_id="t1"))
+    await router.complete(parse("chat", chat("echo")), caller(team_pays=True))  # no team: the user pays
+    assert ledger(router).payers == [
+        Payer(account_id="team:t1", key_id="k1", team_id="t1"),
+        Payer(account_id="", key_id="k1", team_id="t1"),
+        Payer(account_id="", key_id="k1", team_id=""),
+    ]

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from services.router.catalog import Catalog
-from services.router.clients import Funds, Hold
+from services.router.clients import SELF, Funds, Hold, Payer
 from services.router.health_view import HealthView
 from services.router.pipeline import Caller, Router, Settings
 from services.router.request import parse
@@ -39,10 +39,17 @@ class FlakyLedger(FakeLedger):
     landed: dict[str, int] = field(default_factory=dict)
 
     async def reserve(
-        self, user_id: str, amount_micro: int, key: str, request_id: str, ttl_seconds: int, timeout: float
+        self,
+        user_id: str,
+        amount_micro: int,
+        key: str,
+        request_id: str,
+        ttl_seconds: int,
+        timeout: float,
+        payer: Payer = SELF,
     ) -> Hold:
         self.ttls.append(ttl_seconds)
-        return await super().reserve(user_id, amount_micro, key, request_id, ttl_seconds, timeout)
+        return await super().reserve(user_id, amount_micro, key, request_id, ttl_seconds, timeout, payer)
 
     async def settle(
         self, hold_id: str, amount_micro: int, key: str, usage: credits_pb2.UsageRecord, timeout: float

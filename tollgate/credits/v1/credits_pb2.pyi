@@ -37,12 +37,14 @@ class Budget(_message.Message):
     def __init__(self, budget_id: _Optional[str] = ..., scope: _Optional[str] = ..., scope_id: _Optional[str] = ..., period: _Optional[str] = ..., timezone: _Optional[str] = ..., limit_micro: _Optional[int] = ..., alert_percents: _Optional[_Iterable[int]] = ..., soft_limit_micro: _Optional[int] = ..., spent_micro: _Optional[int] = ..., reserved_micro: _Optional[int] = ..., period_start_unix_ms: _Optional[int] = ..., resets_unix_ms: _Optional[int] = ..., actor: _Optional[str] = ...) -> None: ...
 
 class ListBudgetsRequest(_message.Message):
-    __slots__ = ("scope", "scope_id")
+    __slots__ = ("scope", "scope_id", "budget_id")
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     SCOPE_ID_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_ID_FIELD_NUMBER: _ClassVar[int]
     scope: str
     scope_id: str
-    def __init__(self, scope: _Optional[str] = ..., scope_id: _Optional[str] = ...) -> None: ...
+    budget_id: str
+    def __init__(self, scope: _Optional[str] = ..., scope_id: _Optional[str] = ..., budget_id: _Optional[str] = ...) -> None: ...
 
 class ListBudgetsReply(_message.Message):
     __slots__ = ("budgets",)
