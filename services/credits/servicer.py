@@ -92,7 +92,11 @@ def usage_record(entry: UsageEntry) -> credits_pb2.UsageRecord:
 
 def usage_filter(message: credits_pb2.UsageFilter) -> usage.UsageFilter:
     return usage.UsageFilter(
-        model=message.model, api_key_id=message.api_key_id, end_user=message.end_user, tags=dict(message.tags)
+        model=message.model,
+        api_key_id=message.api_key_id,
+        end_user=message.end_user,
+        tags=dict(message.tags),
+        users=tuple(message.user_ids),
     )
 
 

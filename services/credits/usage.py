@@ -82,6 +82,7 @@ class UsageFilter:
     api_key_id: str = ""
     end_user: str = ""
     tags: dict[str, str] = field(default_factory=dict)
+    users: tuple[str, ...] = ()
 
     def checked(self) -> UsageFilter:
         attribution.tags(self.tags, "tag")
@@ -215,6 +216,8 @@ def _window(user_id: str, since_ms: int, until_ms: int, only: UsageFilter | None
             where.append(usage.c.api_key_id == only.api_key_id)
         if only.end_user:
             where.append(usage.c.end_user == only.end_user)
+        if only.users:
+            where.append(usage.c.user_id.in_(only.users))
         where.extend(_tag(name) == value for name, value in sorted(only.tags.items()))
     return where
 

@@ -127,6 +127,23 @@ def require_admin(principal: keyvault_pb2.Principal) -> None:
     identity.act_for(principal.user_id, principal.scopes)
 
 
+def is_team_admin(principal: keyvault_pb2.Principal) -> bool:
+    return bool(principal.team_id) and principal.team_role == "admin"
+
+
+async def team_members(gateway: Edge, principal: keyvault_pb2.Principal, team_id: str) -> set[str]:
+    """The members of a team the caller administers (an admin: any team); any other team reads as not found."""
+    if is_admin(principal):
+        require_admin(principal)
+    elif not (is_team_admin(principal) and team_id == principal.team_id):
+        raise DomainError("not_found", f"No team {team_id[:60]!r} of yours", "team")
+    identity.act_for(principal.user_id, principal.scopes)  # keyvault holds a team admin's reads to its team
+    team: keyvault_pb2.Team = await gateway.call(
+        gateway.clients.keyvault.GetTeam, keyvault_pb2.GetTeamRequest(team_id=team_id), "keyvault"
+    )
+    return {m.user_id for m in team.members if m.team_id in ("", team_id)}
+
+
 def target_user(request: Request, principal: keyvault_pb2.Principal, param: str = "user") -> str:
     """The user a read route acts on: the caller, or the one an admin names with `?user=`."""
     named = request.query_params.get(param)

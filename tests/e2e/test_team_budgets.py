@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from services.launcher import Suite
-from tests.e2e.support import bearer
+from tests.e2e.support import bearer, eventually
 
 PAID: Any = [{"role": "user", "content": "hello there"}]
 
@@ -127,3 +127,45 @@ def test_a_team_admin_reaches_its_own_teams_budgets_only(
     assert http.delete(f"/v1/budgets/{ours.json()['id']}", headers=as_bo).status_code == 403
     assert http.get(f"/v1/credits?team={blue}", headers=as_ada).status_code == 404
     assert http.delete(f"/v1/budgets/{ours.json()['id']}", headers=as_ada).json()["deleted"] is True
+
+
+def test_a_team_admin_reads_its_members_usage_and_no_one_elses(
+    suite: Suite, http: httpx.Client, keys: dict[str, str]
+) -> None:
+    admin = bearer(keys["admin_key"])
+    lead, dev, outsider = f"lead-{tag()}", f"dev-{tag()}", f"out-{tag()}"
+    ours = team(http, admin, pooled=True, members={lead: "admin", dev: "member"})
+    theirs = team(http, admin, pooled=True, members={outsider: "admin"})
+    for pool in (ours, theirs):
+        assert http.post("/v1/admin/credits", json={"team_id": pool, "amount": "1"}, headers=admin).status_code == 201
+    made = {user: key_of(http, admin, user) for user in (lead, dev, outsider)}
+    for user in (dev, dev, outsider):
+        with openai.OpenAI(base_url=suite.base_url, api_key=made[user]["key"], max_retries=0) as sdk:
+            sdk.chat.completions.create(model="echo-paid", messages=PAID)
+    as_lead, as_dev = bearer(made[lead]["key"]), bearer(made[dev]["key"])
+
+    def team_usage() -> list[dict[str, Any]]:
+        return list(http.get("/v1/usage", params={"team": ours}, headers=as_lead).json()["data"])
+
+    eventually(lambda: len(team_usage()) >= 2, "the team's two rows written")
+    team_rows = team_usage()
+    assert [r["user_id"] for r in team_rows] == [dev, dev]
+    member_rows = http.get("/v1/usage", params={"user": dev}, headers=as_lead).json()["data"]
+    assert len(member_rows) == 2
+    summary = http.get("/v1/usage/summary", params={"team": ours, "group_by": "user"}, headers=as_lead).json()
+    assert summary["team"] == ours and [(g["key"], g["requests"]) for g in summary["data"]] == [(dev, 2)]
+    assert sum(g["cost_micro"] for g in summary["data"]) == sum(r["cost_micro"] for r in team_rows) > 0
+    # Admins read any team's; nobody else reads another team, another team's member, or its own team as a member.
+    assert len(http.get("/v1/usage", params={"team": theirs}, headers=admin).json()["data"]) == 1
+    for params, who in (
+        ({"team": theirs}, as_lead),
+        ({"user": outsider}, as_lead),
+        ({"team": ours}, as_dev),
+        ({"user": lead}, as_dev),
+    ):
+        refused = http.get("/v1/usage", params=params, headers=who)
+        assert refused.status_code in (403, 404) and "error" in refused.json(), (params, refused.text)
+        summed = http.get("/v1/usage/summary", params=params, headers=who)
+        assert summed.status_code in (403, 404), (params, summed.text)
+    both = http.get("/v1/usage", params={"team": ours, "user": dev}, headers=as_lead)
+    assert both.status_code == 400 and both.json()["error"]["param"] == "team"

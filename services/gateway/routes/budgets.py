@@ -17,10 +17,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from services.gateway.edge import Edge, edge, is_admin, json_response, read_json, require_admin
+from services.gateway.edge import (
+    Edge,
+    edge,
+    is_admin,
+    is_team_admin,
+    json_response,
+    read_json,
+    require_admin,
+    team_members,
+)
 from services.gateway.openapi import extend, operation, path_param, query
 from services.gateway.routes.credits import credits
-from services.runtime import identity
 from services.runtime.errors import DomainError
 from tollgate.credits.v1 import credits_pb2
 from tollgate.keyvault.v1 import keyvault_pb2
@@ -52,10 +60,6 @@ class Reach:
         return False
 
 
-def is_team_admin(principal: keyvault_pb2.Principal) -> bool:
-    return bool(principal.team_id) and principal.team_role == "admin"
-
-
 async def _keys_of(gateway: Edge, user_id: str) -> set[str]:
     reply: keyvault_pb2.ListApiKeysReply = await gateway.call(
         gateway.clients.keyvault.ListApiKeys, keyvault_pb2.ListApiKeysRequest(user_id=user_id), "keyvault"
@@ -63,12 +67,10 @@ async def _keys_of(gateway: Edge, user_id: str) -> set[str]:
     return {k.key_id for k in reply.keys if k.user_id == user_id}
 
 
-async def team_reach(gateway: Edge, team_id: str) -> Reach:
+async def team_reach(gateway: Edge, principal: keyvault_pb2.Principal) -> Reach:
     """A team admin's reach: the team, its members (keyvault's `GetTeam`) and each member's keys."""
-    team: keyvault_pb2.Team = await gateway.call(
-        gateway.clients.keyvault.GetTeam, keyvault_pb2.GetTeamRequest(team_id=team_id), "keyvault"
-    )
-    users = {m.user_id for m in team.members if m.team_id in ("", team_id)}
+    team_id = principal.team_id
+    users = await team_members(gateway, principal, team_id)
     keys: set[str] = set()
     for user in sorted(users):
         keys |= await _keys_of(gateway, user)
@@ -81,8 +83,7 @@ async def reach_of(gateway: Edge, principal: keyvault_pb2.Principal) -> Reach:
         require_admin(principal)
         return Reach(everything=True, manage=True)
     if is_team_admin(principal):
-        identity.act_for(principal.user_id, principal.scopes)  # keyvault holds the team's reads to its members
-        return await team_reach(gateway, principal.team_id)
+        return await team_reach(gateway, principal)
     # Anyone else: the budgets its own requests count against (its user, the key it calls with, its team).
     return Reach(team_id=principal.team_id, users={principal.user_id}, keys={principal.key_id} - {""})
 

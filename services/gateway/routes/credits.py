@@ -18,7 +18,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from services.gateway.edge import aliased, edge, json_response, read_json, require_admin, target_user
+from services.gateway.edge import (
+    Edge,
+    aliased,
+    edge,
+    is_admin,
+    is_team_admin,
+    json_response,
+    read_json,
+    require_admin,
+    target_user,
+    team_members,
+)
 from services.gateway.openapi import extend, operation, query
 from services.runtime import attribution
 from services.runtime.errors import DomainError
@@ -213,15 +224,29 @@ async def transactions(request: Request) -> Response:
 _TAG_PREFIX = "tag."
 
 
-def _usage_user(request: Request, principal: keyvault_pb2.Principal) -> str:
-    """Whose usage: the caller's own, another user's (admin, `?user=`), or everyone's (admin, `?user=*`: '')."""
-    if request.query_params.get("user") == "*":
+async def _usage_of(gateway: Edge, request: Request, principal: keyvault_pb2.Principal) -> tuple[str, list[str]]:
+    """Whose usage, as (user, members): the caller's own; another user's (`?user=`: an admin, or a team's admin
+    for one of its members); a team's members' (`?team=`: an admin, or that team's admin); everyone's (an admin,
+    `?user=*`). A team's members come back as `members` with user ''; a team with none has `[""]`, no row's user.
+    """
+    named, team = request.query_params.get("user"), request.query_params.get("team")
+    if team is not None:
+        if named is not None:
+            raise DomainError("invalid_request", "Name a user or a team, not both", "team")
+        if not team or len(team) > 190:
+            raise DomainError("invalid_request", "'team' must be a team id", "team")
+        return "", sorted(await team_members(gateway, principal, team)) or [""]
+    if named == "*":
         require_admin(principal)
-        return ""
-    return target_user(request, principal)
+        return "", []
+    if named and named != principal.user_id and not is_admin(principal) and is_team_admin(principal):
+        if named not in await team_members(gateway, principal, principal.team_id):
+            raise DomainError("not_found", f"No member {named[:60]!r} of your team", "user")
+        return named, []
+    return target_user(request, principal), []
 
 
-def _usage_filter(request: Request) -> credits_pb2.UsageFilter:
+def _usage_filter(request: Request, members: list[str]) -> credits_pb2.UsageFilter:
     """`?model=`, `?key=`, `?end_user=` and `?tag.<name>=<value>` (each at most once; all must match)."""
     query = request.query_params
     for name in {k for k in query if k in ("model", "key", "end_user") or k.startswith(_TAG_PREFIX)}:
@@ -238,6 +263,7 @@ def _usage_filter(request: Request) -> credits_pb2.UsageFilter:
         api_key_id=query.get("key", ""),
         end_user=query.get("end_user", ""),
         tags=attribution.tags(tags, "tag"),
+        user_ids=members,
     )
 
 
@@ -251,7 +277,7 @@ def _parts(message: credits_pb2.UsageRecord | credits_pb2.UsageGroup) -> dict[st
 
 async def usage(request: Request) -> Response:
     gateway = edge(request)
-    user = _usage_user(request, await gateway.principal(request))
+    user, members = await _usage_of(gateway, request, await gateway.principal(request))
     reply: credits_pb2.ListUsageReply = await gateway.call(
         gateway.clients.credits.ListUsage,
         credits_pb2.ListUsageRequest(
@@ -260,7 +286,7 @@ async def usage(request: Request) -> Response:
             until_unix_ms=_time_ms(request, "until"),
             limit=_int(request, "limit", 100, 1, 1000),
             before_id=_cursor(request),
-            filter=_usage_filter(request),
+            filter=_usage_filter(request, members),
         ),
         "credits",
     )
@@ -302,7 +328,7 @@ async def usage(request: Request) -> Response:
 
 async def usage_summary(request: Request) -> Response:
     gateway = edge(request)
-    user = _usage_user(request, await gateway.principal(request))
+    user, members = await _usage_of(gateway, request, await gateway.principal(request))
     group_by = request.query_params.get("group_by", "day")
     reply: credits_pb2.UsageSummaryReply = await gateway.call(
         gateway.clients.credits.UsageSummary,
@@ -311,7 +337,7 @@ async def usage_summary(request: Request) -> Response:
             group_by=group_by,
             since_unix_ms=_time_ms(request, "since"),
             until_unix_ms=_time_ms(request, "until"),
-            filter=_usage_filter(request),
+            filter=_usage_filter(request, members),
         ),
         "credits",
     )
@@ -327,11 +353,13 @@ async def usage_summary(request: Request) -> Response:
         }
         for g in reply.groups
     ]
-    return json_response({"object": "usage.summary", "group_by": group_by, "user_id": user or "*", "data": data})
+    whose: dict[str, Any] = {"team": request.query_params["team"]} if members else {"user_id": user or "*"}
+    return json_response({"object": "usage.summary", "group_by": group_by, **whose, "data": data})
 
 
 _USER = query("user", "admin only: another user's account")
-_USAGE_USER = query("user", "admin only: another user's usage, or * for every user's")
+_USAGE_USER = query("user", "another user's usage (admin, or a team admin for a member), or * for every user's (admin)")
+_USAGE_TEAM = query("team", "the usage of a team's members (admin, or that team's admin)")
 _FILTERS = [
     query("model", "only this model (catalog id)"),
     query("key", "only this API key id"),
@@ -356,7 +384,11 @@ extend("/v1/credits/transactions", True, {"get": operation("Your journal, newest
 extend(
     "/v1/usage",
     True,
-    {"get": operation("Your usage log, newest first", params=[_USAGE_USER, *_PAGE[1:], *_SPAN, *_FILTERS])},
+    {
+        "get": operation(
+            "Your usage log, newest first", params=[_USAGE_USER, _USAGE_TEAM, *_PAGE[1:], *_SPAN, *_FILTERS]
+        )
+    },
 )
 extend(
     "/v1/usage/summary",
@@ -366,6 +398,7 @@ extend(
             "Usage totals by day, model, provider, user, API key, end user or tag",
             params=[
                 _USAGE_USER,
+                _USAGE_TEAM,
                 query("group_by", "day | model | provider | user | key | end_user | tag:<name>"),
                 *_SPAN,
                 *_FILTERS,

@@ -461,8 +461,8 @@ async def test_team_admins_reach_their_own_team_only(http: httpx.AsyncClient, mo
     async def principal(self: Edge, request: Request) -> keyvault_pb2.Principal:
         return people[request.headers["authorization"].removeprefix("Bearer ")]
 
-    async def team_reach(gateway: Edge, team_id: str) -> Reach:
-        return TEAMS[team_id]
+    async def team_reach(gateway: Edge, principal: keyvault_pb2.Principal) -> Reach:
+        return TEAMS[principal.team_id]
 
     monkeypatch.setattr(Edge, "principal", principal)
     monkeypatch.setattr(budget_routes, "team_reach", team_reach)

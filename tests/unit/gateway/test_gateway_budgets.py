@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from services.gateway.routes.budgets import Reach, budget_request, is_team_admin
+from services.gateway.edge import is_team_admin
+from services.gateway.routes.budgets import Reach, budget_request
 from services.runtime.errors import DomainError
 from tollgate.keyvault.v1 import keyvault_pb2
 

@@ -326,7 +326,7 @@ class ListUsageReply(_message.Message):
     def __init__(self, rows: _Optional[_Iterable[_Union[UsageRow, _Mapping]]] = ..., next_before_id: _Optional[str] = ...) -> None: ...
 
 class UsageFilter(_message.Message):
-    __slots__ = ("model", "api_key_id", "end_user", "tags")
+    __slots__ = ("model", "api_key_id", "end_user", "tags", "user_ids")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -338,11 +338,13 @@ class UsageFilter(_message.Message):
     API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
     END_USER_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
+    USER_IDS_FIELD_NUMBER: _ClassVar[int]
     model: str
     api_key_id: str
     end_user: str
     tags: _containers.ScalarMap[str, str]
-    def __init__(self, model: _Optional[str] = ..., api_key_id: _Optional[str] = ..., end_user: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    user_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model: _Optional[str] = ..., api_key_id: _Optional[str] = ..., end_user: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., user_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class UsageSummaryRequest(_message.Message):
     __slots__ = ("user_id", "group_by", "since_unix_ms", "until_unix_ms", "filter")
