@@ -32,10 +32,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(autouse=True)
 def _unsigned_process() -> Iterator[None]:
-    """A test that makes this process sign its calls (as the gateway's app does) leaves it unsigned again."""
-    yield
+    """A test that makes this process sign its calls (as the gateway's app does) leaves it unsigned again, and one
+    that runs a route's code in this process (which may act for an admin) leaves it acting for nobody."""
     from services.runtime import identity
 
+    with identity.acting_for_nobody():
+        yield
     identity.use(None)
 
 

@@ -260,8 +260,11 @@ class EdgeMiddleware:
             carrier = (
                 {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]} if tracing.enabled() else None
             )
-            with tracing.server_span(
-                f"HTTP {scope['method']}", carrier, **{"http.method": scope["method"], "http.target": scope["path"]}
+            with (
+                identity.acting_for_nobody(),
+                tracing.server_span(
+                    f"HTTP {scope['method']}", carrier, **{"http.method": scope["method"], "http.target": scope["path"]}
+                ),
             ):
                 await self.app(scope, receive, send_with_id)
         except DomainError as err:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import contextvars
 import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,17 @@ def use(signer: Signer | None) -> None:
 def act_for(user_id: str, scopes: Iterable[str]) -> None:
     """The gateway's calls made in this request speak for this user, with these scopes (`admin` matters)."""
     _acting.set((user_id, ",".join(scopes)))
+
+
+@contextlib.contextmanager
+def acting_for_nobody() -> Iterator[None]:
+    """A request's calls speak for nobody until it calls `act_for`, and whom they spoke for ends with it (a context
+    that outlives the request, as an in-process app's does, must not keep an admin's identity)."""
+    token = _acting.set(None)
+    try:
+        yield
+    finally:
+        _acting.reset(token)
 
 
 def outgoing(method: str, metadata: Any, signer: Signer | None = None) -> tuple[tuple[str, str], ...]:
