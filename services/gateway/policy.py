@@ -60,14 +60,19 @@ def permits(allowed: Sequence[str], model: router_pb2.Model) -> bool:
     """Whether an allow-list (empty: every model) admits `model`."""
     if not allowed:
         return True
-    names = {model.id, *model.aliases, f"tier:{model.tier}"}
-    return any(entry in names for entry in allowed)
+    names = {model.id, *model.aliases, _tier(f"tier:{model.tier}")}
+    return any(_tier(entry) in names for entry in allowed)
+
+
+def _tier(entry: str) -> str:
+    """A `tier:<name>` entry in one spelling (the router reads the prefix and the tier's name in any case)."""
+    return "tier:" + entry[5:].upper() if entry[:5].lower() == "tier:" else entry
 
 
 def unknown_models(names: Sequence[str], known: dict[str, router_pb2.Model]) -> str | None:
     """The first name of a policy that is no catalog id, alias or known tier."""
-    tiers = {f"tier:{m.tier}" for m in known.values() if m.tier}
-    return next((n for n in names if n not in known and n not in tiers), None)
+    tiers = {f"tier:{m.tier.upper()}" for m in known.values() if m.tier}
+    return next((n for n in names if n not in known and _tier(n) not in tiers), None)
 
 
 @dataclass

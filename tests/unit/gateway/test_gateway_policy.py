@@ -45,7 +45,10 @@ def test_the_caller_carries_the_team_and_both_allow_lists() -> None:
         (["echo-paid"], True),
         (["echo"], True),
         (["tier:BALANCED"], True),
+        (["TIER:balanced"], True),  # as the router reads it: the gateway must not refuse what the router allows
         (["echo-free", "tier:FREE"], False),
+        (["tier:free"], False),
+        (["ECHO-PAID"], False),  # ids and aliases are exact
     ],
 )
 def test_allow_lists_match_ids_aliases_and_tiers(allowed: list[str], expected: bool) -> None:
@@ -56,6 +59,7 @@ def test_unknown_policy_models_are_named() -> None:
     known = {"echo-paid": PAID, "echo": PAID}
     assert unknown_models(["echo", "tier:BALANCED"], known) is None
     assert unknown_models(["echo", "tier:NOPE"], known) == "tier:NOPE"
+    assert unknown_models(["Tier:balanced"], known) is None
     assert unknown_models(["nope"], known) == "nope"
 
 
