@@ -26,7 +26,7 @@ from prometheus_client.mmap_dict import MmapedDict
 
 from services.launcher import Suite
 from tests.conftest import free_port
-from tests.e2e.support import PLATFORM_KEY, bearer, start_suite
+from tests.e2e.support import PLATFORM_KEY, bearer, create_key, start_suite
 from tests.promtool import promtool
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -149,13 +149,13 @@ def sample(text: str, name: str, **labels: str) -> float:
     return total
 
 
-def chat(observed: Observed, model: str, content: str = "hello there", **headers: str) -> httpx.Response:
+def chat(observed: Observed, model: str, content: str = "hello there", key: str = "", **headers: str) -> httpx.Response:
     body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": content}]}
     if model == "unreachable":
         body["power_level"] = "custom"  # that model alone: no fallback
     return httpx.post(
         f"{observed.suite.base_url}/chat/completions",
-        headers={**bearer(observed.key), **headers},
+        headers={**bearer(key or observed.key), **headers},
         json=body,
         timeout=30,
     )
@@ -265,7 +265,9 @@ def test_every_service_exposes_its_families_after_traffic(observed: Observed) ->
 
 def test_one_request_is_one_trace(observed: Observed, receiver: Receiver) -> None:
     trace_id = "5b8aa5a2d2c872e8321cf37308d69df2"
-    reply = chat(observed, "echo-paid", PROMPT_CANARY, traceparent=f"00-{trace_id}-051581bf3cb55c13-01")
+    # A key the gateway has not authenticated yet (a cached one would leave keyvault out of the trace).
+    fresh = create_key(observed.suite, f"traced-{uuid.uuid4().hex[:8]}")
+    reply = chat(observed, "echo-paid", PROMPT_CANARY, fresh, traceparent=f"00-{trace_id}-051581bf3cb55c13-01")
     assert reply.status_code == 200
     wanted = {("tollgate-gateway", "HTTP POST"), ("tollgate-router", "Chat"), ("tollgate-credits", "Reserve")}
     wanted |= {("tollgate-credits", "Settle"), ("tollgate-keyvault", "Authenticate")}

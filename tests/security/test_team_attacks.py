@@ -255,7 +255,7 @@ def test_a_team_admin_cannot_lift_the_budget_an_admin_set_on_its_team(
         {"name": "n" * 201},
         {"pooled": "yes"},
         {"models": ["tier:"]},
-        {"models": ["tier:balanced"]},
+        {"models": ["tier:no-such-tier"]},
         {"models": ["echo-paid\u0000"]},
         {"models": ["x"] * 201},
         {"max_parallel": 1e300},
