@@ -55,6 +55,7 @@ async def build() -> Service:
         settings.settle_journal_dir or settings.data_dir / "router",
         settings.rpc_timeout_seconds,
         settings.settle_retry_max_seconds,
+        settings.settle_journal_sync,
     )
     router = Router(
         catalog,
@@ -66,6 +67,7 @@ async def build() -> Service:
             rpc_timeout=settings.rpc_timeout_seconds,
             byok_fallback_to_platform=settings.byok_fallback_to_platform,
             deployment_cooldown_seconds=settings.deployment_cooldown_seconds,
+            settle_after_answer=settings.settle_after_answer,
         ),
         ledger,
         GrpcVault(lambda: channels.channel(settings.keyvault_addr), settings.byok_cache_ttl),
@@ -94,6 +96,7 @@ async def build() -> Service:
         return [router_pb2.DESCRIPTOR.services_by_name["Router"].full_name]
 
     async def close() -> None:
+        await settlements.drain(settings.rpc_timeout_seconds)
         await router.close()
         settlements.close()
         await counters.close()

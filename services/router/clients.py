@@ -44,7 +44,8 @@ SELF = Payer()
 @dataclass(slots=True)
 class Hold:
     hold_id: str
-    funds: Funds
+    funds: Funds  # what is left with this hold taken
+    amount_micro: int = 0
 
 
 class Ledger(Protocol):
@@ -113,7 +114,7 @@ class GrpcLedger:
             reply = await self._stub.Reserve(request, timeout=timeout, metadata=metadata())
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc, "credits") from None
-        return Hold(reply.hold_id, _funds(reply.balance))
+        return Hold(reply.hold_id, _funds(reply.balance), amount_micro)
 
     async def settle(
         self, hold_id: str, amount_micro: int, key: str, usage: credits_pb2.UsageRecord, timeout: float

@@ -107,6 +107,7 @@ class Settings:
     rpc_timeout: float = 5.0
     byok_fallback_to_platform: bool = False
     deployment_cooldown_seconds: float = 10.0
+    settle_after_answer: bool = True
 
 
 @dataclass
@@ -549,12 +550,19 @@ class Router:
     ) -> Funds:
         """Settle the hold for `cost` (nothing when free or BYOK) with its usage row; what the user has left.
 
-        A settle credits cannot take now stays owed and is repeated until it lands (`settlements`); the
-        answer goes out meanwhile, with the funds as the hold left them (a lower bound of what is left).
+        With `settle_after_answer` the settle is journaled to disk and made while the answer goes out; the
+        funds are then the hold's less what the request cost. A settle credits cannot take now stays owed and is
+        repeated until it lands (`settlements`); the answer goes out meanwhile, with the funds as the hold left
+        them (a lower bound of what is left).
         """
         usage = self._usage(trace, model, used, cost, status, credential.byok, estimated)
         key = f"{trace.ledger_id}:{attempt}:settle"
-        funds = await self.settlements.settle(hold.hold_id, cost, key, usage, self.settings.rpc_timeout)
+        timeout = self.settings.rpc_timeout
+        if self.settings.settle_after_answer and await self.settlements.settle_later(
+            hold.hold_id, cost, key, usage, timeout
+        ):
+            return Funds(hold.funds.available_micro + max(0, hold.amount_micro - cost), hold.funds.low)
+        funds = await self.settlements.settle(hold.hold_id, cost, key, usage, timeout)
         if funds is None:
             return hold.funds
         return funds

@@ -36,6 +36,13 @@ class RouterSettings(EdgeSettings):
     """Folder of the journal of settles owed to credits (kept across restarts); unset: `<data_dir>/router`."""
     settle_retry_max_seconds: float = 10.0
     """The longest pause between repeats of a settle credits could not take."""
+    settle_after_answer: bool = True
+    """Send the answer once its settle is in the journal (and, with `settle_journal_sync`, on disk), and settle
+    with credits meanwhile; the hold covers the request until the settle lands. Off: settle, then answer."""
+    settle_journal_sync: bool = True
+    """fdatasync the journal before an answer goes out ahead of its settle (one sync for all the settles written
+    meanwhile), so that a machine that dies in between cannot lose the charge; off: a killed router cannot
+    lose it, a crashed machine can."""
     byok_cache_ttl: float = 5.0
     """Seconds a user's provider-key lookup is reused."""
     byok_fallback_to_platform: bool = False

@@ -7,9 +7,15 @@ back-off until it lands. Repeating is safe: credits settles a hold once per key 
 its first result, and a hold its sweeper expired meanwhile is still charged (an explicit overdraft when
 the money is gone). A router killed between the answer and the settle finds the entry at its next start.
 
+Settling after the answer (`settle_later`): the settle is journaled and synced to disk (fdatasync, one
+for all the settles written meanwhile: a group commit off the event loop), then the answer goes out while
+credits takes the settle. Until it lands the hold still covers the request's worst case, so nothing can be
+spent twice; a router, or its machine, that dies in between leaves the settle in the journal. Without a
+journal (no folder) a settle is always made before the answer.
+
 Each process appends to its own `settles-<pid>.jsonl` under an exclusive lock; at start it adopts the
-files of processes that are gone, so replicas sharing a volume take over each other's debts. Lines are
-written without fsync: they survive the process (kill -9), not the machine.
+files of processes that are gone, so replicas sharing a volume take over each other's debts. With
+`sync` off, lines are written without fsync: they survive the process (kill -9), not the machine.
 """
 
 from __future__ import annotations
@@ -74,14 +80,24 @@ class Settlements:
     """The router's settles: journaled, tried once in line, repeated in the background while owed."""
 
     def __init__(
-        self, ledger: Ledger, folder: Path | None, rpc_timeout: float = 5.0, retry_max_seconds: float = 10.0
+        self,
+        ledger: Ledger,
+        folder: Path | None,
+        rpc_timeout: float = 5.0,
+        retry_max_seconds: float = 10.0,
+        sync: bool = True,
     ) -> None:
         self.ledger = ledger
         self.rpc_timeout = rpc_timeout
         self.retry_max_seconds = retry_max_seconds
+        self.sync = sync
         self.owed: dict[str, Owed] = {}
         self._settling: dict[str, Owed] = {}  # written and on their way to credits: their lines must stay
+        self._landing: set[asyncio.Task[Funds | None]] = set()  # settles made after their answers went out
         self._wake = asyncio.Event()
+        self._written = 0  # lines written, and of those the ones known to be on disk
+        self._synced = 0
+        self._syncing: asyncio.Future[None] | None = None
         self._fd: int | None = None
         self._path: Path | None = None
         if folder is not None:
@@ -123,6 +139,25 @@ class Settlements:
     def _write(self, line: bytes) -> None:
         if self._fd is not None:
             os.write(self._fd, line + b"\n")
+            self._written += 1
+
+    async def _durable(self) -> None:
+        """Wait until every line written so far is on disk: one fdatasync, in a thread, for all of them."""
+        if not self.sync or self._fd is None:
+            return
+        wanted = self._written
+        while self._synced < wanted:
+            if self._syncing is None:
+                self._syncing = asyncio.ensure_future(self._fdatasync())
+            await asyncio.shield(self._syncing)
+
+    async def _fdatasync(self) -> None:
+        upto = self._written
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, os.fdatasync, self._fd)  # type: ignore[arg-type]
+            self._synced = max(self._synced, upto)
+        finally:
+            self._syncing = None
 
     def _done(self, key: str) -> None:
         self._settling.pop(key, None)
@@ -132,6 +167,8 @@ class Settlements:
             os.ftruncate(self._fd, 0)
             for entry in self._settling.values():
                 self._write(entry.line())
+            if self.sync:
+                os.fdatasync(self._fd)
 
     async def settle(
         self, hold_id: str, amount_micro: int, key: str, usage: credits_pb2.UsageRecord, timeout: float
@@ -140,25 +177,63 @@ class Settlements:
         entry = Owed(hold_id, amount_micro, key, usage)
         self._settling[key] = entry
         self._write(entry.line())
+        return await self._land(entry, timeout)
+
+    async def settle_later(
+        self, hold_id: str, amount_micro: int, key: str, usage: credits_pb2.UsageRecord, timeout: float
+    ) -> bool:
+        """Journal the settle, sync it to disk and make it in the background: True once the answer may go out.
+
+        False when there is no journal to keep it (or the disk refused the sync): then settle in line.
+        """
+        if self._fd is None:
+            return False
+        entry = Owed(hold_id, amount_micro, key, usage)
+        self._settling[key] = entry
+        self._write(entry.line())
         try:
-            funds = await self.ledger.settle(hold_id, amount_micro, key, usage, timeout)
+            await self._durable()
+        except OSError as exc:
+            self._settling.pop(key, None)
+            log.warning("the settle journal could not be synced (%s): settling before the answer", exc)
+            return False
+        task = asyncio.ensure_future(self._land(entry, timeout, background=True))
+        self._landing.add(task)
+        task.add_done_callback(self._landing.discard)
+        return True
+
+    async def _land(self, entry: Owed, timeout: float, background: bool = False) -> Funds | None:
+        key = entry.key
+        try:
+            funds = await self.ledger.settle(entry.hold_id, entry.amount_micro, key, entry.usage, timeout)
         except DomainError as err:
             self._settling.pop(key, None)
             if err.code not in RETRIED:
                 self._done(key)
+                if background:
+                    log.error("settle of hold %s refused by credits: %s", entry.hold_id, err.message)
+                    return None
                 raise
             if not self.owed:
                 log.warning("credits cannot settle now (%s): settles are kept and repeated until it can", err.message)
             self.owed[key] = entry
             self._wake.set()
             return None
-        except BaseException:
+        except BaseException as exc:
             self._settling.pop(key, None)
             self.owed[key] = entry  # cancelled or our own fault mid-call: the repeat finds out what happened
             self._wake.set()
+            if background and isinstance(exc, Exception):
+                log.error("settle of hold %s failed (%s): kept and repeated", entry.hold_id, exc)
+                return None
             raise
         self._done(key)
         return funds
+
+    async def drain(self, timeout: float) -> None:
+        """Wait (at most `timeout` seconds) for the settles made after their answers; the rest stay journaled."""
+        if self._landing:
+            await asyncio.wait(set(self._landing), timeout=timeout)
 
     async def repeat(self) -> None:
         """Background: repeat every owed settle with back-off until each lands, forever."""

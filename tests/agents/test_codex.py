@@ -19,7 +19,7 @@ import pytest
 
 from services.launcher import Suite
 from tests.agents.support import agent_binary
-from tests.e2e.support import balance_micro, bearer, cost_micro, create_key, start_suite
+from tests.e2e.support import balance_micro, bearer, cost_micro, create_key, settled, start_suite
 
 PAID = (0.01, 0.02)  # echo-paid's catalog price
 MARKER = "codex-ran-42"
@@ -91,6 +91,7 @@ def _run_codex(codex: Path, suite: Suite, gateway: httpx.Client, upstream: httpx
     assert results and MARKER in results[-1]["content"], sent["messages"][-3:]
     assert upstream.get("/_stats").json()["requests"].get("/v1/chat/completions demo-echo") == 2
 
+    settled(gateway, key)
     rows = gateway.get("/v1/usage", headers=bearer(key)).json()["data"]
     assert len(rows) == 2 and {r["status"] for r in rows} == {"ok"}
     for row in rows:

@@ -55,10 +55,27 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def balance_micro(http: httpx.Client, key: str) -> int:
-    reply = http.get("/v1/credits", headers=bearer(key))
-    assert reply.status_code == 200, reply.text
-    return int(reply.json()["balance_micro"])
+def balance_micro(http: httpx.Client, key: str, wait: float = 10.0) -> int:
+    """The key's user's balance once nothing is held: the router settles an answer just after sending it."""
+    deadline = time.monotonic() + wait
+    while True:
+        reply = http.get("/v1/credits", headers=bearer(key))
+        assert reply.status_code == 200, reply.text
+        found = reply.json()
+        if found["reserved_micro"] == 0 or time.monotonic() > deadline:
+            return int(found["balance_micro"])
+        time.sleep(0.02)
+
+
+def settled(http: httpx.Client, key: str, wait: float = 10.0) -> None:
+    """Wait until the key's user holds nothing and has no pending usage row: every answer's settle landed."""
+
+    def idle() -> bool:
+        held = http.get("/v1/credits", headers=bearer(key)).json()["reserved_micro"]
+        rows = http.get("/v1/usage", headers=bearer(key)).json()["data"]
+        return bool(held == 0 and all(r["status"] != "pending" for r in rows))
+
+    eventually(idle, "every settle landed", wait)
 
 
 def words(text: str) -> int:

@@ -27,7 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from services.launcher import Suite
-from tests.e2e.support import bearer, eventually, grpc_channel, reconcile, start_suite
+from tests.e2e.support import bearer, eventually, grpc_channel, reconcile, settled, start_suite
 
 SECRET = "whsec-e2e-budget-signing-4b1d"
 WORDS = 100
@@ -160,6 +160,7 @@ def test_a_keys_monthly_budget_under_50_concurrent_requests(
         assert part in error["message"], error["message"]
     assert {r.status_code for r in refusals} == {402}
 
+    settled(gateway, key)
     after = budget_of(gateway, admin, budget["id"])
     usage = gateway.get("/v1/usage", params={"key": key_id, "limit": 1000}, headers=bearer(key)).json()["data"]
     charged = sum(row["cost_micro"] for row in usage if row["status"] == "ok")

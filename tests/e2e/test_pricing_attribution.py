@@ -16,7 +16,7 @@ import openai
 import pytest
 
 from services.launcher import Suite
-from tests.e2e.support import balance_micro, bearer, create_key, upstream_count, words
+from tests.e2e.support import balance_micro, bearer, create_key, settled, upstream_count, words
 
 PROMPT = " ".join(f"word{n}" for n in range(40))  # 40 prompt tokens by the fake upstream's rule
 REPLY_TOKENS = 41  # "echo:" and the 40 words
@@ -59,6 +59,7 @@ def cached_usage(upstream: httpx.Client) -> Iterator[None]:
 
 
 def _rows(http: httpx.Client, key: str, **query: str) -> list[dict[str, Any]]:
+    settled(http, key)
     reply = http.get("/v1/usage", params=query, headers=bearer(key))
     assert reply.status_code == 200, reply.text
     return list(reply.json()["data"])

@@ -26,6 +26,7 @@ from tests.e2e.support import (
     cost_micro,
     create_key,
     reconcile,
+    settled,
     words,
 )
 
@@ -162,6 +163,7 @@ def test_a_keys_budget_under_concurrency_on_postgresql(prod: Suite) -> None:
         assert {r.response.json()["error"]["code"] for r in refused if isinstance(r, openai.APIStatusError)} == {
             "budget_exceeded"
         }
+        settled(http, key)
         after = next(b for b in http.get("/v1/budgets", headers=admin).json()["data"] if b["id"] == budget.json()["id"])
         rows = http.get("/v1/usage", params={"key": key_id, "limit": 100}, headers=bearer(key)).json()["data"]
         charged = sum(row["cost_micro"] for row in rows if row["status"] == "ok")

@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from services.launcher import Suite, free_port
-from tests.e2e.support import PLATFORM_KEY, balance_micro, bearer, create_key, start_suite
+from tests.e2e.support import PLATFORM_KEY, balance_micro, bearer, create_key, settled, start_suite
 
 BYOK_KEY = "sk-canary-byok-" + uuid.uuid4().hex
 INLINE_KEY = "sk-canary-inline-" + uuid.uuid4().hex
@@ -99,6 +99,7 @@ def test_stored_byok_key_reaches_the_provider_and_is_not_charged(
     assert balance_micro(http, user_key) == before
     upstream = httpx.get(f"{suite.upstream_url.rsplit('/v1', 1)[0]}/_stats").json()
     assert upstream["last_authorization"]["demo-echo"] == f"Bearer {BYOK_KEY}"
+    settled(http, user_key)
     usage = http.get("/v1/usage", headers=bearer(user_key)).json()["data"]
     assert any(row["byok"] and row["model"] == "echo-paid" for row in usage)
 

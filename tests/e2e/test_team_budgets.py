@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from services.launcher import Suite
-from tests.e2e.support import bearer, eventually
+from tests.e2e.support import bearer, eventually, usage_rows
 
 PAID: Any = [{"role": "user", "content": "hello there"}]
 
@@ -57,9 +57,7 @@ def test_a_pooled_teams_two_keys_share_its_balance_and_its_budget(
     for made in (ann_key, ben_key):
         with openai.OpenAI(base_url=suite.base_url, api_key=made["key"], max_retries=0) as sdk:
             sdk.chat.completions.create(model="echo-paid", messages=PAID, max_tokens=20)
-    rows = {
-        u: http.get("/v1/usage", headers=bearer(k["key"])).json()["data"] for u, k in ((ann, ann_key), (ben, ben_key))
-    }
+    rows = {u: usage_rows(http, k["key"], 1) for u, k in ((ann, ann_key), (ben, ben_key))}
     spent = 0
     for user, made in ((ann, ann_key), (ben, ben_key)):
         [row] = rows[user]

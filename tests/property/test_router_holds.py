@@ -15,9 +15,11 @@ import asyncio
 import base64
 import json
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -33,6 +35,7 @@ from services.router.health_view import HealthView
 from services.router.pipeline import Caller, Router, Settings
 from services.router.pricing import output_limit
 from services.router.request import parse as parse_request
+from services.router.settlements import Settlements
 from services.runtime.channels import Deadline
 from services.runtime.errors import DomainError
 from tollgate.credits.v1 import credits_pb2
@@ -179,7 +182,7 @@ class Ledger:
     ) -> Hold:
         hold_id = uuid.uuid4().hex
         self.holds[hold_id] = amount_micro
-        return Hold(hold_id, Funds(10**12, False))
+        return Hold(hold_id, Funds(10**12, False), amount_micro)
 
     async def settle(
         self, hold_id: str, amount_micro: int, key: str, usage: credits_pb2.UsageRecord, timeout: float
@@ -339,6 +342,7 @@ async def _run(router: Router, route: str, raw: bytes, stream: bool) -> None:
             await router.complete(request, caller)
     except DomainError as err:
         event(f"refused: {err.param}")  # not accepted: nothing was held or charged
+    await router.settlements.drain(5)  # settles made after their answers
 
 
 @settings(
@@ -352,10 +356,19 @@ def test_no_accepted_request_settles_above_its_hold(
 ) -> None:
     route, body = request
     ledger, provider = Ledger(), Provider(draw.draw)
-    router = Router(
-        catalog, Settings(default_power_level="BALANCED"), ledger, Vault(), HealthView(), {"openai": provider}
-    )
-    asyncio.run(_run(router, route, orjson.dumps(body), stream))
+    with tempfile.TemporaryDirectory() as journal:
+        settlements = Settlements(ledger, Path(journal), sync=False)  # settled after the answer, as deployed
+        router = Router(
+            catalog,
+            Settings(default_power_level="BALANCED"),
+            ledger,
+            Vault(),
+            HealthView(),
+            {"openai": provider},
+            settlements=settlements,
+        )
+        asyncio.run(_run(router, route, orjson.dumps(body), stream))
+        settlements.close()
     event(f"{route}: {'settled' if ledger.settled else 'not settled'}")
     for hold, cost in ledger.settled:
         assert cost <= hold, f"settled {cost} above the hold {hold} for {body}"

@@ -368,8 +368,12 @@ def test_grpc_timeout_headers_do_not_reach_the_router(http: httpx.Client, pair: 
         headers = {**bearer(key), "grpc-timeout": value, "x-tollgate-deadline": "0"}
         reply = http.post(CHAT, json=body, headers=headers)
         assert reply.status_code == 200, reply.text
-    after = http.get("/v1/credits", headers=bearer(key)).json()
-    assert after["reserved_micro"] == 0 and after["balance_micro"] < before, (before, after)
+
+    def settled() -> bool:
+        after = http.get("/v1/credits", headers=bearer(key)).json()
+        return bool(after["reserved_micro"] == 0 and after["balance_micro"] < before)
+
+    eventually(settled, "the three calls settled and charged")
 
 
 # --- rate-limit windows and Retry-After --------------------------------------------------------------------------

@@ -118,8 +118,13 @@ def ask(user: str, body: dict[str, object], power_level: str = "") -> router_pb2
 
 
 def balance(suite: Suite, user: str) -> int:
-    reply = suite.credits.GetBalance(credits_pb2.GetBalanceRequest(user_id=user), timeout=5)
-    return int(reply.balance_micro)
+    """The user's balance once nothing is held (the router settles an answer just after sending it)."""
+    deadline = time.monotonic() + 10
+    while True:
+        reply = suite.credits.GetBalance(credits_pb2.GetBalanceRequest(user_id=user), timeout=5)
+        if reply.reserved_micro == 0 or time.monotonic() > deadline:
+            return int(reply.balance_micro)
+        time.sleep(0.02)
 
 
 MESSAGES = [{"role": "user", "content": "hello there friend"}]

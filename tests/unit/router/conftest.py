@@ -98,7 +98,7 @@ class FakeLedger:
         self.holds[hold_id] = amount_micro
         self.payers.append(payer)
         self.calls.append(("reserve", key, amount_micro))
-        return Hold(hold_id, Funds(self.available - amount_micro, False))
+        return Hold(hold_id, Funds(self.available - amount_micro, False), amount_micro)
 
     async def settle(
         self, hold_id: str, amount_micro: int, key: str, usage: credits_pb2.UsageRecord, timeout: float

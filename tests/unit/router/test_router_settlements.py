@@ -5,6 +5,7 @@ Holds live as long as their request may (plus a margin), not for the ledger's fi
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import uuid
@@ -66,8 +67,8 @@ def caller(seconds: float = 10.0) -> Caller:
     return Caller(request_id=uuid.uuid4().hex, user_id="u1", key_id="k1", deadline=Deadline(seconds))
 
 
-def make_router(catalog: Catalog, ledger: FlakyLedger, folder: Path | None) -> Router:
-    settings = Settings(default_power_level="BALANCED", hold_ttl_margin_seconds=30)
+def make_router(catalog: Catalog, ledger: FlakyLedger, folder: Path | None, after_answer: bool = True) -> Router:
+    settings = Settings(default_power_level="BALANCED", hold_ttl_margin_seconds=30, settle_after_answer=after_answer)
     return Router(catalog, settings, ledger, FakeVault(), HealthView(), settlements=Settlements(ledger, folder))
 
 
@@ -132,14 +133,25 @@ async def test_a_stream_whose_settle_fails_still_ends_whole(pipeline_catalog: Ca
 
 
 async def test_a_refused_settle_is_not_repeated(pipeline_catalog: Catalog, tmp_path: Path) -> None:
+    """Settled before the answer, a refusal fails the request; settled after it, the refusal is logged."""
     ledger = FlakyLedger(down="conflict")
-    router = make_router(pipeline_catalog, ledger, tmp_path)
+    router = make_router(pipeline_catalog, ledger, tmp_path, after_answer=False)
     try:
         with pytest.raises(DomainError) as err:
             await router.complete(parse("chat", orjson.dumps(CHAT)), caller())
         assert err.value.code == "conflict" and not router.settlements.owed
     finally:
         await router.close()
+    router.settlements.close()
+    later = make_router(pipeline_catalog, ledger, tmp_path / "later")
+    try:
+        await later.complete(parse("chat", orjson.dumps(CHAT)), caller())
+        await later.settlements.drain(5)
+        assert not later.settlements.owed and not ledger.landed
+        assert read_owed(tmp_path / "later" / f"settles-{os.getpid()}.jsonl") == []
+    finally:
+        await later.close()
+        later.settlements.close()
 
 
 @pytest.mark.parametrize(("seconds", "ttl"), [(10.0, 40), (600.0, 630), (5000.0, 900)])
@@ -161,3 +173,87 @@ def test_a_torn_last_line_is_skipped(tmp_path: Path) -> None:
     whole = Owed("h1", 5, "k1:1:settle", usage).line()
     path.write_bytes(whole + b"\n" + whole[:20])
     assert [e.key for e in read_owed(path)] == ["k1:1:settle"]
+
+
+@dataclass
+class GatedLedger(FlakyLedger):
+    """Credits that takes settles only once `gate` is open."""
+
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def settle(
+        self, hold_id: str, amount_micro: int, key: str, usage: credits_pb2.UsageRecord, timeout: float
+    ) -> Funds:
+        await self.gate.wait()
+        return await super().settle(hold_id, amount_micro, key, usage, timeout)
+
+
+def count_syncs(monkeypatch: pytest.MonkeyPatch, fail: bool = False) -> list[int]:
+    synced: list[int] = []
+    real = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        if fail:
+            raise OSError(5, "Input/output error")
+        synced.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    return synced
+
+
+async def test_an_answer_goes_out_once_its_settle_is_on_disk(
+    pipeline_catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced = count_syncs(monkeypatch)
+    ledger = GatedLedger(available=10**9)
+    router = make_router(pipeline_catalog, ledger, tmp_path)
+    try:
+        _, outcome = await router.complete(parse("chat", orjson.dumps(CHAT)), caller())
+        # Answered while credits has not taken the settle: it is in the journal, synced, and the hold stands.
+        assert ledger.landed == {} and len(ledger.holds) == 1 and synced
+        owed = read_owed(tmp_path / f"settles-{os.getpid()}.jsonl")
+        assert [e.amount_micro for e in owed] == [outcome.cost_micro]
+        held = next(amount for kind, _, amount in ledger.calls if kind == "reserve")
+        assert outcome.credits_remaining_micro == 10**9 - outcome.cost_micro
+        assert held > outcome.cost_micro > 0
+        ledger.gate.set()
+        await router.settlements.drain(5)
+        assert ledger.charged() == [outcome.cost_micro] and not ledger.holds
+        assert read_owed(tmp_path / f"settles-{os.getpid()}.jsonl") == []
+    finally:
+        await router.close()
+        router.settlements.close()
+
+
+async def test_settles_written_together_share_one_sync(
+    pipeline_catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced = count_syncs(monkeypatch)
+    ledger = FlakyLedger(available=10**9)
+    router = make_router(pipeline_catalog, ledger, tmp_path)
+    try:
+        outcomes = await asyncio.gather(
+            *(router.complete(parse("chat", orjson.dumps(CHAT)), caller()) for _ in range(30))
+        )
+        await router.settlements.drain(5)
+        assert sorted(ledger.charged()) == sorted(o.cost_micro for _, o in outcomes)
+        assert 1 <= len(synced) < 30
+    finally:
+        await router.close()
+        router.settlements.close()
+
+
+async def test_a_journal_that_cannot_sync_settles_before_the_answer(
+    pipeline_catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    count_syncs(monkeypatch, fail=True)
+    ledger = FlakyLedger(available=10**9)
+    router = make_router(pipeline_catalog, ledger, tmp_path)
+    try:
+        _, outcome = await router.complete(parse("chat", orjson.dumps(CHAT)), caller())
+        assert ledger.charged() == [outcome.cost_micro] and not ledger.holds  # settled before it returned
+        assert read_owed(tmp_path / f"settles-{os.getpid()}.jsonl") == []
+    finally:
+        await router.close()
+        router.settlements.close()
