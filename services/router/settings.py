@@ -39,10 +39,11 @@ class RouterSettings(EdgeSettings):
     settle_after_answer: bool = True
     """Send the answer once its settle is in the journal (and, with `settle_journal_sync`, on disk), and settle
     with credits meanwhile; the hold covers the request until the settle lands. Off: settle, then answer."""
-    settle_journal_sync: bool = True
+    settle_journal_sync: bool = False
     """fdatasync the journal before an answer goes out ahead of its settle (one sync for all the settles written
-    meanwhile), so that a machine that dies in between cannot lose the charge; off: a killed router cannot
-    lose it, a crashed machine can."""
+    meanwhile), so that a machine that dies in between cannot lose the charge either; off: a killed router
+    cannot lose it, a crashed machine can. Worth it only with the journal on a volume that outlives the machine
+    (`settle_journal_dir`); it costs one fdatasync per answer under load (docs/performance.md)."""
     byok_cache_ttl: float = 5.0
     """Seconds a user's provider-key lookup is reused."""
     byok_fallback_to_platform: bool = False

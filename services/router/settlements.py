@@ -7,15 +7,15 @@ back-off until it lands. Repeating is safe: credits settles a hold once per key 
 its first result, and a hold its sweeper expired meanwhile is still charged (an explicit overdraft when
 the money is gone). A router killed between the answer and the settle finds the entry at its next start.
 
-Settling after the answer (`settle_later`): the settle is journaled and synced to disk (fdatasync, one
-for all the settles written meanwhile: a group commit off the event loop), then the answer goes out while
-credits takes the settle. Until it lands the hold still covers the request's worst case, so nothing can be
-spent twice; a router, or its machine, that dies in between leaves the settle in the journal. Without a
-journal (no folder) a settle is always made before the answer.
+Settling after the answer (`settle_later`): the settle is journaled (with `sync`, also synced to disk:
+one fdatasync for all the settles written meanwhile, a group commit off the event loop), then the answer
+goes out while credits takes the settle. Until it lands the hold still covers the request's worst case, so
+nothing can be spent twice; a router (with `sync`, its machine too) that dies in between leaves the settle
+in the journal. Without a journal (no folder) a settle is always made before the answer.
 
 Each process appends to its own `settles-<pid>.jsonl` under an exclusive lock; at start it adopts the
-files of processes that are gone, so replicas sharing a volume take over each other's debts. With
-`sync` off, lines are written without fsync: they survive the process (kill -9), not the machine.
+files of processes that are gone, so replicas sharing a volume take over each other's debts. Lines not
+synced survive the process (kill -9), not the machine.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ class Settlements:
         folder: Path | None,
         rpc_timeout: float = 5.0,
         retry_max_seconds: float = 10.0,
-        sync: bool = True,
+        sync: bool = False,
     ) -> None:
         self.ledger = ledger
         self.rpc_timeout = rpc_timeout

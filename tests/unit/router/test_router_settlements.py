@@ -67,9 +67,12 @@ def caller(seconds: float = 10.0) -> Caller:
     return Caller(request_id=uuid.uuid4().hex, user_id="u1", key_id="k1", deadline=Deadline(seconds))
 
 
-def make_router(catalog: Catalog, ledger: FlakyLedger, folder: Path | None, after_answer: bool = True) -> Router:
+def make_router(
+    catalog: Catalog, ledger: FlakyLedger, folder: Path | None, after_answer: bool = True, sync: bool = True
+) -> Router:
     settings = Settings(default_power_level="BALANCED", hold_ttl_margin_seconds=30, settle_after_answer=after_answer)
-    return Router(catalog, settings, ledger, FakeVault(), HealthView(), settlements=Settlements(ledger, folder))
+    journal = Settlements(ledger, folder, sync=sync)
+    return Router(catalog, settings, ledger, FakeVault(), HealthView(), settlements=journal)
 
 
 async def test_a_settle_credits_cannot_take_is_owed_and_lands_once(pipeline_catalog: Catalog, tmp_path: Path) -> None:
@@ -254,6 +257,24 @@ async def test_a_journal_that_cannot_sync_settles_before_the_answer(
         _, outcome = await router.complete(parse("chat", orjson.dumps(CHAT)), caller())
         assert ledger.charged() == [outcome.cost_micro] and not ledger.holds  # settled before it returned
         assert read_owed(tmp_path / f"settles-{os.getpid()}.jsonl") == []
+    finally:
+        await router.close()
+        router.settlements.close()
+
+
+async def test_without_sync_an_answer_waits_for_no_disk(
+    pipeline_catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced = count_syncs(monkeypatch)
+    ledger = GatedLedger(available=10**9)
+    router = make_router(pipeline_catalog, ledger, tmp_path, sync=False)
+    try:
+        _, outcome = await router.complete(parse("chat", orjson.dumps(CHAT)), caller())
+        assert ledger.landed == {} and not synced  # answered, settle in the journal (not synced), not landed
+        assert [e.amount_micro for e in read_owed(tmp_path / f"settles-{os.getpid()}.jsonl")] == [outcome.cost_micro]
+        ledger.gate.set()
+        await router.settlements.drain(5)
+        assert ledger.charged() == [outcome.cost_micro]
     finally:
         await router.close()
         router.settlements.close()
