@@ -99,6 +99,15 @@ def rss_table(rss: Mapping[str, Mapping[str, float]]) -> str:
     return "\n".join("RSS MB  " + "  ".join(r) for r in rows)
 
 
+def idle_table(idle: Mapping[str, Mapping[str, float]]) -> str:
+    """CPU (% of one core) of every service of every target with no traffic."""
+    rows = [
+        [target, *(f"{name} {pct:.2f}" for name, pct in services.items()), f"total {sum(services.values()):.2f}"]
+        for target, services in idle.items()
+    ]
+    return "\n".join("idle CPU % of a core  " + "  ".join(r) for r in rows)
+
+
 def _ratio(num: float | None, den: float | None, floor: float = 0.01) -> str:
     if num is None or den is None:
         return "-"

@@ -510,6 +510,20 @@ def profile_under_load(target: Target, settings: Settings, seconds: float, mode:
 # -- the command ---------------------------------------------------------------------------------------------
 
 
+IDLE_SECONDS = 10.0
+
+
+def idle_cpu(target: Target, seconds: float, settle: float = 2.0) -> dict[str, float]:
+    """CPU of every service, as % of one core, while nobody sends anything (after the load, as in production)."""
+    assert target.meter is not None
+    print(f"idle: {seconds:.0f} s without traffic …", flush=True)
+    time.sleep(settle)
+    before = target.meter.cpu()
+    time.sleep(seconds)
+    after = target.meter.cpu()
+    return {name: (after[name] - before.get(name, 0.0)) / seconds * 100 for name in after}
+
+
 def ensure_wrk() -> bool:
     """wrk from the system packages, installed when missing and possible; otherwise the python engine."""
     if wrk_available():
@@ -554,6 +568,7 @@ class Report:
     machine: dict[str, Any] = field(default_factory=machine)
     scenarios: list[dict[str, Any]] = field(default_factory=list)
     rss_mb: dict[str, dict[str, float]] = field(default_factory=dict)
+    idle_cpu_pct: dict[str, dict[str, float]] = field(default_factory=dict)  # % of one core, no traffic
     capacity: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # target: which scenarios it did not run, and why
     soak: dict[str, Any] | None = None
@@ -651,6 +666,7 @@ def main(argv: list[str] | None = None) -> None:
                 result.capacity[target.name] = capacity(target, settings)
                 assert target.meter is not None
                 result.rss_mb[target.name] = target.meter.rss_mb()
+                result.idle_cpu_pct[target.name] = idle_cpu(target, IDLE_SECONDS)
         if not (args.soak or args.profile):
             for name in peers:
                 peer = stack.enter_context(start_peer(name, upstream_urls, args.workers, log_dir))
@@ -689,6 +705,8 @@ def main(argv: list[str] | None = None) -> None:
         print(report.capacity_summary(result.capacity))
     print()
     print(report.rss_table(result.rss_mb))
+    if result.idle_cpu_pct:
+        print(report.idle_table(result.idle_cpu_pct))
     print(f"\nresults: {path.relative_to(ROOT)}  logs: {log_dir.relative_to(ROOT)}")
 
 

@@ -14,6 +14,7 @@ ACCESS = Access.of(
         "Grant": {ADMIN},
         "Reserve": {R},
         "Settle": {R},
+        "SettleBatch": {R},
         "Release": {R},
         # The gateway logs its cache hits (free: the servicer refuses a cost from it).
         "RecordUsage": {R, G},

@@ -6,6 +6,7 @@ grant); the gateway authorizes the user it speaks for.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TypeAlias
 
 import grpc
@@ -15,10 +16,12 @@ from services.credits.ledger import Balance, Ledger, Transaction
 from services.credits.metrics import operation
 from services.credits.usage import UsageEntry
 from services.runtime import identity
-from services.runtime.errors import DomainError, rpc
+from services.runtime.errors import DomainError, rpc, unhandled
 from tollgate.credits.v1 import credits_pb2, credits_pb2_grpc
 
 Context: TypeAlias = grpc.aio.ServicerContext[object, object]
+
+MAX_SETTLE_BATCH = 256
 
 
 def balance_message(b: Balance) -> credits_pb2.Balance:
@@ -194,6 +197,9 @@ class CreditsServicer(credits_pb2_grpc.CreditsServicer):
 
     @rpc
     async def Settle(self, request: credits_pb2.SettleRequest, context: Context) -> credits_pb2.SettleReply:
+        return await self._settle(request)
+
+    async def _settle(self, request: credits_pb2.SettleRequest) -> credits_pb2.SettleReply:
         entry = usage_entry(request.usage) if request.HasField("usage") else None
         with operation("settle"):
             done = await holds.settle(
@@ -204,6 +210,24 @@ class CreditsServicer(credits_pb2_grpc.CreditsServicer):
             overdraft_micro=done.overdraft_micro,
             balance=balance_message(done.balance),
         )
+
+    @rpc
+    async def SettleBatch(
+        self, request: credits_pb2.SettleBatchRequest, context: Context
+    ) -> credits_pb2.SettleBatchReply:
+        if len(request.settles) > MAX_SETTLE_BATCH:
+            raise DomainError("invalid_request", f"at most {MAX_SETTLE_BATCH} settles per call", "settles")
+        outcomes = await asyncio.gather(*(self._settle_one(settle) for settle in request.settles))
+        return credits_pb2.SettleBatchReply(outcomes=outcomes)
+
+    async def _settle_one(self, request: credits_pb2.SettleRequest) -> credits_pb2.SettleOutcome:
+        try:
+            return credits_pb2.SettleOutcome(reply=await self._settle(request))
+        except DomainError as err:
+            return credits_pb2.SettleOutcome(error_code=err.code, error_message=err.message)
+        except Exception as exc:
+            refusal = unhandled(self.SettleBatch, exc)
+            return credits_pb2.SettleOutcome(error_code=refusal.code, error_message=refusal.message)
 
     @rpc
     async def Release(self, request: credits_pb2.ReleaseRequest, context: Context) -> credits_pb2.ReleaseReply:

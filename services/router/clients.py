@@ -16,7 +16,7 @@ from typing import Protocol
 import grpc
 
 from services.runtime.channels import metadata
-from services.runtime.errors import from_rpc_error
+from services.runtime.errors import DomainError, from_rpc_error
 from tollgate.credits.v1 import credits_pb2, credits_pb2_grpc
 from tollgate.keyvault.v1 import keyvault_pb2, keyvault_pb2_grpc
 
@@ -63,6 +63,10 @@ class Ledger(Protocol):
     async def settle(
         self, hold_id: str, amount_micro: int, key: str, usage: credits_pb2.UsageRecord, timeout: float
     ) -> Funds: ...
+
+    async def settle_many(
+        self, settles: list[credits_pb2.SettleRequest], timeout: float
+    ) -> list[Funds | DomainError]: ...
 
     async def release(self, hold_id: str, key: str, usage: credits_pb2.UsageRecord | None, timeout: float) -> None: ...
 
@@ -127,6 +131,18 @@ class GrpcLedger:
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc, "credits") from None
         return _funds(reply.balance)
+
+    async def settle_many(self, settles: list[credits_pb2.SettleRequest], timeout: float) -> list[Funds | DomainError]:
+        """Several settles in one call: each one's funds, or the error it failed with alone."""
+        request = credits_pb2.SettleBatchRequest(settles=settles)
+        try:
+            reply = await self._stub.SettleBatch(request, timeout=timeout, metadata=metadata())
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc, "credits") from None
+        return [
+            _funds(o.reply.balance) if not o.error_code else DomainError(o.error_code, o.error_message)
+            for o in reply.outcomes
+        ]
 
     async def release(self, hold_id: str, key: str, usage: credits_pb2.UsageRecord | None, timeout: float) -> None:
         request = credits_pb2.ReleaseRequest(hold_id=hold_id, idempotency_key=key, usage=usage)

@@ -41,6 +41,7 @@ log = logging.getLogger("tollgate.router.settlements")
 # Answers that say "credits could not take it now", not "credits refuses it": repeated until they land.
 RETRIED = frozenset({"service_unavailable", "timeout", "internal_error"})
 _COMPACT_BYTES = 1 << 20
+BATCH = 64  # settles per SettleBatch call at most (credits takes up to 256)
 
 
 @dataclass(slots=True)
@@ -49,6 +50,11 @@ class Owed:
     amount_micro: int
     key: str
     usage: credits_pb2.UsageRecord
+
+    def request(self) -> credits_pb2.SettleRequest:
+        return credits_pb2.SettleRequest(
+            hold_id=self.hold_id, amount_micro=self.amount_micro, idempotency_key=self.key, usage=self.usage
+        )
 
     def line(self) -> bytes:
         usage = base64.b64encode(self.usage.SerializeToString()).decode()
@@ -93,7 +99,8 @@ class Settlements:
         self.sync = sync
         self.owed: dict[str, Owed] = {}
         self._settling: dict[str, Owed] = {}  # written and on their way to credits: their lines must stay
-        self._landing: set[asyncio.Task[Funds | None]] = set()  # settles made after their answers went out
+        self._queued: list[Owed] = []  # settles made after their answers, waiting for the lander's next call
+        self._lander: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._written = 0  # lines written, and of those the ones known to be on disk
         self._synced = 0
@@ -197,43 +204,67 @@ class Settlements:
             self._settling.pop(key, None)
             log.warning("the settle journal could not be synced (%s): settling before the answer", exc)
             return False
-        task = asyncio.ensure_future(self._land(entry, timeout, background=True))
-        self._landing.add(task)
-        task.add_done_callback(self._landing.discard)
+        self._queued.append(entry)
+        if self._lander is None or self._lander.done():
+            self._lander = asyncio.ensure_future(self._land_queued(timeout))
         return True
 
-    async def _land(self, entry: Owed, timeout: float, background: bool = False) -> Funds | None:
+    async def _land_queued(self, timeout: float) -> None:
+        """Settle what is queued, in one call each time (what queued up while a call was out goes in the next)."""
+        while self._queued:
+            batch, self._queued = self._queued[:BATCH], self._queued[BATCH:]
+            try:
+                requests = [entry.request() for entry in batch]
+                results: list[Funds | DomainError] = await self.ledger.settle_many(requests, timeout)
+            except DomainError as err:
+                results = [err] * len(batch)
+            except Exception as exc:  # our own fault mid-call: the repeat finds out what happened
+                log.error("a batch of %d settles failed (%s): kept and repeated", len(batch), exc)
+                results = [DomainError("internal_error", str(exc))] * len(batch)
+            except BaseException:
+                for entry in [*batch, *self._queued]:
+                    self._owe(entry)
+                self._queued = []
+                raise
+            if len(results) != len(batch):
+                results = [DomainError("internal_error", "credits answered another number of settles")] * len(batch)
+            for entry, result in zip(batch, results, strict=True):
+                if not isinstance(result, DomainError):
+                    self._done(entry.key)
+                elif result.code in RETRIED:
+                    self._owe(entry, result)
+                else:
+                    self._done(entry.key)
+                    log.error("settle of hold %s refused by credits: %s", entry.hold_id, result.message)
+
+    async def _land(self, entry: Owed, timeout: float) -> Funds | None:
         key = entry.key
         try:
             funds = await self.ledger.settle(entry.hold_id, entry.amount_micro, key, entry.usage, timeout)
         except DomainError as err:
-            self._settling.pop(key, None)
             if err.code not in RETRIED:
                 self._done(key)
-                if background:
-                    log.error("settle of hold %s refused by credits: %s", entry.hold_id, err.message)
-                    return None
                 raise
-            if not self.owed:
-                log.warning("credits cannot settle now (%s): settles are kept and repeated until it can", err.message)
-            self.owed[key] = entry
-            self._wake.set()
+            self._owe(entry, err)
             return None
-        except BaseException as exc:
-            self._settling.pop(key, None)
-            self.owed[key] = entry  # cancelled or our own fault mid-call: the repeat finds out what happened
-            self._wake.set()
-            if background and isinstance(exc, Exception):
-                log.error("settle of hold %s failed (%s): kept and repeated", entry.hold_id, exc)
-                return None
+        except BaseException:
+            self._owe(entry)  # cancelled or our own fault mid-call: the repeat finds out what happened
             raise
         self._done(key)
         return funds
 
+    def _owe(self, entry: Owed, err: DomainError | None = None) -> None:
+        """Keep a settle credits did not take (or may not have) for the repeat."""
+        self._settling.pop(entry.key, None)
+        if err is not None and not self.owed:
+            log.warning("credits cannot settle now (%s): settles are kept and repeated until it can", err.message)
+        self.owed[entry.key] = entry
+        self._wake.set()
+
     async def drain(self, timeout: float) -> None:
         """Wait (at most `timeout` seconds) for the settles made after their answers; the rest stay journaled."""
-        if self._landing:
-            await asyncio.wait(set(self._landing), timeout=timeout)
+        if self._lander is not None and not self._lander.done():
+            await asyncio.wait({self._lander}, timeout=timeout)
 
     async def repeat(self) -> None:
         """Background: repeat every owed settle with back-off until each lands, forever."""

@@ -133,7 +133,7 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], err: DomainError) -
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _unhandled(method: Callable[..., Any], exc: Exception) -> DomainError:
+def unhandled(method: Callable[..., Any], exc: Exception) -> DomainError:
     """What a caller gets for an exception no domain rule raised: a known outage's error, else `internal_error`."""
     for translate in TRANSLATORS:
         err = translate(exc)
@@ -172,7 +172,7 @@ def rpc(method: F) -> F:
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:
-                await abort(context, _unhandled(method, exc))
+                await abort(context, unhandled(method, exc))
 
         return cast(F, stream)
 
@@ -192,7 +192,7 @@ def rpc(method: F) -> F:
             code = "aborted"
             raise
         except Exception as exc:
-            refusal = _unhandled(method, exc)
+            refusal = unhandled(method, exc)
             code = refusal.code
             await abort(context, refusal)
         finally:

@@ -270,7 +270,8 @@ def test_one_request_is_one_trace(observed: Observed, receiver: Receiver) -> Non
     reply = chat(observed, "echo-paid", PROMPT_CANARY, fresh, traceparent=f"00-{trace_id}-051581bf3cb55c13-01")
     assert reply.status_code == 200
     wanted = {("tollgate-gateway", "HTTP POST"), ("tollgate-router", "Chat"), ("tollgate-credits", "Reserve")}
-    wanted |= {("tollgate-credits", "Settle"), ("tollgate-keyvault", "Authenticate")}
+    # The settle goes out after the answer, in a SettleBatch call (a batch of one here), still under the Chat span.
+    wanted |= {("tollgate-credits", "SettleBatch"), ("tollgate-keyvault", "Authenticate")}
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         spans = receiver.trace(trace_id)
@@ -297,7 +298,7 @@ def test_one_request_is_one_trace(observed: Observed, receiver: Receiver) -> Non
     router_span = next(s for s in spans if s["name"] == "Chat")
     assert provider["parent"] == router_span["span_id"]
     assert by_id[router_span["parent"]]["service"] == "tollgate-gateway"
-    for name in ("Reserve", "Settle"):
+    for name in ("Reserve", "SettleBatch"):
         ledger = next(s for s in spans if s["name"] == name)
         assert ledger["parent"] == router_span["span_id"]
     # Neither the prompt nor a key in any exported byte.

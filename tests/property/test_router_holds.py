@@ -190,6 +190,9 @@ class Ledger:
         self.settled.append((self.holds.pop(hold_id), amount_micro))
         return Funds(10**12, False)
 
+    async def settle_many(self, settles: list[credits_pb2.SettleRequest], timeout: float) -> list[Funds | DomainError]:
+        return [await self.settle(s.hold_id, s.amount_micro, s.idempotency_key, s.usage, timeout) for s in settles]
+
     async def release(self, hold_id: str, key: str, usage: credits_pb2.UsageRecord | None, timeout: float) -> None:
         self.holds.pop(hold_id)
 

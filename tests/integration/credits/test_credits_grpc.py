@@ -203,7 +203,14 @@ async def test_only_the_router_moves_money_and_only_admins_grant(credits_service
     async with identities.aio_channel(address, "gateway") as chan:
         gateway = credits_pb2_grpc.CreditsStub(chan)
         as_user = credits_pb2_grpc.CreditsStub(identities.ActingChannel(chan, "ivy", ["user"]))
-        refused: list[tuple[Any, Any]] = [(gateway.Reserve, reserve), (gateway.Settle, settle), (as_user.Grant, grant)]
+        batch = credits_pb2.SettleBatchRequest(settles=[settle])
+        refused: list[tuple[Any, Any]] = [
+            (gateway.Reserve, reserve),
+            (gateway.Settle, settle),
+            (gateway.SettleBatch, batch),
+            (as_user.SettleBatch, batch),
+            (as_user.Grant, grant),
+        ]
         for call, request in refused:
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await call(request)
@@ -228,6 +235,49 @@ async def test_only_the_router_moves_money_and_only_admins_grant(credits_service
     async with identities.aio_channel(address, None) as chan:
         reply = await health_pb2_grpc.HealthStub(chan).Check(health_pb2.HealthCheckRequest(), timeout=5)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_a_batch_of_settles_is_each_settle_on_its_own(credits_service: Running) -> None:
+    """SettleBatch: each settle lands (or fails) alone, a repeat answers its first result, nothing twice."""
+    async with identities.aio_channel(credits_service.address, "router") as chan:
+        stub = credits_pb2_grpc.CreditsStub(chan)
+        holds = [
+            await stub.Reserve(
+                credits_pb2.ReserveRequest(
+                    user_id="bea", amount_micro=2 * MICRO, idempotency_key=f"b{i}:0:reserve", request_id=f"b{i}"
+                )
+            )
+            for i in range(3)
+        ]
+        costs = [MICRO, MICRO // 2, 3 * MICRO]  # the last beyond its hold: charged from what is available
+
+        def settle(i: int, cost: int | None = None) -> credits_pb2.SettleRequest:
+            usage = credits_pb2.UsageRecord(request_id=f"b{i}", user_id="bea", model="demo", status="ok")
+            return credits_pb2.SettleRequest(
+                hold_id=holds[i].hold_id,
+                amount_micro=costs[i] if cost is None else cost,
+                idempotency_key=f"b{i}:0:settle",
+                usage=usage,
+            )
+
+        first = await stub.SettleBatch(credits_pb2.SettleBatchRequest(settles=[settle(0), settle(1)]))
+        assert [(o.error_code, o.reply.charged_micro) for o in first.outcomes] == [("", MICRO), ("", MICRO // 2)]
+        unknown = credits_pb2.SettleRequest(hold_id="h_nope", amount_micro=1, idempotency_key="nope:0:settle")
+        second = await stub.SettleBatch(
+            credits_pb2.SettleBatchRequest(settles=[settle(0), unknown, settle(1, cost=7), settle(2)])
+        )
+        assert [o.error_code for o in second.outcomes] == ["", "not_found", "idempotency_key_reused", ""]
+        assert second.outcomes[0].reply.charged_micro == MICRO  # the repeat: its first result
+        assert (second.outcomes[3].reply.charged_micro, second.outcomes[3].reply.overdraft_micro) == (3 * MICRO, 0)
+        balance = await stub.GetBalance(credits_pb2.GetBalanceRequest(user_id="bea"))
+        assert (balance.balance_micro, balance.reserved_micro) == (10 * MICRO - MICRO - MICRO // 2 - 3 * MICRO, 0)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.SettleBatch(credits_pb2.SettleBatchRequest(settles=[unknown] * 257))
+        assert from_rpc_error(err.value, "credits").code == "invalid_request"
+    async with identities.aio_channel(credits_service.address, "operator") as chan:
+        rows = await credits_pb2_grpc.CreditsStub(chan).ListUsage(credits_pb2.ListUsageRequest(user_id="bea"))
+        assert sorted(r.usage.request_id for r in rows.rows) == ["b0", "b1", "b2"]
+        assert {r.usage.status for r in rows.rows} == {"ok"}
 
 
 async def test_router_dying_between_reserve_and_settle_gets_money_back(credits_service: Running) -> None:

@@ -131,6 +131,8 @@ def test_tables_show_each_scenario_and_ratios_in_favour_of_the_faster() -> None:
     assert "5.0x" in comparison  # added p50: (11 - 1) / (3 - 1)
     assert "3.7x" in comparison  # req/s: (1000 / 3) / (1000 / 11)
     assert "tollgate  gateway 70  total 70" in report.rss_table({"tollgate": {"gateway": 70.0}})
+    idle = report.idle_table({"tollgate": {"gateway": 0.25, "health": 0.5}})
+    assert "tollgate  gateway 0.25  health 0.50  total 0.75" in idle
     both = {
         "tollgate": {"p99_limit_ms": 50.0, "rps": 900.0, "concurrency": 16},
         "litellm": {"p99_limit_ms": 50.0, "rps": 300.0, "concurrency": 8},

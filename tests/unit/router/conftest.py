@@ -80,6 +80,7 @@ class FakeLedger:
     usage: list[credits_pb2.UsageRecord] = field(default_factory=list)
     holds: dict[str, int] = field(default_factory=dict)
     payers: list[Payer] = field(default_factory=list)
+    batches: list[int] = field(default_factory=list)  # the size of each settle_many call
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
     async def reserve(
@@ -108,6 +109,17 @@ class FakeLedger:
         self.calls.append(("settle", key, amount_micro))
         self.usage.append(usage)
         return Funds(self.available, False)
+
+    async def settle_many(self, settles: list[credits_pb2.SettleRequest], timeout: float) -> list[Funds | DomainError]:
+        """As credits' SettleBatch: each settle on its own, its error in its place."""
+        self.batches.append(len(settles))
+        results: list[Funds | DomainError] = []
+        for s in settles:
+            try:
+                results.append(await self.settle(s.hold_id, s.amount_micro, s.idempotency_key, s.usage, timeout))
+            except DomainError as err:
+                results.append(err)
+        return results
 
     async def release(self, hold_id: str, key: str, usage: credits_pb2.UsageRecord | None, timeout: float) -> None:
         self.holds.pop(hold_id)

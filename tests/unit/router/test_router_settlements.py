@@ -242,6 +242,8 @@ async def test_settles_written_together_share_one_sync(
         await router.settlements.drain(5)
         assert sorted(ledger.charged()) == sorted(o.cost_micro for _, o in outcomes)
         assert 1 <= len(synced) < 30
+        # And what queued up while a call to credits was out went in the next call: fewer calls than settles.
+        assert sum(ledger.batches) == 30 and len(ledger.batches) < 30
     finally:
         await router.close()
         router.settlements.close()
@@ -275,6 +277,40 @@ async def test_without_sync_an_answer_waits_for_no_disk(
         ledger.gate.set()
         await router.settlements.drain(5)
         assert ledger.charged() == [outcome.cost_micro]
+    finally:
+        await router.close()
+        router.settlements.close()
+
+
+@dataclass
+class AwayLedger(FlakyLedger):
+    """Credits whose SettleBatch call fails as a whole while `away` (unreachable), though Settle works."""
+
+    away: bool = True
+
+    async def settle_many(self, settles: list[credits_pb2.SettleRequest], timeout: float) -> list[Funds | DomainError]:
+        if self.away:
+            raise DomainError("service_unavailable", "the credits service is unavailable; try again shortly")
+        return await super().settle_many(settles, timeout)
+
+
+async def test_a_batch_credits_cannot_take_is_owed_whole_and_lands_once(
+    pipeline_catalog: Catalog, tmp_path: Path
+) -> None:
+    ledger = AwayLedger(available=10**9, down="service_unavailable")
+    router = make_router(pipeline_catalog, ledger, tmp_path, sync=False)
+    try:
+        outcomes = await asyncio.gather(
+            *(router.complete(parse("chat", orjson.dumps(CHAT)), caller()) for _ in range(5))
+        )
+        await router.settlements.drain(5)
+        assert len(router.settlements.owed) == 5 and ledger.landed == {}
+        assert len(read_owed(tmp_path / f"settles-{os.getpid()}.jsonl")) == 5
+        ledger.away, ledger.down = False, ""
+        assert await router.settlements.repeat_once() is True
+        assert await router.settlements.repeat_once() is True
+        assert sorted(ledger.charged()) == sorted(o.cost_micro for _, o in outcomes)
+        assert read_owed(tmp_path / f"settles-{os.getpid()}.jsonl") == []
     finally:
         await router.close()
         router.settlements.close()

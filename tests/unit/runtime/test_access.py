@@ -48,7 +48,7 @@ def test_admin_is_the_operator_or_the_gateway_acting_for_an_admin_key() -> None:
 
 
 def test_the_tables_of_the_services() -> None:
-    money = {"Reserve", "Settle", "Release"}
+    money = {"Reserve", "Settle", "SettleBatch", "Release"}
     for method in money:
         assert allowed(CREDITS, method) == {"router"}
     assert allowed(CREDITS, "Grant") == {"admin-gateway", "operator"}

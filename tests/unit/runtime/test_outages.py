@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from services.runtime import db
 from services.runtime.db import create_engine, outage, ping, unreachable
-from services.runtime.errors import DomainError, _unhandled
+from services.runtime.errors import DomainError, unhandled
 from services.runtime.ratelimit import MemoryCounters, Window
 
 
@@ -36,7 +36,7 @@ def test_an_outage_is_a_503_with_retry_after_and_one_log_line(caplog: pytest.Log
     outage.down = False
     caplog.set_level(logging.INFO)
     for _ in range(50):
-        err = _unhandled(test_an_outage_is_a_503_with_retry_after_and_one_log_line, ConnectionRefusedError(111, "x"))
+        err = unhandled(test_an_outage_is_a_503_with_retry_after_and_one_log_line, ConnectionRefusedError(111, "x"))
         assert err.code == "service_unavailable" and err.kind.http_status == 503
         assert err.kind.grpc_status is grpc.StatusCode.UNAVAILABLE
         assert err.headers == {"retry-after": str(db.RETRY_AFTER_SECONDS)}
@@ -46,7 +46,7 @@ def test_an_outage_is_a_503_with_retry_after_and_one_log_line(caplog: pytest.Log
 
 
 def test_a_bug_stays_an_internal_error_with_its_traceback(caplog: pytest.LogCaptureFixture) -> None:
-    err = _unhandled(test_a_bug_stays_an_internal_error_with_its_traceback, KeyError("oops"))
+    err = unhandled(test_a_bug_stays_an_internal_error_with_its_traceback, KeyError("oops"))
     assert err.code == "internal_error"
     assert [r.exc_info is not None for r in caplog.records if r.name == "tollgate.errors"] == [True]
 

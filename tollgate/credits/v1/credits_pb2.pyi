@@ -223,6 +223,28 @@ class SettleReply(_message.Message):
     balance: Balance
     def __init__(self, charged_micro: _Optional[int] = ..., overdraft_micro: _Optional[int] = ..., balance: _Optional[_Union[Balance, _Mapping]] = ...) -> None: ...
 
+class SettleBatchRequest(_message.Message):
+    __slots__ = ("settles",)
+    SETTLES_FIELD_NUMBER: _ClassVar[int]
+    settles: _containers.RepeatedCompositeFieldContainer[SettleRequest]
+    def __init__(self, settles: _Optional[_Iterable[_Union[SettleRequest, _Mapping]]] = ...) -> None: ...
+
+class SettleOutcome(_message.Message):
+    __slots__ = ("reply", "error_code", "error_message")
+    REPLY_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    reply: SettleReply
+    error_code: str
+    error_message: str
+    def __init__(self, reply: _Optional[_Union[SettleReply, _Mapping]] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ...) -> None: ...
+
+class SettleBatchReply(_message.Message):
+    __slots__ = ("outcomes",)
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    outcomes: _containers.RepeatedCompositeFieldContainer[SettleOutcome]
+    def __init__(self, outcomes: _Optional[_Iterable[_Union[SettleOutcome, _Mapping]]] = ...) -> None: ...
+
 class ReleaseRequest(_message.Message):
     __slots__ = ("hold_id", "idempotency_key", "usage")
     HOLD_ID_FIELD_NUMBER: _ClassVar[int]

@@ -54,6 +54,11 @@ class CreditsStub:
                 request_serializer=tollgate_dot_credits_dot_v1_dot_credits__pb2.SettleRequest.SerializeToString,
                 response_deserializer=tollgate_dot_credits_dot_v1_dot_credits__pb2.SettleReply.FromString,
                 _registered_method=True)
+        self.SettleBatch = channel.unary_unary(
+                '/tollgate.credits.v1.Credits/SettleBatch',
+                request_serializer=tollgate_dot_credits_dot_v1_dot_credits__pb2.SettleBatchRequest.SerializeToString,
+                response_deserializer=tollgate_dot_credits_dot_v1_dot_credits__pb2.SettleBatchReply.FromString,
+                _registered_method=True)
         self.Release = channel.unary_unary(
                 '/tollgate.credits.v1.Credits/Release',
                 request_serializer=tollgate_dot_credits_dot_v1_dot_credits__pb2.ReleaseRequest.SerializeToString,
@@ -119,6 +124,14 @@ class CreditsServicer:
 
     def Settle(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SettleBatch(self, request, context):
+        """Several settles in one call (the router's settles made after their answers): each is what Settle does on
+        its own, with its own key and its own outcome; one failing leaves the others alone.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -194,6 +207,11 @@ def add_CreditsServicer_to_server(servicer, server):
                     servicer.Settle,
                     request_deserializer=tollgate_dot_credits_dot_v1_dot_credits__pb2.SettleRequest.FromString,
                     response_serializer=tollgate_dot_credits_dot_v1_dot_credits__pb2.SettleReply.SerializeToString,
+            ),
+            'SettleBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.SettleBatch,
+                    request_deserializer=tollgate_dot_credits_dot_v1_dot_credits__pb2.SettleBatchRequest.FromString,
+                    response_serializer=tollgate_dot_credits_dot_v1_dot_credits__pb2.SettleBatchReply.SerializeToString,
             ),
             'Release': grpc.unary_unary_rpc_method_handler(
                     servicer.Release,
@@ -344,6 +362,33 @@ class Credits:
             '/tollgate.credits.v1.Credits/Settle',
             tollgate_dot_credits_dot_v1_dot_credits__pb2.SettleRequest.SerializeToString,
             tollgate_dot_credits_dot_v1_dot_credits__pb2.SettleReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SettleBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.credits.v1.Credits/SettleBatch',
+            tollgate_dot_credits_dot_v1_dot_credits__pb2.SettleBatchRequest.SerializeToString,
+            tollgate_dot_credits_dot_v1_dot_credits__pb2.SettleBatchReply.FromString,
             options,
             channel_credentials,
             insecure,

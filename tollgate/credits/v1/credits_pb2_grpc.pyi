@@ -39,6 +39,10 @@ class CreditsStub:
     Grant: _grpc.UnaryUnaryMultiCallable[_credits_pb2.GrantRequest, _credits_pb2.GrantReply]
     Reserve: _grpc.UnaryUnaryMultiCallable[_credits_pb2.ReserveRequest, _credits_pb2.ReserveReply]
     Settle: _grpc.UnaryUnaryMultiCallable[_credits_pb2.SettleRequest, _credits_pb2.SettleReply]
+    SettleBatch: _grpc.UnaryUnaryMultiCallable[_credits_pb2.SettleBatchRequest, _credits_pb2.SettleBatchReply]
+    """Several settles in one call (the router's settles made after their answers): each is what Settle does on
+    its own, with its own key and its own outcome; one failing leaves the others alone.
+    """
     Release: _grpc.UnaryUnaryMultiCallable[_credits_pb2.ReleaseRequest, _credits_pb2.ReleaseReply]
     RecordUsage: _grpc.UnaryUnaryMultiCallable[_credits_pb2.RecordUsageRequest, _credits_pb2.RecordUsageReply]
     ListTransactions: _grpc.UnaryUnaryMultiCallable[_credits_pb2.ListTransactionsRequest, _credits_pb2.ListTransactionsReply]
@@ -56,6 +60,10 @@ class CreditsAsyncStub(CreditsStub):
     Grant: _aio.UnaryUnaryMultiCallable[_credits_pb2.GrantRequest, _credits_pb2.GrantReply]  # type: ignore[assignment]
     Reserve: _aio.UnaryUnaryMultiCallable[_credits_pb2.ReserveRequest, _credits_pb2.ReserveReply]  # type: ignore[assignment]
     Settle: _aio.UnaryUnaryMultiCallable[_credits_pb2.SettleRequest, _credits_pb2.SettleReply]  # type: ignore[assignment]
+    SettleBatch: _aio.UnaryUnaryMultiCallable[_credits_pb2.SettleBatchRequest, _credits_pb2.SettleBatchReply]  # type: ignore[assignment]
+    """Several settles in one call (the router's settles made after their answers): each is what Settle does on
+    its own, with its own key and its own outcome; one failing leaves the others alone.
+    """
     Release: _aio.UnaryUnaryMultiCallable[_credits_pb2.ReleaseRequest, _credits_pb2.ReleaseReply]  # type: ignore[assignment]
     RecordUsage: _aio.UnaryUnaryMultiCallable[_credits_pb2.RecordUsageRequest, _credits_pb2.RecordUsageReply]  # type: ignore[assignment]
     ListTransactions: _aio.UnaryUnaryMultiCallable[_credits_pb2.ListTransactionsRequest, _credits_pb2.ListTransactionsReply]  # type: ignore[assignment]
@@ -94,6 +102,16 @@ class CreditsServicer(metaclass=_abc_1.ABCMeta):
         request: _credits_pb2.SettleRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_credits_pb2.SettleReply, _abc.Awaitable[_credits_pb2.SettleReply]]: ...
+
+    @_abc_1.abstractmethod
+    def SettleBatch(
+        self,
+        request: _credits_pb2.SettleBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_credits_pb2.SettleBatchReply, _abc.Awaitable[_credits_pb2.SettleBatchReply]]:
+        """Several settles in one call (the router's settles made after their answers): each is what Settle does on
+        its own, with its own key and its own outcome; one failing leaves the others alone.
+        """
 
     @_abc_1.abstractmethod
     def Release(
