@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 
 from services.router.clients import Funds, Ledger
+from services.router.telemetry import SETTLES_REFUSED
 from services.runtime.errors import DomainError
 from tollgate.credits.v1 import credits_pb2
 
@@ -105,6 +106,7 @@ class Settlements:
         self._written = 0  # lines written, and of those the ones known to be on disk
         self._synced = 0
         self._syncing: asyncio.Future[None] | None = None
+        self._compact_at = _COMPACT_BYTES
         self._fd: int | None = None
         self._path: Path | None = None
         if folder is not None:
@@ -169,13 +171,16 @@ class Settlements:
     def _done(self, key: str) -> None:
         self._settling.pop(key, None)
         self._write(orjson.dumps({"done": key}))
-        if not self.owed and self._fd is not None and os.fstat(self._fd).st_size > _COMPACT_BYTES:
-            # Compacted to the settles other requests still have on their way to credits.
+        if not self.owed and self._fd is not None and os.fstat(self._fd).st_size > self._compact_at:
+            # Compacted to the settles other requests still have on their way to credits; next time only once
+            # the file has grown well past what they left, so that fat lines in flight cannot make every settle
+            # rewrite them all.
             os.ftruncate(self._fd, 0)
             for entry in self._settling.values():
                 self._write(entry.line())
             if self.sync:
                 os.fdatasync(self._fd)
+            self._compact_at = max(_COMPACT_BYTES, 4 * os.fstat(self._fd).st_size)
 
     async def settle(
         self, hold_id: str, amount_micro: int, key: str, usage: credits_pb2.UsageRecord, timeout: float
@@ -213,14 +218,17 @@ class Settlements:
         """Settle what is queued, in one call each time (what queued up while a call was out goes in the next)."""
         while self._queued:
             batch, self._queued = self._queued[:BATCH], self._queued[BATCH:]
+            whole: DomainError | None = None
             try:
                 requests = [entry.request() for entry in batch]
                 results: list[Funds | DomainError] = await self.ledger.settle_many(requests, timeout)
-            except DomainError as err:
-                results = [err] * len(batch)
-            except Exception as exc:  # our own fault mid-call: the repeat finds out what happened
-                log.error("a batch of %d settles failed (%s): kept and repeated", len(batch), exc)
-                results = [DomainError("internal_error", str(exc))] * len(batch)
+            except Exception as exc:
+                # The call failed as a whole (credits away, a refused identity, our own fault): that says nothing
+                # of any one settle, and each was answered, so all stay owed and are repeated.
+                whole = exc if isinstance(exc, DomainError) else DomainError("internal_error", str(exc))
+                if whole.code not in RETRIED:
+                    log.error("a call of %d settles failed (%s): kept and repeated", len(batch), whole.message)
+                results = [whole] * len(batch)
             except BaseException:
                 for entry in [*batch, *self._queued]:
                     self._owe(entry)
@@ -228,14 +236,24 @@ class Settlements:
                 raise
             if len(results) != len(batch):
                 results = [DomainError("internal_error", "credits answered another number of settles")] * len(batch)
-            for entry, result in zip(batch, results, strict=True):
-                if not isinstance(result, DomainError):
-                    self._done(entry.key)
-                elif result.code in RETRIED:
-                    self._owe(entry, result)
-                else:
-                    self._done(entry.key)
-                    log.error("settle of hold %s refused by credits: %s", entry.hold_id, result.message)
+            landed = list(zip(batch, results, strict=True))
+            try:
+                for entry, result in landed:
+                    if not isinstance(result, DomainError):
+                        self._done(entry.key)
+                    elif whole is not None or result.code in RETRIED:
+                        self._owe(entry, result)
+                    else:
+                        self._done(entry.key)
+                        SETTLES_REFUSED.inc()
+                        log.error(
+                            "answered, yet credits refused its settle (hold %s): %s", entry.hold_id, result.message
+                        )
+            except OSError as exc:  # the journal cannot be written: keep in memory what is not marked yet
+                log.error("the settle journal cannot be written (%s)", exc)
+                for entry, _ in landed:
+                    if entry.key in self._settling:
+                        self._owe(entry)
 
     async def _land(self, entry: Owed, timeout: float) -> Funds | None:
         key = entry.key
@@ -262,9 +280,15 @@ class Settlements:
         self._wake.set()
 
     async def drain(self, timeout: float) -> None:
-        """Wait (at most `timeout` seconds) for the settles made after their answers; the rest stay journaled."""
+        """At stop: wait for the settles made after their answers and try the owed ones once more, for at most
+        `timeout` seconds; what credits has not taken by then stays in the journal for the next router."""
+        deadline = asyncio.get_running_loop().time() + timeout
         if self._lander is not None and not self._lander.done():
             await asyncio.wait({self._lander}, timeout=timeout)
+        left = deadline - asyncio.get_running_loop().time()
+        if self.owed and left > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.repeat_once(), left)
 
     async def repeat(self) -> None:
         """Background: repeat every owed settle with back-off until each lands, forever."""

@@ -41,6 +41,10 @@ EXHAUSTED = Counter(
     "Requests no candidate could answer: every attempt failed, none could be tried, or time ran out",
     ["route", "code"],
 )
+SETTLES_REFUSED = Counter(
+    "tollgate_router_settles_refused_total",
+    "Settles made after their answers that credits refused (the answer went out unpaid: investigate each)",
+)
 
 _OPERATIONS = {"chat": "chat", "completion": "text_completion", "embedding": "embeddings", "responses": "chat"}
 

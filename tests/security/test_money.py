@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from services.launcher import Suite
-from tests.e2e.support import balance_micro, bearer, create_key, reconcile, start_suite
+from tests.e2e.support import balance_micro, bearer, create_key, reconcile, settled, start_suite
 
 PAID = {"model": "echo-paid", "messages": [{"role": "user", "content": "pay for me please"}], "max_tokens": 50}
 
@@ -46,6 +46,7 @@ def _drain(http: httpx.Client, admin: str, user: str, key: str) -> None:
 
 
 def _usage_rows(http: httpx.Client, key: str) -> list[dict[str, object]]:
+    settled(http, key)  # an answer's settle, and its usage row, land just after it
     reply = http.get("/v1/usage", headers=bearer(key), params={"limit": 500})
     assert reply.status_code == 200, reply.text
     rows: list[dict[str, object]] = reply.json()["data"]
