@@ -7,7 +7,6 @@ from typing import Any
 import uvicorn
 
 from services.gateway import metrics
-from services.gateway.app import create_app
 from services.gateway.protocol import EdgeProtocol
 from services.gateway.settings import GatewaySettings
 from services.runtime import identity, tracing
@@ -24,7 +23,11 @@ def main() -> None:
     EdgeProtocol.configure(settings)
     # Several workers share one port; their rate-limit windows, idempotency records and cache are shared
     # only through Redis (TOLLGATE_REDIS_URL).
-    app: Any = create_app(settings) if settings.gateway_workers <= 1 else "services.gateway.app:create_app_from_env"
+    app: Any = "services.gateway.app:create_app_from_env"
+    if settings.gateway_workers <= 1:
+        from services.gateway.app import create_app  # with workers, only they need the app (and its memory)
+
+        app = create_app(settings)
     folder = None
     if settings.gateway_workers > 1:
         # The workers count into one fresh folder; this process serves their sum on the metrics port.
