@@ -302,20 +302,33 @@ class Settlements:
             delay = 0.2 if await self.repeat_once() else min(self.retry_max_seconds, delay * 2)
 
     async def repeat_once(self) -> bool:
-        """Repeat each owed settle once; False when credits still could not take one."""
-        for key, entry in list(self.owed.items()):
+        """Repeat each owed settle once, in batches; False when credits still could not take one.
+
+        One settle credits keeps failing does not hold back the others behind it.
+        """
+        owed = list(self.owed.values())
+        landed_all = True
+        for start in range(0, len(owed), BATCH):
+            batch = owed[start : start + BATCH]
             try:
-                await self.ledger.settle(entry.hold_id, entry.amount_micro, key, entry.usage, self.rpc_timeout)
-            except DomainError as err:
-                if err.code in RETRIED:
-                    return False
-                # Credits answered and refused (a hold already resolved another way): nothing more to do.
-                log.error("owed settle of hold %s refused by credits: %s", entry.hold_id, err.message)
-            self.owed.pop(key, None)
-            self._done(key)
-            if not self.owed:
-                log.info("every owed settle has landed")
-        return True
+                results = await self.ledger.settle_many([entry.request() for entry in batch], self.rpc_timeout)
+            except DomainError:
+                return False  # the call failed as a whole: nothing is known of any one settle
+            if len(results) != len(batch):
+                return False
+            for entry, result in zip(batch, results, strict=True):
+                if isinstance(result, DomainError):
+                    if result.code in RETRIED:
+                        landed_all = False
+                        continue
+                    # Credits answered and refused (a hold already resolved another way): nothing more to do.
+                    SETTLES_REFUSED.inc()
+                    log.error("owed settle of hold %s refused by credits: %s", entry.hold_id, result.message)
+                self.owed.pop(entry.key, None)
+                self._done(entry.key)
+        if owed and not self.owed:
+            log.info("every owed settle has landed")
+        return landed_all
 
     def close(self) -> None:
         if self._fd is not None:

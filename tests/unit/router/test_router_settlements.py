@@ -287,17 +287,20 @@ class AwayLedger(FlakyLedger):
     """Credits whose SettleBatch call fails as a whole while `away` (unreachable), though Settle works."""
 
     away: bool = True
+    code: str = "service_unavailable"
 
     async def settle_many(self, settles: list[credits_pb2.SettleRequest], timeout: float) -> list[Funds | DomainError]:
         if self.away:
-            raise DomainError("service_unavailable", "the credits service is unavailable; try again shortly")
+            raise DomainError(self.code, "the call failed as a whole")
         return await super().settle_many(settles, timeout)
 
 
+@pytest.mark.parametrize("code", ["service_unavailable", "unauthenticated", "permission_denied"])
 async def test_a_batch_credits_cannot_take_is_owed_whole_and_lands_once(
-    pipeline_catalog: Catalog, tmp_path: Path
+    pipeline_catalog: Catalog, tmp_path: Path, code: str
 ) -> None:
-    ledger = AwayLedger(available=10**9, down="service_unavailable")
+    """A call that fails as a whole says nothing of any one settle: every answered one stays owed."""
+    ledger = AwayLedger(available=10**9, code=code)
     router = make_router(pipeline_catalog, ledger, tmp_path, sync=False)
     try:
         outcomes = await asyncio.gather(
@@ -314,3 +317,87 @@ async def test_a_batch_credits_cannot_take_is_owed_whole_and_lands_once(
     finally:
         await router.close()
         router.settlements.close()
+
+
+@dataclass
+class StuckLedger(FlakyLedger):
+    """Credits that keeps failing one hold's settle (`stuck`) and takes the others."""
+
+    stuck: str = ""
+
+    async def settle(
+        self, hold_id: str, amount_micro: int, key: str, usage: credits_pb2.UsageRecord, timeout: float
+    ) -> Funds:
+        if hold_id == self.stuck:
+            raise DomainError("internal_error", "internal error")
+        return await super().settle(hold_id, amount_micro, key, usage, timeout)
+
+
+async def test_one_settle_credits_keeps_failing_does_not_hold_back_the_others(
+    pipeline_catalog: Catalog, tmp_path: Path
+) -> None:
+    ledger = StuckLedger(down="service_unavailable")
+    router = make_router(pipeline_catalog, ledger, tmp_path, sync=False)
+    try:
+        for _ in range(4):
+            await router.complete(parse("chat", orjson.dumps(CHAT)), caller())
+        await router.settlements.drain(5)
+        owed = list(router.settlements.owed.values())
+        assert len(owed) == 4
+        ledger.down, ledger.stuck = "", owed[0].hold_id  # the first in line keeps failing
+        assert await router.settlements.repeat_once() is False
+        assert list(router.settlements.owed) == [owed[0].key] and len(ledger.landed) == 3
+        ledger.stuck = ""
+        assert await router.settlements.repeat_once() is True
+        assert not router.settlements.owed and len(ledger.landed) == 4
+    finally:
+        await router.close()
+        router.settlements.close()
+
+
+class HalfSlowLedger:
+    """Credits that holds on to the settles whose key starts with `fat` until `gate` opens."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+
+    async def settle(
+        self, hold_id: str, amount_micro: int, key: str, usage: credits_pb2.UsageRecord, timeout: float
+    ) -> Funds:
+        if key.startswith("fat"):
+            await self.gate.wait()
+        return Funds(1, False)
+
+    async def settle_many(self, settles: list[credits_pb2.SettleRequest], timeout: float) -> list[Funds | DomainError]:
+        return [await self.settle(s.hold_id, s.amount_micro, s.idempotency_key, s.usage, timeout) for s in settles]
+
+
+async def test_fat_settles_in_flight_do_not_make_every_settle_rewrite_the_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client's biggest attribution (16 tags of 512 characters) on settles credits is slow to take: once their
+    lines alone pass the compaction size, each later settle must not rewrite them all again."""
+    truncations: list[int] = []
+    real = os.ftruncate
+
+    def ftruncate(fd: int, length: int) -> None:
+        truncations.append(length)
+        real(fd, length)
+
+    monkeypatch.setattr(os, "ftruncate", ftruncate)
+    ledger = HalfSlowLedger()
+    journal = Settlements(ledger, tmp_path)  # type: ignore[arg-type]
+    fat = credits_pb2.UsageRecord(user_id="m", end_user="e" * 256, tags={f"t{i}": "\u20ac" * 512 for i in range(16)})
+    try:
+        for n in range(60):
+            assert await journal.settle_later(f"hf{n}", 1, f"fat{n}", fat, 5)
+        for n in range(300):
+            await journal.settle(f"h{n}", 1, f"k{n}", fat, 5)
+        path = tmp_path / f"settles-{os.getpid()}.jsonl"
+        assert sorted(e.key for e in read_owed(path)) == sorted(f"fat{n}" for n in range(60))
+        assert 1 <= len(truncations) <= 3, len(truncations)
+        ledger.gate.set()
+        await journal.drain(5)
+        assert read_owed(path) == []
+    finally:
+        journal.close()
