@@ -22,6 +22,7 @@ was not open (`resolved` false) is for the caller to explain, as on the Python p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import asyncpg
@@ -114,8 +115,10 @@ class Procedures:
                     raise Budgeted from None
                 raise
             except _CUT:
-                # Cut (a server restart, a failover): never reuse it; the repeat answers by its key.
-                conn.terminate()
+                # Cut (a server restart, a failover): never reuse it; the repeat answers by its key. The pool
+                # may have seen it die first and taken it back already.
+                with contextlib.suppress(asyncpg.InterfaceError):
+                    conn.terminate()
                 if attempt == 2:
                     raise
             finally:

@@ -15,7 +15,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.e2e.support import bearer, create_key
+from tests.e2e.support import balance_micro, bearer, create_key
 from tests.security.conftest import BODY_TIMEOUT, CACHE_ENTRIES, HEADER_TIMEOUT, MAX_CONNECTIONS, Edge
 
 CHAT = "/v1/chat/completions"
@@ -216,13 +216,13 @@ def test_cached_responses_never_evict_idempotency_records(edge: Edge, http: http
     body = {"model": "echo-paid", "messages": [{"role": "user", "content": "charge me once"}]}
     first = http.post(CHAT, json=body, headers=headers)
     assert first.status_code == 200, first.text
-    balance = http.get("/v1/credits", headers=bearer(key)).json()["balance_micro"]
+    balance = balance_micro(http, key)  # once the first answer's settle has landed
     for i in range(CACHE_ENTRIES * 3):
         filler = {"model": "echo-free", "temperature": 0, "messages": [{"role": "user", "content": f"fill {i}"}]}
         assert http.post(CHAT, json=filler, headers=bearer(key)).headers["x-tollgate-cache"] == "miss"
     again = http.post(CHAT, json=body, headers=headers)
     assert again.headers.get("idempotent-replayed") == "true"
-    assert http.get("/v1/credits", headers=bearer(key)).json()["balance_micro"] == balance
+    assert balance_micro(http, key) == balance
 
 
 def test_metrics_are_served_on_their_own_port_only(edge: Edge, http: httpx.Client) -> None:
