@@ -217,6 +217,28 @@ def machine(loop: asyncio.AbstractEventLoop, ledger: Ledger) -> type[RuleBasedSt
             acct.pending -= held
             hold.status, hold.settle = "settled", (key, cost)
 
+        @precondition(lambda self: sum(h.status == "pending" for h in self.model.holds.values()) >= 2)
+        @rule(picks=st.lists(st.integers(0, 50), min_size=2, max_size=4), share=st.integers(0, 100))
+        def settle_together(self, picks: list[int], share: int) -> None:
+            """Several settles at once, as the router's SettleBatch makes them (each within its hold)."""
+            pending = [h for h, v in self.model.holds.items() if v.status == "pending"]
+            chosen = list(dict.fromkeys(pending[i % len(pending)] for i in picks))
+            jobs = [(h, self.model.holds[h].amount * share // 100, self.key()) for h in chosen]
+
+            async def together() -> list[Any]:
+                return list(await asyncio.gather(*(holds.settle(ledger, h, cost, key) for h, cost, key in jobs)))
+
+            for (hold_id, cost, key), done in zip(jobs, run(together()), strict=True):
+                assert (done.charged_micro, done.overdraft_micro) == (cost, 0)
+                hold = self.model.holds[hold_id]
+                for scope in self.model.counted[hold_id]:
+                    self.model.budgets[scope].reserved -= hold.amount
+                    self.model.budgets[scope].spent += cost
+                acct = self.account(hold.user)
+                acct.balance -= cost
+                acct.pending -= hold.amount
+                hold.status, hold.settle = "settled", (key, cost)
+
         @precondition(lambda self: any(h.settle for h in self.model.holds.values()))
         @rule(index=st.integers(0, 50))
         def settle_again(self, index: int) -> None:
