@@ -484,10 +484,12 @@ def soak(target: Target, requests: int, concurrency: int, interval: float) -> di
     }
 
 
-def profile_under_load(target: Target, settings: Settings, seconds: float, mode: str, log_dir: Path) -> dict[str, Any]:
-    """Concurrency-64 load on the 0 ms upstream while py-spy samples every service."""
+def profile_under_load(
+    target: Target, settings: Settings, seconds: float, mode: str, log_dir: Path, concurrency: int = 64
+) -> dict[str, Any]:
+    """Load on the 0 ms upstream (concurrency 64 unless told) while py-spy samples every service."""
     assert target.meter is not None
-    scenario = Scenario(mode, 64, 0)
+    scenario = Scenario(mode, concurrency, 0)
     with ThreadPoolExecutor(1) as pool:
         running = pool.submit(load, target, scenario, settings, seconds + 2)
         time.sleep(1)
@@ -602,6 +604,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--soak-concurrency", type=int, default=16)
     parser.add_argument("--profile", type=float, default=0.0, metavar="S", help="py-spy every service for S s")
     parser.add_argument("--profile-mode", choices=MODES, default="non-stream")
+    parser.add_argument("--profile-concurrency", type=int, default=64, help="concurrency of the load --profile samples")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="gateway / LiteLLM workers")
     parser.add_argument("--engine", choices=("auto", "wrk", "python"), default="auto", help="non-stream load")
     args = parser.parse_args(argv)
@@ -648,7 +651,9 @@ def main(argv: list[str] | None = None) -> None:
                 check(target, stream=True)
                 if args.profile:
                     warm_up(target, settings)
-                    result.profile = profile_under_load(target, settings, args.profile, args.profile_mode, log_dir)
+                    result.profile = profile_under_load(
+                        target, settings, args.profile, args.profile_mode, log_dir, args.profile_concurrency
+                    )
                     break
                 if args.soak:
                     print(f"soak: {args.soak} requests at concurrency {args.soak_concurrency} …", flush=True)
