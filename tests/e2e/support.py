@@ -42,6 +42,44 @@ def start_suite(tmp: Path, upstream_args: tuple[str, ...] = (), **env: str) -> S
     return suite
 
 
+def production_suite_env(tmp: Path, prefix: str) -> dict[str, str]:
+    """The production profile's settings on fresh `<prefix>_*` databases of the test PostgreSQL and a Redis prefix
+    of its own, with the e2e catalog and its platform key."""
+    import pytest
+
+    from services.launcher import production_env
+    from tests.conftest import POSTGRES_URL, REDIS_URL
+
+    try:
+        env = production_env(tmp / "data", POSTGRES_URL, REDIS_URL, prefix=prefix)
+    except OSError as exc:
+        pytest.fail(f"PostgreSQL is needed for the production profile: {exc}")
+    return env | {
+        "TOLLGATE_CATALOG": str(CATALOG),
+        "TOLLGATE_E2E_PLATFORM_KEY": PLATFORM_KEY,
+        "TOLLGATE_REDIS_PREFIX": f"{prefix}:",
+    }
+
+
+def drop_suite_databases(prefix: str) -> None:
+    """Drop the databases `production_suite_env` made for `prefix`."""
+    import asyncio
+
+    import asyncpg
+
+    from tests.conftest import POSTGRES_URL
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(POSTGRES_URL, timeout=5)
+        try:
+            for svc in ("credits", "keyvault", "health"):
+                await conn.execute(f'DROP DATABASE IF EXISTS "{prefix}_{svc}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
 def eventually(check: Callable[[], bool], what: str, timeout: float = 15) -> None:
     """Wait until `check()` holds, or fail naming `what`."""
     deadline = time.monotonic() + timeout

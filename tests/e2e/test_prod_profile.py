@@ -9,35 +9,25 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import openai
 import pytest
 from sqlalchemy.engine import make_url
 
-from services.launcher import Ports, Suite, production_env
-from tests.conftest import POSTGRES_URL, REDIS_URL
+from services.launcher import Ports, Suite
+from tests.conftest import POSTGRES_URL
 from tests.e2e.support import (
-    CATALOG,
-    PLATFORM_KEY,
     TcpProxy,
     balance_micro,
     bearer,
     cost_micro,
     create_key,
+    drop_suite_databases,
+    production_suite_env,
     reconcile,
     settled,
     words,
 )
-
-
-async def _drop(names: list[str]) -> None:
-    conn = await asyncpg.connect(POSTGRES_URL, timeout=5)
-    try:
-        for name in names:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(scope="module")
@@ -54,17 +44,9 @@ def credits_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TcpProxy]:
 def prod(tmp_path_factory: pytest.TempPathFactory, credits_db: TcpProxy) -> Iterator[Suite]:
     tmp = Path(tmp_path_factory.mktemp("prod"))
     prefix = f"tgtest_{uuid.uuid4().hex[:10]}"
-    try:
-        env = production_env(tmp / "data", POSTGRES_URL, REDIS_URL, prefix=prefix)
-    except OSError as exc:
-        pytest.fail(f"PostgreSQL is needed for the production profile: {exc}")
+    env = production_suite_env(tmp, prefix)
     relayed = make_url(env["TOLLGATE_CREDITS_DATABASE_URL"]).set(host="127.0.0.1", port=credits_db.port)
-    env |= {
-        "TOLLGATE_CREDITS_DATABASE_URL": relayed.render_as_string(hide_password=False),
-        "TOLLGATE_CATALOG": str(CATALOG),
-        "TOLLGATE_E2E_PLATFORM_KEY": PLATFORM_KEY,
-        "TOLLGATE_REDIS_PREFIX": f"{prefix}:",
-    }
+    env["TOLLGATE_CREDITS_DATABASE_URL"] = relayed.render_as_string(hide_password=False)
     suite = Suite(data_dir=tmp / "data", ports=Ports.free(), env=env, log_dir=tmp / "logs")
     suite.start()
     try:
@@ -74,7 +56,7 @@ def prod(tmp_path_factory: pytest.TempPathFactory, credits_db: TcpProxy) -> Iter
         assert report.returncode == 0, report.stdout + report.stderr
     finally:
         suite.stop()
-        asyncio.run(_drop([f"{prefix}_{svc}" for svc in ("credits", "keyvault", "health")]))
+        drop_suite_databases(prefix)
 
 
 def test_production_mode_serves_stream_and_charges_exactly(prod: Suite) -> None:

@@ -22,11 +22,17 @@ import httpx
 import pytest
 
 from bench.faults import Ledger
-from services.launcher import Ports, Suite, production_env
+from services.launcher import Ports, Suite
 from services.router.settlements import read_owed
-from tests.conftest import POSTGRES_URL, REDIS_URL
-from tests.e2e.support import CATALOG, PLATFORM_KEY, bearer, create_key, eventually, reconcile, start_suite
-from tests.e2e.test_prod_profile import _drop
+from tests.e2e.support import (
+    bearer,
+    create_key,
+    drop_suite_databases,
+    eventually,
+    production_suite_env,
+    reconcile,
+    start_suite,
+)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -40,19 +46,14 @@ def running(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
             suite.stop()
         return
     prefix = f"tgtest_{uuid.uuid4().hex[:10]}"
-    env = production_env(tmp / "data", POSTGRES_URL, REDIS_URL, prefix=prefix)
-    env |= {
-        "TOLLGATE_CATALOG": str(CATALOG),
-        "TOLLGATE_E2E_PLATFORM_KEY": PLATFORM_KEY,
-        "TOLLGATE_REDIS_PREFIX": f"{prefix}:",
-    }
+    env = production_suite_env(tmp, prefix)
     suite = Suite(data_dir=tmp / "data", ports=Ports.free(), env=env, log_dir=tmp / "logs")
     suite.start()
     try:
         yield suite, env["TOLLGATE_CREDITS_DATABASE_URL"]
     finally:
         suite.stop()
-        asyncio.run(_drop([f"{prefix}_{svc}" for svc in ("credits", "keyvault", "health")]))
+        drop_suite_databases(prefix)
 
 
 def _funded_key(suite: Suite) -> str:
